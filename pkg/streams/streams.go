@@ -1,0 +1,224 @@
+// Package streams names the JetStream streams and subjects pulsehooks uses and
+// creates or updates them idempotently at start-up.
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names.
+const (
+	Events     = "EVENTS"
+	Deliveries = "DELIVERIES"
+	Attempts   = "ATTEMPTS"
+)
+
+// Subjects and subject prefixes.
+const (
+	// IngestSubject is the NATS request/reply subject job processors publish to.
+	IngestSubject = "pulsehooks.ingest.v1.publish"
+	// IngestQueue is the queue group of the ingest responders.
+	IngestQueue = "pulsehooks-ingest"
+	// EventsPrefix prefixes EVENTS subjects: events.<tenant>.<event type>.
+	EventsPrefix = "events"
+	// DeliveriesPrefix prefixes DELIVERIES subjects: deliveries.<partition>.<endpoint>.
+	DeliveriesPrefix = "deliveries"
+	// AttemptsPrefix prefixes ATTEMPTS subjects: attempts.<tenant>.<endpoint>.
+	AttemptsPrefix = "attempts"
+	// OperationalPrefix prefixes operational events: pulsehooks.operational.<type>.
+	OperationalPrefix = "pulsehooks.operational"
+	// FanoutConsumer is the durable consumer of EVENTS shared by fanout replicas.
+	FanoutConsumer = "fanout"
+	// DeliveryGroup is the priority group of the partition consumers.
+	DeliveryGroup = "workers"
+	// partitionsKey is the DELIVERIES stream metadata key that holds P.
+	partitionsKey = "pulsehooks.partitions"
+)
+
+// DefaultPartitions is the default number of delivery partitions.
+const DefaultPartitions = 64
+
+// Options are the deployment settings of the streams.
+type Options struct {
+	// Replicas is the number of stream replicas (1 in development, 3 in production).
+	Replicas int
+	// Retention is how long events and attempts are kept.
+	Retention time.Duration
+	// Partitions is the number of delivery partitions, fixed per deployment.
+	Partitions int
+	// DuplicateWindow is the window in which a repeated Nats-Msg-Id is stored once.
+	DuplicateWindow time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
+	}
+	if o.Partitions <= 0 {
+		o.Partitions = DefaultPartitions
+	}
+	if o.DuplicateWindow <= 0 {
+		o.DuplicateWindow = 2 * time.Minute
+	}
+	return o
+}
+
+// EventSubject is the EVENTS subject of an event.
+func EventSubject(tenantID, eventType string) string {
+	return EventsPrefix + "." + tenantID + "." + eventType
+}
+
+// Partition maps an endpoint to its partition (FNV-1a of its id, mod p).
+func Partition(endpointID string, p int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(endpointID))
+	return int(h.Sum32() % uint32(p))
+}
+
+// DeliverySubject is the DELIVERIES subject of an endpoint.
+func DeliverySubject(endpointID string, partitions int) string {
+	return DeliveriesPrefix + "." + strconv.Itoa(Partition(endpointID, partitions)) + "." + endpointID
+}
+
+// PartitionConsumer is the durable consumer name of partition i.
+func PartitionConsumer(i int) string {
+	return fmt.Sprintf("deliveries-p%d", i)
+}
+
+// PartitionFilter is the filter subject of partition i.
+func PartitionFilter(i int) string {
+	return DeliveriesPrefix + "." + strconv.Itoa(i) + ".>"
+}
+
+// AttemptSubject is the ATTEMPTS subject of an endpoint's attempts.
+func AttemptSubject(tenantID, endpointID string) string {
+	return AttemptsPrefix + "." + tenantID + "." + endpointID
+}
+
+// DeliveryMsgID is the Nats-Msg-Id of a delivery: one per message and endpoint.
+func DeliveryMsgID(messageID, endpointID string) string {
+	return messageID + "." + endpointID
+}
+
+// EnsureEvents creates or updates the EVENTS stream.
+func EnsureEvents(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.Stream, error) {
+	o = o.withDefaults()
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        Events,
+		Description: "pulsehooks events (Standard Webhooks envelopes), kept for the retention window",
+		Subjects:    []string{EventsPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      o.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		Duplicates:  o.DuplicateWindow,
+		AllowDirect: true,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", Events, err)
+	}
+	return s, nil
+}
+
+// EnsureDeliveries creates or updates the DELIVERIES stream and one durable
+// consumer per partition. It refuses to change the partition count of an
+// existing stream, since deliveries already stored would be stranded.
+func EnsureDeliveries(ctx context.Context, js jetstream.JetStream, o Options, ackWait time.Duration) (jetstream.Stream, error) {
+	o = o.withDefaults()
+	if existing, err := js.Stream(ctx, Deliveries); err == nil {
+		if p, ok := existing.CachedInfo().Config.Metadata[partitionsKey]; ok && p != strconv.Itoa(o.Partitions) {
+			return nil, fmt.Errorf("stream %s has %s partitions, configuration says %d: the partition count is fixed per deployment", Deliveries, p, o.Partitions)
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("look up stream %s: %w", Deliveries, err)
+	}
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        Deliveries,
+		Description: "pending deliveries, one subject per endpoint",
+		Subjects:    []string{DeliveriesPrefix + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		Duplicates:  o.DuplicateWindow,
+		Metadata:    map[string]string{partitionsKey: strconv.Itoa(o.Partitions)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", Deliveries, err)
+	}
+	for i := 0; i < o.Partitions; i++ {
+		_, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:        PartitionConsumer(i),
+			FilterSubject:  PartitionFilter(i),
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        ackWait,
+			MaxDeliver:     -1,
+			MaxAckPending:  10000,
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PriorityGroups: []string{DeliveryGroup},
+			PinnedTTL:      30 * time.Second,
+			Replicas:       o.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("ensure consumer %s: %w", PartitionConsumer(i), err)
+		}
+	}
+	return s, nil
+}
+
+// PartitionsOf returns the partition count recorded on the DELIVERIES stream.
+func PartitionsOf(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, Deliveries)
+	if err != nil {
+		return 0, fmt.Errorf("look up stream %s: %w", Deliveries, err)
+	}
+	p, err := strconv.Atoi(s.CachedInfo().Config.Metadata[partitionsKey])
+	if err != nil || p <= 0 {
+		return 0, fmt.Errorf("stream %s has no valid %s metadata", Deliveries, partitionsKey)
+	}
+	return p, nil
+}
+
+// EnsureAttempts creates or updates the ATTEMPTS stream.
+func EnsureAttempts(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.Stream, error) {
+	o = o.withDefaults()
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        Attempts,
+		Description: "every delivery attempt, kept for the retention window",
+		Subjects:    []string{AttemptsPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      o.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		Duplicates:  o.DuplicateWindow,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", Attempts, err)
+	}
+	return s, nil
+}
+
+// EnsureAll creates or updates every stream.
+func EnsureAll(ctx context.Context, js jetstream.JetStream, o Options, deliveryAckWait time.Duration) error {
+	if _, err := EnsureEvents(ctx, js, o); err != nil {
+		return err
+	}
+	if _, err := EnsureDeliveries(ctx, js, o, deliveryAckWait); err != nil {
+		return err
+	}
+	if _, err := EnsureAttempts(ctx, js, o); err != nil {
+		return err
+	}
+	return nil
+}
