@@ -13,7 +13,7 @@ PROTOC_GEN_GRPC_VERSION:= v1.6.2
 GOLANGCI_VERSION       := v2.15.0
 
 MODULES   := pkg proto services/config services/delivery services/fanout services/ingest services/standalone
-PKGS      := ./pkg/... ./proto/... ./services/...
+PKGS      := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GOTEST_OPT ?= -race -count=1 -timeout 20m
 
 .DEFAULT_GOAL := help

@@ -1,0 +1,155 @@
+package delivery
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// laneRecorder runs jobs by blocking each until release is closed, and
+// records the order in which they started.
+type laneRecorder struct {
+	release chan struct{}
+	started chan uint64
+	mu      sync.Mutex
+	order   []uint64
+}
+
+func newLaneRecorder() *laneRecorder {
+	return &laneRecorder{release: make(chan struct{}), started: make(chan uint64, 100)}
+}
+
+func (r *laneRecorder) run(_ context.Context, j *job) {
+	r.mu.Lock()
+	r.order = append(r.order, j.seq)
+	r.mu.Unlock()
+	r.started <- j.seq
+	<-r.release
+}
+
+func (r *laneRecorder) startedOrder() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.order)
+}
+
+// laneState returns the lane of key's running count and waiting lengths.
+func laneState(ls *lanes, key string) (running, queued, overflow int, ok bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	l, ok := ls.byKey[key]
+	if !ok {
+		return 0, 0, 0, false
+	}
+	return l.running, len(l.queue), len(l.overflow), true
+}
+
+func receive(t *testing.T, ch <-chan uint64) uint64 {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("no job started within 10s")
+		return 0
+	}
+}
+
+func TestLanesCapQueueAndOverflow(t *testing.T) {
+	for _, tc := range []struct {
+		name                                string
+		concurrency, queueCap, jobs         int
+		wantRunning, wantQueued, wantOverfl int
+	}{
+		{"fits in the slots", 3, 2, 2, 2, 0, 0},
+		{"fills the queue", 2, 2, 4, 2, 2, 0},
+		{"overflows", 2, 2, 7, 2, 2, 3},
+		{"one slot, one place", 1, 1, 5, 1, 1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newLaneRecorder()
+			ls := newLanes(tc.concurrency, tc.queueCap, r.run)
+			for i := 1; i <= tc.jobs; i++ {
+				if !ls.dispatch(context.Background(), "ep_slow", &job{seq: uint64(i)}) {
+					t.Fatalf("dispatch %d = false, want true", i)
+				}
+			}
+			running, queued, overflow, _ := laneState(ls, "ep_slow")
+			if running != tc.wantRunning || queued != tc.wantQueued || overflow != tc.wantOverfl {
+				t.Errorf("lane running/queued/overflow = %d/%d/%d, want %d/%d/%d",
+					running, queued, overflow, tc.wantRunning, tc.wantQueued, tc.wantOverfl)
+			}
+			close(r.release)
+			ls.wait()
+			if got := len(r.startedOrder()); got != tc.jobs {
+				t.Errorf("jobs run = %d, want %d", got, tc.jobs)
+			}
+			if n, waiting := ls.stats(); n != 0 || waiting != 0 {
+				t.Errorf("after draining: %d lanes, %d waiting; want the idle lane removed", n, waiting)
+			}
+		})
+	}
+}
+
+func TestLanesRunInArrivalOrder(t *testing.T) {
+	r := newLaneRecorder()
+	close(r.release)
+	ls := newLanes(1, 2, r.run)
+	for i := 1; i <= 6; i++ {
+		ls.dispatch(context.Background(), "ep_a", &job{seq: uint64(i)})
+	}
+	ls.wait()
+	if got, want := r.startedOrder(), []uint64{1, 2, 3, 4, 5, 6}; !slices.Equal(got, want) {
+		t.Errorf("start order = %v, want %v", got, want)
+	}
+}
+
+func TestLanesIsolateEndpoints(t *testing.T) {
+	r := newLaneRecorder()
+	ls := newLanes(1, 1, r.run)
+	// ep_slow's only slot is taken by a job that does not finish, and its
+	// queue and overflow fill up.
+	for i := 1; i <= 4; i++ {
+		ls.dispatch(context.Background(), "ep_slow", &job{seq: uint64(i)})
+	}
+	if got := receive(t, r.started); got != 1 {
+		t.Fatalf("first started job = %d, want 1", got)
+	}
+	ls.dispatch(context.Background(), "ep_fast", &job{seq: 100})
+	if got := receive(t, r.started); got != 100 {
+		t.Errorf("started job = %d, want ep_fast's 100 while ep_slow is blocked", got)
+	}
+	if n, waiting := ls.stats(); n != 2 || waiting != 3 {
+		t.Errorf("stats = %d lanes, %d waiting; want 2 lanes, 3 waiting", n, waiting)
+	}
+	close(r.release)
+	ls.wait()
+}
+
+func TestLanesStop(t *testing.T) {
+	r := newLaneRecorder()
+	ls := newLanes(1, 1, r.run)
+	for i := 1; i <= 3; i++ {
+		ls.dispatch(context.Background(), "ep_a", &job{seq: uint64(i)})
+	}
+	receive(t, r.started)
+	left := ls.stop()
+	var seqs []uint64
+	for _, j := range left {
+		seqs = append(seqs, j.seq)
+	}
+	slices.Sort(seqs)
+	if want := []uint64{2, 3}; !slices.Equal(seqs, want) {
+		t.Errorf("stop returned jobs %v, want the unstarted %v", seqs, want)
+	}
+	if ls.dispatch(context.Background(), "ep_a", &job{seq: 4}) {
+		t.Error("dispatch after stop = true, want false")
+	}
+	close(r.release)
+	ls.wait()
+	if got, want := r.startedOrder(), []uint64{1}; !slices.Equal(got, want) {
+		t.Errorf("jobs run = %v, want only the one in flight %v", got, want)
+	}
+}

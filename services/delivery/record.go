@@ -1,0 +1,124 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/pulsehooks/pulsehooks/pkg/ids"
+	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
+)
+
+const (
+	// redacted replaces secret header values in attempt records.
+	redacted = "REDACTED"
+	// maxRecordedHeaders and maxRecordedValue bound the response headers kept.
+	maxRecordedHeaders = 64
+	maxRecordedValue   = 1 << 10
+	// maxRecordedError bounds the error text kept.
+	maxRecordedError = 1 << 10
+)
+
+// newAttempt builds the record of attempt number n of d to ep.
+func newAttempt(ctx context.Context, d *eventv1.Delivery, ep *configv1.Endpoint, n uint32, r *result) *eventv1.Attempt {
+	a := &eventv1.Attempt{
+		Id:              ids.New(ids.Attempt),
+		MessageId:       d.GetMessageId(),
+		TenantId:        d.GetTenantId(),
+		EndpointId:      d.GetEndpointId(),
+		EventType:       d.GetEventType(),
+		Attempt:         n,
+		Url:             ep.GetUrl(),
+		StartedAt:       timestamppb.New(r.started),
+		DurationUs:      r.duration.Microseconds(),
+		Outcome:         r.outcome,
+		StatusCode:      int32(r.status),
+		RequestHeaders:  headerList(r.request),
+		ResponseHeaders: headerList(r.response),
+		ResponseBody:    r.body,
+	}
+	if r.err != nil {
+		a.Error = truncate(r.err.Error(), maxRecordedError)
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		a.TraceId = sc.TraceID().String()
+	}
+	return a
+}
+
+// headerList flattens h into lower-case name/value pairs sorted by name, with
+// secret values redacted and at most maxRecordedHeaders values of at most
+// maxRecordedValue bytes each.
+func headerList(h http.Header) []*eventv1.Header {
+	names := make([]string, 0, len(h))
+	for name := range h {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var out []*eventv1.Header
+	for _, name := range names {
+		lower := strings.ToLower(name)
+		for _, v := range h[name] {
+			if len(out) == maxRecordedHeaders {
+				return out
+			}
+			if secretHeader(lower) {
+				v = redacted
+			}
+			out = append(out, &eventv1.Header{Name: lower, Value: truncate(v, maxRecordedValue)})
+		}
+	}
+	return out
+}
+
+// secretHeader reports whether a header's value must not be stored.
+func secretHeader(lower string) bool {
+	switch lower {
+	case "webhook-signature", "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key":
+		return true
+	}
+	return false
+}
+
+// truncate shortens s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// recorder stores attempt records in the ATTEMPTS stream.
+type recorder struct {
+	js jetstream.JetStream
+}
+
+// record publishes a to ATTEMPTS with Nats-Msg-Id = its id and the trace
+// context of ctx, and waits for the stream's ack.
+func (rc recorder) record(ctx context.Context, a *eventv1.Attempt) error {
+	data, err := proto.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("marshal attempt %s: %w", a.GetId(), err)
+	}
+	msg := &nats.Msg{Subject: streams.AttemptSubject(a.GetTenantId(), a.GetEndpointId()), Data: data, Header: nats.Header{}}
+	natsx.Inject(ctx, msg)
+	if _, err := rc.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.GetId())); err != nil {
+		return fmt.Errorf("store attempt %s: %w", a.GetId(), err)
+	}
+	return nil
+}

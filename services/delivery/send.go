@@ -1,0 +1,72 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
+)
+
+const (
+	// maxResponseBody is how much of a response body is kept for the attempt record.
+	maxResponseBody = 4 << 10
+	// maxResponseDrain bounds how much more is read and discarded so the
+	// connection can be reused; a larger body closes the connection instead.
+	maxResponseDrain = 64 << 10
+)
+
+// result is what one HTTP attempt produced.
+type result struct {
+	started  time.Time
+	duration time.Duration
+	outcome  eventv1.Outcome
+	status   int
+	err      error
+	// request is the header sent, before redaction.
+	request  http.Header
+	response http.Header
+	body     []byte
+	// skipped lists custom headers that were not sent.
+	skipped []string
+}
+
+// sender makes attempts over one HTTP client.
+type sender struct {
+	client *http.Client
+	cfg    Config
+}
+
+// send POSTs d to ep, within the endpoint's timeout, and classifies the
+// outcome. It returns an error, and no result, when the request could not
+// even be made (no usable secret, a malformed URL): nothing was sent.
+func (s *sender) send(ctx context.Context, ep *configv1.Endpoint, d *eventv1.Delivery) (*result, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.attemptTimeout(ep.GetTimeoutMs()))
+	defer cancel()
+	started := time.Now()
+	req, skipped, err := buildRequest(ctx, ep, d, s.cfg.UserAgent, started)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	r := &result{started: started, request: req.Header.Clone(), skipped: skipped}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		r.duration = time.Since(started)
+		r.err = err
+		r.outcome = classify(err, 0)
+		return r, nil
+	}
+	r.status = resp.StatusCode
+	r.response = resp.Header
+	// A failed or timed-out body read does not change the outcome: the
+	// status line decided it, and the receiver has the request.
+	r.body, _ = io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	r.duration = time.Since(started)
+	_, _ = io.CopyN(io.Discard, resp.Body, maxResponseDrain)
+	_ = resp.Body.Close()
+	r.outcome = classify(nil, resp.StatusCode)
+	return r, nil
+}

@@ -1,0 +1,173 @@
+// Package delivery is the delivery worker: it pulls deliveries from the
+// per-partition consumers of the DELIVERIES stream, signs each event the
+// Standard Webhooks way, POSTs it to its endpoint, records the attempt in
+// ATTEMPTS, and acks the delivery or hands it to the Retrier.
+//
+// One worker holds a partition at a time (pinned priority group); inside a
+// worker each endpoint has its own lane with a concurrency cap, so a slow
+// endpoint never holds up the others. Redis remembers completed deliveries,
+// so a redelivery after a crash between the 2xx and the ack is not sent again.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+)
+
+// tracerName names the tracer of this package.
+const tracerName = "github.com/pulsehooks/pulsehooks/services/delivery"
+
+// Deps are the connections and tools a worker uses; it does not close them.
+type Deps struct {
+	NATS           *nats.Conn
+	Redis          redis.UniversalClient
+	Config         configv1.ConfigServiceClient
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+}
+
+// Service is a delivery worker.
+type Service struct {
+	cfg        Config
+	log        *slog.Logger
+	view       *configwatch.View
+	partitions []*partition
+	deliverer  *deliverer
+	started    atomic.Bool
+	ready      atomic.Bool
+}
+
+// New checks the configuration, ensures the DELIVERIES and ATTEMPTS streams
+// and the partition consumers, and prepares the worker. It starts nothing:
+// Run does.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if deps.NATS == nil || deps.Redis == nil || deps.Config == nil || deps.Logger == nil || deps.TracerProvider == nil {
+		return nil, errors.New("delivery: NATS, Redis, Config, Logger and TracerProvider are all required")
+	}
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: jetstream: %w", err)
+	}
+	stream, err := streams.EnsureDeliveries(ctx, js, cfg.Streams, cfg.AckWait)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: %w", err)
+	}
+	if _, err := streams.EnsureAttempts(ctx, js, cfg.Streams); err != nil {
+		return nil, fmt.Errorf("delivery: %w", err)
+	}
+	n, err := streams.PartitionsOf(ctx, js)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: %w", err)
+	}
+	log := deps.Logger
+	view := configwatch.New(deps.Config, log, configv1.Kind_KIND_ENDPOINT)
+	s := &Service{cfg: cfg, log: log, view: view}
+	s.deliverer = &deliverer{
+		cfg:       cfg,
+		log:       log,
+		tracer:    deps.TracerProvider.Tracer(tracerName),
+		endpoints: view,
+		idem:      idempotency{rdb: deps.Redis, ttl: cfg.IdempotencyTTL},
+		sender:    &sender{client: newHTTPClient(cfg, deps.TracerProvider), cfg: cfg},
+		recorder:  recorder{js: js},
+		retrier:   nakRetrier{delay: cfg.RetryDelay},
+	}
+	for i := 0; i < n; i++ {
+		c, err := js.Consumer(ctx, streams.Deliveries, streams.PartitionConsumer(i))
+		if err != nil {
+			return nil, fmt.Errorf("delivery: consumer %s: %w", streams.PartitionConsumer(i), err)
+		}
+		s.partitions = append(s.partitions, newPartition(i, c, stream, cfg, log, s.deliverer.deliver))
+	}
+	return s, nil
+}
+
+// Ready reports whether the worker has its configuration and is pulling
+// deliveries; it turns false as soon as shutdown starts.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+// Run watches the configuration, and once the first snapshot is in, pulls
+// every partition until ctx ends. It then shuts down gracefully: it stops
+// pulling, leaves deliveries that have not started un-acked (JetStream
+// redelivers them to the next worker after the ack wait), lets attempts in
+// flight finish and settles them, gives up its partition pins, and returns
+// nil.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("delivery: Run called twice")
+	}
+	viewDone := make(chan struct{})
+	go func() {
+		defer close(viewDone)
+		_ = s.view.Run(ctx) // returns nil when ctx ends; it retries errors itself
+	}()
+	defer func() { <-viewDone }()
+	if err := s.view.WaitReady(ctx); err != nil {
+		return nil // ctx ended before the first snapshot
+	}
+
+	// Deliveries held by this worker are kept alive until the attempts in
+	// flight are settled, not only until ctx ends.
+	keepCtx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
+	var pulling, keeping sync.WaitGroup
+	for _, p := range s.partitions {
+		pulling.Add(1)
+		go func() {
+			defer pulling.Done()
+			p.pull(ctx)
+		}()
+		keeping.Add(1)
+		go func() {
+			defer keeping.Done()
+			p.keepAlive(keepCtx)
+		}()
+	}
+	s.ready.Store(true)
+	s.log.InfoContext(ctx, "delivery worker running", "partitions", len(s.partitions))
+
+	<-ctx.Done()
+	s.ready.Store(false)
+	s.log.Info("delivery worker stopping: finishing attempts in flight")
+	pulling.Wait()
+	for _, p := range s.partitions {
+		p.stop()
+	}
+	for _, p := range s.partitions {
+		p.lanes.wait()
+	}
+	stopKeep()
+	keeping.Wait()
+	s.releasePins()
+	s.log.Info("delivery worker stopped")
+	return nil
+}
+
+// releasePins gives up this worker's partitions so the next worker takes
+// them over at once.
+func (s *Service) releasePins() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, p := range s.partitions {
+		if err := p.releasePin(ctx); err != nil {
+			s.log.Warn("cannot release partition pin; it moves after the pinned TTL", "partition", p.index, "err", err)
+		}
+	}
+}

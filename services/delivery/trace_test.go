@@ -1,0 +1,70 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pulsehooks/pulsehooks/pkg/testenv"
+)
+
+// TestTraceContinuesFromDelivery checks that the delivery span continues the
+// trace carried in the Delivery's NATS headers, that the HTTP client span is
+// its child, and that the receiver gets a traceparent of the same trace.
+func TestTraceContinuesFromDelivery(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	ep := newEndpoint(t, rc.srv.URL)
+	e.config.put(ep)
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	e.startWorker(t, testConfig(), workerOptions{tracer: tp})
+
+	// The fanout's span, in another process as far as the worker knows.
+	fanout := sdktrace.NewTracerProvider()
+	ctx, parent := fanout.Tracer("fanout").Start(context.Background(), "fanout")
+	e.publish(ctx, t, newDelivery(ep))
+	parent.End()
+	traceID := parent.SpanContext().TraceID()
+
+	got := rc.next(t)
+	tp0 := strings.Split(got.header.Get("Traceparent"), "-")
+	if len(tp0) != 4 || tp0[1] != traceID.String() {
+		t.Errorf("receiver's traceparent = %q, want trace id %s", got.header.Get("Traceparent"), traceID)
+	}
+	if a := e.attempts(t, 1)[0]; a.TraceId != traceID.String() {
+		t.Errorf("attempt trace id = %q, want %s", a.TraceId, traceID)
+	}
+
+	var delivery, client sdktrace.ReadOnlySpan
+	testenv.WaitFor(t, waitTimeout, func() error {
+		delivery, client = nil, nil
+		for _, s := range spans.Ended() {
+			switch {
+			case s.Name() == "delivery":
+				delivery = s
+			case s.SpanKind() == trace.SpanKindClient:
+				client = s
+			}
+		}
+		if delivery == nil || client == nil {
+			return fmt.Errorf("ended spans: delivery %v, HTTP client %v", delivery != nil, client != nil)
+		}
+		return nil
+	})
+	if got, want := delivery.Parent().SpanID(), parent.SpanContext().SpanID(); got != want || delivery.SpanContext().TraceID() != traceID {
+		t.Errorf("delivery span parent = %s in trace %s, want the fanout span %s in trace %s", got, delivery.SpanContext().TraceID(), want, traceID)
+	}
+	if got, want := client.Parent().SpanID(), delivery.SpanContext().SpanID(); got != want {
+		t.Errorf("HTTP client span parent = %s, want the delivery span %s", got, want)
+	}
+	if got, want := tp0[2], client.SpanContext().SpanID().String(); len(tp0) == 4 && got != want {
+		t.Errorf("receiver's traceparent parent id = %s, want the HTTP client span %s", got, want)
+	}
+}

@@ -1,0 +1,134 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+)
+
+// fanOut publishes one delivery of w.event per matching endpoint and waits
+// until the stream has stored every one. It returns how many deliveries it
+// published; an error means some may not be stored and the event must be
+// redone.
+func (w *worker) fanOut(ctx context.Context, msg jetstream.Msg, eventSequence uint64) (int, error) {
+	ev := &w.event
+	if _, ok := w.s.view.Tenant(ev.GetTenantId()); !ok {
+		w.s.log.WarnContext(ctx, "event of an unknown tenant acknowledged without deliveries",
+			"message_id", ev.GetMessageId(), "tenant_id", ev.GetTenantId())
+		return 0, nil
+	}
+	filtered, all := w.s.view.Match(ev.GetTenantId(), ev.GetEventType())
+	if len(filtered)+len(all) == 0 {
+		return 0, nil
+	}
+	if err := w.enc.reset(ev, eventSequence); err != nil {
+		return 0, err
+	}
+	// The deliveries continue the trace of this fan-out.
+	traceHeader := nats.Header{}
+	natsx.Inject(ctx, &nats.Msg{Header: traceHeader})
+	// Endpoint ids (ep_<ULID>) have one length: the first sizes the window.
+	first := filtered
+	if len(first) == 0 {
+		first = all
+	}
+	w.pending.reset(w.s.cfg.window(w.enc.size(len(first[0].GetId()))))
+	w.progress.Reset(w.progressEvery)
+	defer w.progress.Stop()
+
+	n := 0
+	for _, endpoints := range [...][]*configv1.Endpoint{filtered, all} {
+		var prev *configv1.Endpoint
+		for _, ep := range endpoints {
+			if ep == prev { // the endpoint's filter lists the type twice
+				continue
+			}
+			prev = ep
+			if err := w.publish(ctx, msg, ep.GetId(), traceHeader); err != nil {
+				w.drainPending(ctx, msg)
+				return n, err
+			}
+			n++
+		}
+	}
+	for w.pending.len() > 0 {
+		if err := w.awaitOldest(ctx, msg); err != nil {
+			w.drainPending(ctx, msg)
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// drainPending waits for the publishes still pending after a fan-out failed,
+// ignoring their outcome, so that failed fan-outs never leave more than the
+// window of publishes in flight. Each resolves within PublishTimeout, or at
+// once when ctx has ended.
+func (w *worker) drainPending(ctx context.Context, msg jetstream.Msg) {
+	for w.pending.len() > 0 {
+		_ = w.awaitOldest(ctx, msg) // the fan-out has already failed
+	}
+}
+
+// publish sends the delivery to one endpoint asynchronously, first waiting
+// for the oldest pending store ack if the window is full.
+func (w *worker) publish(ctx context.Context, msg jetstream.Msg, endpointID string, traceHeader nats.Header) error {
+	for w.pending.full() {
+		if err := w.awaitOldest(ctx, msg); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-w.progress.C:
+		w.reportProgress(ctx, msg)
+	default:
+	}
+	header := make(nats.Header, len(traceHeader)+1)
+	maps.Copy(header, traceHeader) // values are shared, never modified
+	header[jetstream.MsgIDHeader] = []string{streams.DeliveryMsgID(w.event.GetMessageId(), endpointID)}
+	f, err := w.s.js.PublishMsgAsync(&nats.Msg{
+		Subject: streams.DeliverySubject(endpointID, w.s.partitions),
+		Data:    w.enc.encode(endpointID),
+		Header:  header,
+	})
+	if err != nil {
+		return fmt.Errorf("publish delivery of %s to %s: %w", w.event.GetMessageId(), endpointID, err)
+	}
+	w.pending.push(f)
+	return nil
+}
+
+// awaitOldest waits for the store ack of the oldest pending publish,
+// renewing the event's AckWait while it waits.
+func (w *worker) awaitOldest(ctx context.Context, msg jetstream.Msg) error {
+	f := w.pending.pop()
+	ok, failed := f.Ok(), f.Err()
+	for {
+		select {
+		case <-ok:
+			return nil
+		case err := <-failed:
+			return fmt.Errorf("store delivery %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+		case <-w.progress.C:
+			w.reportProgress(ctx, msg)
+		case <-ctx.Done():
+			return fmt.Errorf("wait for delivery store acks: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// reportProgress tells the server the event is still being worked on, so
+// its AckWait starts again, and re-arms the progress timer.
+func (w *worker) reportProgress(ctx context.Context, msg jetstream.Msg) {
+	if err := msg.InProgress(); err != nil {
+		w.s.log.WarnContext(ctx, "report fan-out progress", "message_id", w.event.GetMessageId(), "err", err)
+	}
+	w.progress.Reset(w.progressEvery)
+}

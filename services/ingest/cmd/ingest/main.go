@@ -1,0 +1,122 @@
+// Command ingest runs the pulsehooks ingest service: it accepts job events
+// from Pulse's job processors over NATS (pulsehooks.ingest.v1.publish) and
+// HTTP (POST /v1/events) and stores them in the EVENTS stream.
+//
+// Environment:
+//
+//	PULSEHOOKS_NATS_URL        NATS server URL (default nats://127.0.0.1:4222)
+//	PULSEHOOKS_CONFIG_GRPC     config service gRPC address (default 127.0.0.1:9090)
+//	PULSEHOOKS_INTERNAL_TOKEN  bearer token for the config service, if it requires one
+//	PULSEHOOKS_HTTP_ADDR       HTTP listen address (default :8081)
+//	PULSEHOOKS_OPERATOR_TOKEN  token HTTP publishers send as "Authorization: Bearer …" (required)
+//	PULSEHOOKS_REPLICAS        stream and bucket replicas (default 1)
+//	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
+//
+// Tracing is configured by the standard OTEL_* variables.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/pulsehooks/pulsehooks/pkg/envconf"
+	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
+	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
+	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
+	"github.com/pulsehooks/pulsehooks/services/ingest"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// flushTimeout bounds the flush of the last replies when the service stops.
+const flushTimeout = 5 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ingest:", err)
+		os.Exit(1)
+	}
+}
+
+// settings are what the environment configures.
+type settings struct {
+	natsURL       string
+	configAddr    string
+	internalToken string
+	logLevel      string
+	service       ingest.Config
+}
+
+func loadSettings(env *envconf.Reader) (settings, error) {
+	s := settings{
+		natsURL:       env.String("nats://127.0.0.1:4222", "PULSEHOOKS_NATS_URL"),
+		configAddr:    env.String("127.0.0.1:9090", "PULSEHOOKS_CONFIG_GRPC"),
+		internalToken: env.String("", "PULSEHOOKS_INTERNAL_TOKEN"),
+		logLevel:      env.String("info", "PULSEHOOKS_LOG_LEVEL"),
+		service: ingest.Config{
+			HTTPAddr:      env.String(ingest.DefaultHTTPAddr, "PULSEHOOKS_HTTP_ADDR"),
+			OperatorToken: env.Required("PULSEHOOKS_OPERATOR_TOKEN"),
+			Streams:       streams.Options{Replicas: env.Int("PULSEHOOKS_REPLICAS", 1)},
+		},
+	}
+	if err := env.Err(); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
+func run(ctx context.Context) (err error) {
+	s, err := loadSettings(envconf.New())
+	if err != nil {
+		return err
+	}
+	tp, shutdown, err := telemetry.Setup(ctx, "pulsehooks-ingest", version)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() { err = errors.Join(err, shutdown(context.WithoutCancel(ctx))) }()
+	log := telemetry.NewLogger(os.Stderr, s.logLevel, "ingest")
+
+	nc, err := natsx.Connect(s.natsURL, "pulsehooks-ingest", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Send the last replies before closing.
+		if ferr := nc.FlushTimeout(flushTimeout); ferr != nil {
+			log.Warn("flush nats connection", "err", ferr)
+		}
+		nc.Close()
+	}()
+	conn, err := grpcx.Dial(s.configAddr, s.internalToken, tp)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := conn.Close(); cerr != nil {
+			log.Warn("close config service connection", "err", cerr)
+		}
+	}()
+
+	svc, err := ingest.New(ctx, s.service, ingest.Deps{
+		NATS:           nc,
+		Config:         grpcx.ConfigClient(conn),
+		Logger:         log,
+		TracerProvider: tp,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("ingest starting", "version", version, "http", svc.HTTPAddr())
+	return svc.Run(ctx)
+}

@@ -1,0 +1,208 @@
+// Package ingest accepts job status changes from Pulse's job processors,
+// over NATS request/reply (a micro service) and over HTTP, validates them
+// against an in-memory view of the configuration, and stores each as a
+// Standard Webhooks envelope in the EVENTS stream. A publisher is answered
+// only after the stream acknowledged the event.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+)
+
+// tracerName names the tracer of ingest's spans.
+const tracerName = "github.com/pulsehooks/pulsehooks/services/ingest"
+
+// Deps are the connections ingest uses.
+type Deps struct {
+	// NATS is the connection to serve on and publish with.
+	NATS *nats.Conn
+	// Config is the config service, watched for tenants and event types.
+	Config configv1.ConfigServiceClient
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+	// TracerProvider makes the spans; nil makes none.
+	TracerProvider trace.TracerProvider
+}
+
+// Service is the ingest service. Make it with New and run it with Run.
+type Service struct {
+	cfg       Config
+	log       *slog.Logger
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	view      *configwatch.View
+	validator validator
+	publisher *publisher
+	inflight  *inflight
+	ln        net.Listener
+	http      *http.Server
+	// stopping is set when shutdown starts; /readyz then fails.
+	stopping atomic.Bool
+}
+
+// New checks cfg, ensures the EVENTS stream and the idempotency bucket, and
+// binds the HTTP listener. Nothing runs until Run.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if deps.NATS == nil {
+		return nil, errors.New("ingest: Deps.NATS is required")
+	}
+	if deps.Config == nil {
+		return nil, errors.New("ingest: Deps.Config is required")
+	}
+	if limit := int64(cfg.MaxDataBytes) + envelopeOverhead; limit > deps.NATS.MaxPayload() {
+		return nil, fmt.Errorf("ingest: MaxDataBytes %d does not fit the NATS max payload %d with the envelope", cfg.MaxDataBytes, deps.NATS.MaxPayload())
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tp := deps.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: jetstream: %w", err)
+	}
+	if _, err := streams.EnsureEvents(ctx, js, cfg.Streams); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	idem, err := ensureIdemStore(ctx, js, cfg.IdempotencyTTL, cfg.Streams.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	view := configwatch.New(deps.Config, log, configv1.Kind_KIND_TENANT, configv1.Kind_KIND_EVENT_TYPE)
+	s := &Service{
+		cfg:       cfg,
+		log:       log,
+		nc:        deps.NATS,
+		js:        js,
+		view:      view,
+		validator: validator{catalog: view, maxDataBytes: cfg.MaxDataBytes},
+		publisher: &publisher{js: js, idem: idem, tracer: tp.Tracer(tracerName), log: log},
+		inflight:  newInflight(cfg.MaxInFlight),
+	}
+	s.http = s.newHTTPServer(tp)
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	s.ln = ln
+	return s, nil
+}
+
+// HTTPAddr is the address the HTTP listener is bound to.
+func (s *Service) HTTPAddr() string { return s.ln.Addr().String() }
+
+// Run serves until ctx ends, then shuts down gracefully and returns nil. It
+// watches the configuration and serves HTTP at once (answering 503 until
+// the configuration snapshot is loaded); it joins the NATS queue group only
+// once the snapshot is loaded, so publishers reach ready replicas. On
+// shutdown it fails /readyz, leaves the queue group, lets requests in
+// flight finish (up to ShutdownTimeout) and returns.
+func (s *Service) Run(ctx context.Context) error {
+	base := context.WithoutCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.view.Run(gctx) })
+	g.Go(func() error {
+		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("ingest: serve HTTP: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		s.stopping.Store(true)
+		sctx, cancel := context.WithTimeout(base, s.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := s.http.Shutdown(sctx); err != nil {
+			return fmt.Errorf("ingest: shut down HTTP: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return s.serveNATS(gctx, base) })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	s.log.Info("ingest stopped")
+	return nil
+}
+
+// serveNATS joins the queue group once the configuration is loaded and
+// leaves it when ctx ends, waiting for requests in flight.
+func (s *Service) serveNATS(ctx, base context.Context) error {
+	select {
+	case <-s.view.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	svc, err := s.startMicro(base)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	s.log.Info("ingest serving", "subject", streams.IngestSubject, "queue", streams.IngestQueue, "http", s.HTTPAddr())
+	<-ctx.Done()
+	s.stopping.Store(true)
+	if err := svc.Stop(); err != nil {
+		s.log.Warn("leave the ingest queue group", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(base, s.cfg.ShutdownTimeout)
+	defer cancel()
+	// Once the server has processed the unsubscribe, no new request comes;
+	// requests already buffered are handled, or answered 503 once the
+	// in-flight set is closed, and publishers retry another replica.
+	if err := s.nc.FlushWithContext(sctx); err != nil {
+		s.log.Warn("flush the unsubscribe from the ingest queue group", "err", err)
+	}
+	if err := s.inflight.closeAndWait(sctx); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	return nil
+}
+
+// accept validates in and stores it: the path both transports share.
+func (s *Service) accept(ctx context.Context, in input) (result, error) {
+	select {
+	case <-s.view.Ready():
+	default:
+		return result{}, unavailable("configuration not loaded yet, retry", configwatch.ErrNotReady)
+	}
+	ev, err := s.validator.validate(in, time.Now())
+	if err != nil {
+		return result{}, err
+	}
+	return s.publisher.store(ctx, ev)
+}
+
+// logProblem logs a failed publish (client errors at debug level, the
+// others as warnings) and returns it as a problem.
+func (s *Service) logProblem(ctx context.Context, transport string, err error) *problem {
+	p := asProblem(err)
+	level := slog.LevelDebug
+	if p.status >= http.StatusInternalServerError {
+		level = slog.LevelWarn
+	}
+	s.log.Log(ctx, level, "publish rejected", "transport", transport, "status", p.status, "code", p.code, "err", p.Error())
+	return p
+}

@@ -1,0 +1,305 @@
+// Package standalone runs every pulsehooks service in one process on embedded
+// defaults: an embedded nats-server with JetStream on a local directory, and
+// an in-process Redis-compatible server unless a Redis URL is given. The
+// services are wired exactly as in production — each has its own NATS
+// connection and reaches the config service over real gRPC on loopback — only
+// the servers they talk to are embedded.
+package standalone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/pulsehooks/pulsehooks/pkg/embedded"
+	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
+	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
+	"github.com/pulsehooks/pulsehooks/services/config"
+	"github.com/pulsehooks/pulsehooks/services/delivery"
+	"github.com/pulsehooks/pulsehooks/services/fanout"
+	"github.com/pulsehooks/pulsehooks/services/ingest"
+)
+
+// Config configures the standalone system.
+type Config struct {
+	// DataDir holds JetStream's store, the development secrets and the demo
+	// tenant's key. Default "./data".
+	DataDir string
+	// NATSPort is the embedded nats-server's client port on 127.0.0.1; -1 picks
+	// a free port. Default 4222.
+	NATSPort int
+	// ConfigHTTPAddr, ConfigGRPCAddr and IngestHTTPAddr are the listen
+	// addresses. Defaults 127.0.0.1:8080, 127.0.0.1:9090, 127.0.0.1:8081.
+	ConfigHTTPAddr, ConfigGRPCAddr, IngestHTTPAddr string
+	// PublicURL is the base URL of portal links; default http://<ConfigHTTPAddr>.
+	PublicURL string
+	// RedisURL is the Redis to use; empty starts an in-process server whose
+	// state lives in memory only.
+	RedisURL string
+	// AllowNetworks is the delivery allowlist of private ranges; the local
+	// development default allows every address so endpoints on this machine work.
+	AllowNetworks []netip.Prefix
+	// Partitions is the number of delivery partitions; default 64.
+	Partitions int
+	// RetryDelay is how long a failed delivery waits before it is tried again.
+	RetryDelay time.Duration
+	// DeliveryHooks are passed to the delivery service (tests).
+	DeliveryHooks delivery.Hooks
+	// Demo creates a demo tenant and API key on first start.
+	Demo bool
+}
+
+// Deps are what the standalone system is given.
+type Deps struct {
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	// Out receives the start-up banner; nil prints none.
+	Out io.Writer
+}
+
+// Service is the running standalone system.
+type Service struct {
+	cfg     Config
+	deps    Deps
+	secrets devSecrets
+	demo    demoTenant
+
+	nats     *server.Server
+	miniRed  *miniredis.Miniredis
+	redis    *redis.Client
+	conns    []*nats.Conn
+	grpcConn *grpc.ClientConn
+
+	config   *config.Service
+	ingest   *ingest.Service
+	fanout   *fanout.Service
+	delivery *delivery.Service
+}
+
+func (c Config) withDefaults() Config {
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	if c.NATSPort == 0 {
+		c.NATSPort = 4222
+	}
+	if c.ConfigHTTPAddr == "" {
+		c.ConfigHTTPAddr = "127.0.0.1:8080"
+	}
+	if c.ConfigGRPCAddr == "" {
+		c.ConfigGRPCAddr = "127.0.0.1:9090"
+	}
+	if c.IngestHTTPAddr == "" {
+		c.IngestHTTPAddr = "127.0.0.1:8081"
+	}
+	if c.AllowNetworks == nil {
+		c.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+	}
+	if c.Partitions == 0 {
+		c.Partitions = streams.DefaultPartitions
+	}
+	return c
+}
+
+// New starts the embedded servers and builds every service. On error,
+// everything it started is stopped again.
+func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
+	cfg = cfg.withDefaults()
+	s := &Service{cfg: cfg, deps: deps}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	if s.secrets, err = loadOrCreateSecrets(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	masterKey, err := decodeKey(s.secrets.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	s.nats, err = embedded.StartNATS(embedded.NATSConfig{
+		Port:       cfg.NATSPort,
+		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
+		ServerName: "pulsehooks-standalone",
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startRedis(ctx); err != nil {
+		return nil, err
+	}
+
+	so := streams.Options{Replicas: 1, Partitions: cfg.Partitions}
+	if s.config, err = config.New(ctx, config.Config{
+		HTTPAddr:      cfg.ConfigHTTPAddr,
+		GRPCAddr:      cfg.ConfigGRPCAddr,
+		PublicURL:     cfg.PublicURL,
+		AdminToken:    s.secrets.AdminToken,
+		InternalToken: s.secrets.InternalToken,
+		MasterKey:     masterKey,
+		Replicas:      1,
+		AllowNetworks: cfg.AllowNetworks,
+	}, config.Deps{NATS: s.conn("config"), Logger: s.logger("config"), TracerProvider: deps.TracerProvider}); err != nil {
+		return nil, fmt.Errorf("config service: %w", err)
+	}
+	if s.grpcConn, err = grpcx.Dial(s.config.GRPCAddr(), s.secrets.InternalToken, deps.TracerProvider); err != nil {
+		return nil, err
+	}
+	client := grpcx.ConfigClient(s.grpcConn)
+	if s.ingest, err = ingest.New(ctx, ingest.Config{
+		HTTPAddr:      cfg.IngestHTTPAddr,
+		OperatorToken: s.secrets.OperatorToken,
+		Streams:       so,
+	}, ingest.Deps{NATS: s.conn("ingest"), Config: client, Logger: s.logger("ingest"), TracerProvider: deps.TracerProvider}); err != nil {
+		return nil, fmt.Errorf("ingest service: %w", err)
+	}
+	if s.fanout, err = fanout.New(ctx, fanout.Config{Streams: so},
+		fanout.Deps{NATS: s.conn("fanout"), Config: client, Logger: s.logger("fanout"), TracerProvider: deps.TracerProvider}); err != nil {
+		return nil, fmt.Errorf("fanout service: %w", err)
+	}
+	if s.delivery, err = delivery.New(ctx, delivery.Config{
+		Streams:       so,
+		AllowNetworks: cfg.AllowNetworks,
+		RetryDelay:    cfg.RetryDelay,
+		Hooks:         cfg.DeliveryHooks,
+	}, delivery.Deps{NATS: s.conn("delivery"), Redis: s.redis, Config: client, Logger: s.logger("delivery"), TracerProvider: deps.TracerProvider}); err != nil {
+		return nil, fmt.Errorf("delivery service: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Service) startRedis(ctx context.Context) error {
+	url := s.cfg.RedisURL
+	if url == "" {
+		m, err := embedded.StartRedis("127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		s.miniRed = m
+		url = "redis://" + m.Addr()
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return fmt.Errorf("parse redis URL: %w", err)
+	}
+	s.redis = redis.NewClient(opts)
+	if err := s.redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis at %s: %w", opts.Addr, err)
+	}
+	return nil
+}
+
+// conn opens a NATS connection for one service; Connect only fails when the
+// embedded server is gone, in which case New has already failed.
+func (s *Service) conn(name string) *nats.Conn {
+	nc, err := natsx.Connect(s.nats.ClientURL(), "pulsehooks-"+name, s.logger(name))
+	if err != nil {
+		s.logger(name).Error("connect to embedded nats", "err", err)
+		nc = nil
+	}
+	if nc != nil {
+		s.conns = append(s.conns, nc)
+	}
+	return nc
+}
+
+func (s *Service) logger(name string) *slog.Logger {
+	return s.deps.Logger.With("component", name)
+}
+
+// Run runs every service until ctx ends, then shuts them down in order —
+// intake first, the config service last — and stops the embedded servers.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.close()
+	if s.cfg.Demo {
+		if err := s.ensureDemo(ctx); err != nil {
+			return err
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.config.Run(gctx) })
+	g.Go(func() error { return s.ingest.Run(gctx) })
+	g.Go(func() error { return s.fanout.Run(gctx) })
+	g.Go(func() error { return s.delivery.Run(gctx) })
+	if s.deps.Out != nil {
+		s.printBanner(s.deps.Out)
+	}
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// close releases everything New opened; it is safe on a partly built Service.
+func (s *Service) close() {
+	if s.grpcConn != nil {
+		_ = s.grpcConn.Close()
+	}
+	for _, nc := range s.conns {
+		_ = nc.Drain()
+	}
+	if s.redis != nil {
+		_ = s.redis.Close()
+	}
+	if s.miniRed != nil {
+		s.miniRed.Close()
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+		s.nats.WaitForShutdown()
+	}
+}
+
+// NATSURL is the embedded nats-server's client URL.
+func (s *Service) NATSURL() string { return s.nats.ClientURL() }
+
+// ConfigURL is the base URL of the REST API, operator API and portal.
+func (s *Service) ConfigURL() string { return "http://" + s.config.HTTPAddr() }
+
+// IngestURL is the base URL of the ingest HTTP API.
+func (s *Service) IngestURL() string { return "http://" + s.ingest.HTTPAddr() }
+
+// ConfigGRPCAddr is the config service's gRPC address.
+func (s *Service) ConfigGRPCAddr() string { return s.config.GRPCAddr() }
+
+// AdminToken is the operator API token.
+func (s *Service) AdminToken() string { return s.secrets.AdminToken }
+
+// OperatorToken is the token that may publish events over HTTP.
+func (s *Service) OperatorToken() string { return s.secrets.OperatorToken }
+
+// DemoAPIKey is the demo tenant's API key (after Run created it).
+func (s *Service) DemoAPIKey() string { return s.demo.APIKey }
+
+// DemoTenantID is the demo tenant's id.
+func (s *Service) DemoTenantID() string { return s.demo.TenantID }
+
+// RedisInProcess reports whether the in-process Redis is in use.
+func (s *Service) RedisInProcess() bool { return s.miniRed != nil }
+
+func decodeKey(b64 string) ([]byte, error) {
+	k, err := decodeBase64(b64)
+	if err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("master key in secrets.json must be 32 bytes of base64")
+	}
+	return k, nil
+}
