@@ -1,0 +1,75 @@
+// Command config runs the pulsehooks config service: the operator API, the
+// tenant REST API, the portal and the internal gRPC ConfigService. It is
+// configured by PULSEHOOKS_* environment variables.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pulsehooks/pulsehooks/pkg/envconf"
+	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
+	"github.com/pulsehooks/pulsehooks/services/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "config:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) (err error) {
+	env := envconf.New()
+	natsURL := env.String("nats://127.0.0.1:4222", "PULSEHOOKS_NATS_URL")
+	cfg := config.Config{
+		HTTPAddr:      env.String(config.DefaultHTTPAddr, "PULSEHOOKS_HTTP_ADDR"),
+		GRPCAddr:      env.String(config.DefaultGRPCAddr, "PULSEHOOKS_GRPC_ADDR"),
+		PublicURL:     env.String("", "PULSEHOOKS_PUBLIC_URL"),
+		AdminToken:    env.Required("PULSEHOOKS_ADMIN_TOKEN"),
+		InternalToken: env.String("", "PULSEHOOKS_INTERNAL_TOKEN"),
+		MasterKey:     env.Key32("PULSEHOOKS_MASTER_KEY"),
+		Replicas:      env.Int("PULSEHOOKS_REPLICAS", 1),
+		AllowNetworks: env.Networks("PULSEHOOKS_ALLOW_NETWORKS"),
+		PortalLinkTTL: env.Duration("PULSEHOOKS_PORTAL_LINK_TTL", config.DefaultPortalLinkTTL),
+		SessionTTL:    env.Duration("PULSEHOOKS_SESSION_TTL", config.DefaultSessionTTL),
+	}
+	level := env.String("info", "PULSEHOOKS_LOG_LEVEL")
+	if err := env.Err(); err != nil {
+		return err
+	}
+
+	tp, shutdown, err := telemetry.Setup(ctx, "pulsehooks-config", version)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() { err = errors.Join(err, shutdown(context.WithoutCancel(ctx))) }()
+	log := telemetry.NewLogger(os.Stderr, level, "config")
+
+	nc, err := natsx.Connect(natsURL, "pulsehooks-config", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if derr := nc.Drain(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("drain nats connection: %w", derr))
+		}
+	}()
+
+	svc, err := config.New(ctx, cfg, config.Deps{NATS: nc, Logger: log, TracerProvider: tp})
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}

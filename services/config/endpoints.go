@@ -1,0 +1,188 @@
+package config
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulsehooks/pulsehooks/pkg/ids"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+)
+
+// BasicAuth is HTTP basic-auth credentials sent to an endpoint.
+type BasicAuth struct {
+	Username string
+	Password string
+}
+
+// EndpointInput is a new endpoint. Nil pointers take the defaults: enabled,
+// a 15 s timeout, no rate limit; an empty Secret is generated.
+type EndpointInput struct {
+	URL            string
+	Description    string
+	EventTypes     []string
+	Headers        map[string]string
+	BasicAuth      *BasicAuth
+	Enabled        *bool
+	TimeoutSeconds *int
+	RateLimit      *int
+	Secret         string
+}
+
+// CreateEndpoint validates and stores a new endpoint of a tenant and returns
+// it with its secrets in clear text. Invalid input is a *ValidationError.
+func (s *Store) CreateEndpoint(ctx context.Context, tenantID string, in EndpointInput) (*configv1.Endpoint, error) {
+	if _, err := s.GetTenant(ctx, tenantID); err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	rec := &endpointRecord{
+		ID:        ids.New(ids.Endpoint),
+		TenantID:  tenantID,
+		Enabled:   true,
+		TimeoutMS: defaultTimeoutSecs * 1000,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	patch := EndpointPatch{
+		URL:            &in.URL,
+		Description:    &in.Description,
+		EventTypes:     &in.EventTypes,
+		Headers:        &in.Headers,
+		Enabled:        in.Enabled,
+		TimeoutSeconds: in.TimeoutSeconds,
+		RateLimit:      in.RateLimit,
+	}
+	if in.BasicAuth != nil {
+		patch.BasicAuth = &BasicAuthPatch{Username: in.BasicAuth.Username, Password: &in.BasicAuth.Password}
+	}
+	if err := s.applyPatch(ctx, rec, patch); err != nil {
+		return nil, err
+	}
+	secret := in.Secret
+	if secret == "" {
+		var err error
+		if secret, err = newSigningSecret(); err != nil {
+			return nil, err
+		}
+	} else if err := checkSigningSecret("secret", secret); err != nil {
+		return nil, err
+	}
+	sealed, err := s.seal(rec.ID, purposeSecret, secret)
+	if err != nil {
+		return nil, err
+	}
+	rec.Secrets = []secretRecord{{Sealed: sealed, CreatedAt: now}}
+	data, err := marshal("endpoint", rec)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := s.endpoints.kv.Create(ctx, endpointKey(tenantID, rec.ID), data)
+	if err != nil {
+		return nil, fmt.Errorf("store endpoint %s: %w", rec.ID, err)
+	}
+	s.awaitApplied(ctx, s.endpoints, rev)
+	s.log.InfoContext(ctx, "endpoint created", "tenant_id", tenantID, "endpoint_id", rec.ID)
+	return s.endpointProto(rec, rev)
+}
+
+// GetEndpoint returns a tenant's endpoint, with secrets in clear text. An
+// endpoint of another tenant is an error wrapping ErrNotFound. It waits until
+// Run has loaded the state.
+func (s *Store) GetEndpoint(ctx context.Context, tenantID, id string) (*configv1.Endpoint, error) {
+	if err := s.state.waitLoaded(ctx); err != nil {
+		return nil, err
+	}
+	ep, ok := s.state.endpoint(tenantID, id)
+	if !ok {
+		return nil, notFound("endpoint", id)
+	}
+	return ep, nil
+}
+
+// ListEndpoints returns up to limit endpoints of a tenant with ids after
+// `after`, by id, and whether more follow. It waits until Run has loaded the
+// state.
+func (s *Store) ListEndpoints(ctx context.Context, tenantID, after string, limit int) ([]*configv1.Endpoint, bool, error) {
+	if err := s.state.waitLoaded(ctx); err != nil {
+		return nil, false, err
+	}
+	eps, more := s.state.endpointsPage(tenantID, after, limit)
+	return eps, more, nil
+}
+
+// UpdateEndpoint applies a patch to a tenant's endpoint. Invalid input is a
+// *ValidationError and changes nothing.
+func (s *Store) UpdateEndpoint(ctx context.Context, tenantID, id string, patch EndpointPatch) (*configv1.Endpoint, error) {
+	return s.modifyEndpoint(ctx, tenantID, id, func(rec *endpointRecord) error {
+		return s.applyPatch(ctx, rec, patch)
+	})
+}
+
+// DeleteEndpoint deletes a tenant's endpoint.
+func (s *Store) DeleteEndpoint(ctx context.Context, tenantID, id string) error {
+	if !ids.Valid(ids.Endpoint, id) {
+		return notFound("endpoint", id)
+	}
+	key := endpointKey(tenantID, id)
+	err := retryOnConflict(ctx, "delete endpoint "+id, func() error {
+		var rec endpointRecord
+		rev, found, err := getJSON(ctx, s.endpoints, key, &rec)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return notFound("endpoint", id)
+		}
+		return s.endpoints.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	})
+	if err != nil {
+		return fmt.Errorf("delete endpoint: %w", err)
+	}
+	s.awaitDeleted(ctx, s.endpoints)
+	s.log.InfoContext(ctx, "endpoint deleted", "tenant_id", tenantID, "endpoint_id", id)
+	return nil
+}
+
+// modifyEndpoint reads an endpoint from the store, changes it with f, prunes
+// expired secrets and writes it back if nobody changed it in between
+// (retrying otherwise).
+func (s *Store) modifyEndpoint(ctx context.Context, tenantID, id string, f func(rec *endpointRecord) error) (*configv1.Endpoint, error) {
+	if !ids.Valid(ids.Endpoint, id) {
+		return nil, notFound("endpoint", id)
+	}
+	key := endpointKey(tenantID, id)
+	var (
+		rec endpointRecord
+		rev uint64
+	)
+	err := retryOnConflict(ctx, "update endpoint "+id, func() error {
+		rec = endpointRecord{}
+		cur, found, err := getJSON(ctx, s.endpoints, key, &rec)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return notFound("endpoint", id)
+		}
+		if err := f(&rec); err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		rec.Secrets = pruneSecrets(rec.Secrets, now)
+		rec.UpdatedAt = now
+		data, err := marshal("endpoint", rec)
+		if err != nil {
+			return err
+		}
+		rev, err = s.endpoints.kv.Update(ctx, key, data, cur)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.awaitApplied(ctx, s.endpoints, rev)
+	s.log.InfoContext(ctx, "endpoint updated", "tenant_id", tenantID, "endpoint_id", id, "secrets", len(rec.Secrets))
+	return s.endpointProto(&rec, rev)
+}

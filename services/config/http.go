@@ -1,0 +1,170 @@
+package config
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Pagination of list endpoints.
+const (
+	defaultPageLimit = 50
+	maxPageLimit     = 250
+)
+
+// routes returns the HTTP handler: operator API, tenant REST API, portal and
+// health checks, traced with otelhttp.
+func (s *Service) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+
+	admin := s.requireAdmin
+	mux.Handle("POST /admin/v1/tenants", admin(s.createTenant))
+	mux.Handle("GET /admin/v1/tenants", admin(s.listTenants))
+	mux.Handle("GET /admin/v1/tenants/{id}", admin(s.getTenant))
+	mux.Handle("POST /admin/v1/tenants/{id}/api-keys", admin(s.createAPIKey))
+	mux.Handle("GET /admin/v1/tenants/{id}/api-keys", admin(s.listAPIKeys))
+	mux.Handle("DELETE /admin/v1/tenants/{id}/api-keys/{key_id}", admin(s.revokeAPIKey))
+	mux.Handle("GET /admin/v1/event-types", admin(s.listEventTypes))
+	mux.Handle("PUT /admin/v1/event-types/{name}", admin(s.putEventType))
+	mux.Handle("DELETE /admin/v1/event-types/{name}", admin(s.deleteEventType))
+
+	tenant := s.requireAPIKey
+	mux.Handle("GET /v1/endpoints", tenant(s.listEndpoints))
+	mux.Handle("POST /v1/endpoints", tenant(s.createEndpoint))
+	mux.Handle("GET /v1/endpoints/{id}", tenant(s.getEndpoint))
+	mux.Handle("PATCH /v1/endpoints/{id}", tenant(s.patchEndpoint))
+	mux.Handle("DELETE /v1/endpoints/{id}", tenant(s.deleteEndpoint))
+	mux.Handle("GET /v1/endpoints/{id}/secret", tenant(s.getSecret))
+	mux.Handle("POST /v1/endpoints/{id}/secret/rotate", tenant(s.rotateSecret))
+	mux.Handle("GET /v1/event-types", tenant(func(w http.ResponseWriter, r *http.Request, _ string) { s.listEventTypes(w, r) }))
+	mux.Handle("POST /webhook", tenant(s.createPortalLink))
+
+	mux.HandleFunc("GET /portal/login", s.portalLogin)
+	mux.HandleFunc("GET /portal/{$}", s.portalHome)
+	mux.HandleFunc("GET /portal/static/portal.css", s.portalCSS)
+
+	return otelhttp.NewHandler(jsonFallback(mux), "config",
+		otelhttp.WithTracerProvider(s.tp),
+		otelhttp.WithPropagators(propagation.TraceContext{}),
+	)
+}
+
+// jsonFallback answers requests no route matches with a JSON 404 or 405
+// instead of ServeMux's plain-text ones.
+func jsonFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
+			return
+		}
+		writeError(w, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// statusProbe records what ServeMux's fallback handler would answer.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+// Header returns the recorded header.
+func (p *statusProbe) Header() http.Header { return p.header }
+
+// Write discards the body.
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+
+// WriteHeader records the status.
+func (p *statusProbe) WriteHeader(status int) { p.status = status }
+
+func (s *Service) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "config service is starting or shutting down")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// requireAdmin lets a request through when it carries the admin token.
+func (s *Service) requireAdmin(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !tokenEqual(got, s.cfg.AdminToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pulsehooks operator API"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "send the operator token as \"Authorization: Bearer <token>\"")
+			return
+		}
+		h(w, r)
+	})
+}
+
+// tenantHandler is a handler for a request authenticated as a tenant.
+type tenantHandler func(w http.ResponseWriter, r *http.Request, tenantID string)
+
+// requireAPIKey authenticates a request by its x-api-key header.
+func (s *Service) requireAPIKey(h tenantHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("X-Api-Key")
+		if key == "" {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "missing x-api-key header")
+			return
+		}
+		tenantID, err := s.store.Authenticate(r.Context(), key)
+		if err != nil {
+			writeErr(w, r, s.log, err)
+			return
+		}
+		trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("pulsehooks.tenant_id", tenantID))
+		h(w, r, tenantID)
+	})
+}
+
+// listPage is the JSON envelope of paginated lists.
+type listPage[T any] struct {
+	Data     []T     `json:"data"`
+	Iterator *string `json:"iterator"`
+	Done     bool    `json:"done"`
+}
+
+// newListPage wraps one page; the iterator is the id of its last item.
+func newListPage[T any](items []T, more bool, id func(T) string) listPage[T] {
+	p := listPage[T]{Data: items, Done: !more}
+	if p.Data == nil {
+		p.Data = []T{}
+	}
+	if len(items) > 0 {
+		last := id(items[len(items)-1])
+		p.Iterator = &last
+	}
+	return p
+}
+
+// pageParams reads ?limit= (1–250, default 50) and ?iterator=.
+func pageParams(r *http.Request) (after string, limit int, err error) {
+	q := r.URL.Query()
+	limit = defaultPageLimit
+	if v := q.Get("limit"); v != "" {
+		n, convErr := strconv.Atoi(v)
+		if convErr != nil || n < 1 || n > maxPageLimit {
+			return "", 0, invalid("limit", "must be a whole number from 1 to %d, got %q", maxPageLimit, v)
+		}
+		limit = n
+	}
+	return q.Get("iterator"), limit, nil
+}

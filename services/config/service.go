@@ -1,0 +1,223 @@
+// Package config is the config service of pulsehooks. It owns tenants, API
+// keys, endpoints, the event-type catalog and portal sessions, stored in
+// JetStream KV buckets, and serves them over an operator API, the tenant REST
+// API, the portal, and the internal gRPC ConfigService whose Watch stream
+// keeps the other services' in-memory copies current.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/pulsehooks/pulsehooks/pkg/secretbox"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+)
+
+// Service tuning.
+const (
+	// watchBuffer is how many changes a Watch subscriber may fall behind
+	// before it is disconnected.
+	watchBuffer = 16384
+	// shutdownTimeout bounds the graceful part of shutdown.
+	shutdownTimeout = 10 * time.Second
+)
+
+// Service is the config service: HTTP and gRPC servers over the KV store.
+type Service struct {
+	cfg   Config
+	nc    *nats.Conn
+	log   *slog.Logger
+	tp    trace.TracerProvider
+	store *Store
+	state *state
+	pages *template.Template
+
+	httpLn, grpcLn net.Listener
+	httpSrv        *http.Server
+	grpcSrv        *grpc.Server
+
+	ready        atomic.Bool
+	stopping     chan struct{}
+	stopOnce     sync.Once
+	listenerOnce sync.Once
+}
+
+// New checks the configuration, creates or updates the KV buckets, seeds the
+// event-type catalog on the first start, and binds both listeners. It starts
+// no goroutines: Run serves. The Store works from the moment New returns.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if deps, err = deps.check(); err != nil {
+		return nil, err
+	}
+	box, err := secretbox.New(cfg.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("config service: %w", err)
+	}
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("config service: jetstream: %w", err)
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, fmt.Errorf("config service: %w", err)
+	}
+	st := newState(watchBuffer)
+	store, err := openStore(ctx, js, cfg, st, box, deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("config service: %w", err)
+	}
+	if err := store.seedCatalog(ctx); err != nil {
+		return nil, fmt.Errorf("config service: %w", err)
+	}
+	s := &Service{
+		cfg:      cfg,
+		nc:       deps.NATS,
+		log:      deps.Logger,
+		tp:       deps.TracerProvider,
+		store:    store,
+		state:    st,
+		pages:    pages,
+		stopping: make(chan struct{}),
+	}
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("config service: listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		_ = s.httpLn.Close()
+		return nil, fmt.Errorf("config service: listen for gRPC on %s: %w", cfg.GRPCAddr, err)
+	}
+	store.publicURL = defaultPublicURL(s.httpLn.Addr())
+	if cfg.PublicURL != "" {
+		store.publicURL, _ = parsePublicURL(cfg.PublicURL) // checked by withDefaults
+	}
+	s.httpSrv = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(deps.Logger.Handler(), slog.LevelWarn),
+	}
+	auth := bearerAuth(cfg.InternalToken)
+	s.grpcSrv = grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(deps.TracerProvider),
+			otelgrpc.WithPropagators(propagation.TraceContext{}),
+		)),
+		grpc.ChainUnaryInterceptor(auth.unary),
+		grpc.ChainStreamInterceptor(auth.stream),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	configv1.RegisterConfigServiceServer(s.grpcSrv, &grpcServer{state: st, stopping: s.stopping})
+	return s, nil
+}
+
+// Store returns the service's store, for in-process callers such as the
+// standalone binary creating its demo tenant.
+func (s *Service) Store() *Store { return s.store }
+
+// HTTPAddr returns the bound address of the HTTP server.
+func (s *Service) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// GRPCAddr returns the bound address of the gRPC server.
+func (s *Service) GRPCAddr() string { return s.grpcLn.Addr().String() }
+
+// PublicURL returns the base URL of portal links.
+func (s *Service) PublicURL() *url.URL {
+	u := *s.store.publicURL
+	return &u
+}
+
+// Run loads the configuration from the KV buckets, serves HTTP and gRPC
+// until ctx ends, then shuts down gracefully: not ready, Watch streams ended
+// (clients move to another replica), requests drained. It returns nil when
+// ctx ends and an error when serving or the KV watchers fail.
+func (s *Service) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.runWatchers(gctx) })
+	if err := s.state.waitLoaded(gctx); err != nil {
+		s.closeListeners()
+		return g.Wait()
+	}
+	s.ready.Store(true)
+	s.log.InfoContext(ctx, "config service serving", "http", s.HTTPAddr(), "grpc", s.GRPCAddr(), "public_url", s.store.publicURL.String())
+	g.Go(func() error {
+		if err := s.httpSrv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve HTTP: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := s.grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve gRPC: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		return s.shutdown(context.WithoutCancel(ctx))
+	})
+	return g.Wait()
+}
+
+// shutdown stops both servers: not ready first, then Watch streams ended,
+// then in-flight requests drained for up to shutdownTimeout.
+func (s *Service) shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	s.stopOnce.Do(func() { close(s.stopping) })
+	ctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
+	defer cancel()
+
+	grpcDone := make(chan struct{})
+	go func() {
+		s.grpcSrv.GracefulStop()
+		close(grpcDone)
+	}()
+	httpErr := s.httpSrv.Shutdown(ctx)
+	if httpErr != nil {
+		_ = s.httpSrv.Close()
+		httpErr = fmt.Errorf("drain HTTP requests: %w", httpErr)
+	}
+	select {
+	case <-grpcDone:
+	case <-ctx.Done():
+		s.grpcSrv.Stop()
+		<-grpcDone
+	}
+	s.closeListeners()
+	s.log.InfoContext(ctx, "config service stopped")
+	return httpErr
+}
+
+// closeListeners closes both listeners; servers that never served them do
+// not close them.
+func (s *Service) closeListeners() {
+	s.listenerOnce.Do(func() {
+		_ = s.httpLn.Close()
+		_ = s.grpcLn.Close()
+	})
+}

@@ -1,0 +1,240 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+)
+
+// Handlers of the tenant REST API (/v1 and /webhook), behind requireAPIKey.
+
+// endpointView is an endpoint as tenants see it: no secrets, no password.
+type endpointView struct {
+	ID             string            `json:"id"`
+	URL            string            `json:"url"`
+	Description    string            `json:"description"`
+	EventTypes     []string          `json:"event_types"`
+	Headers        map[string]string `json:"headers"`
+	BasicAuth      *basicAuthView    `json:"basic_auth"`
+	Enabled        bool              `json:"enabled"`
+	DisabledReason string            `json:"disabled_reason,omitempty"`
+	TimeoutSeconds int               `json:"timeout_seconds"`
+	RateLimit      int               `json:"rate_limit"`
+	CreatedAt      time.Time         `json:"created_at"`
+	UpdatedAt      time.Time         `json:"updated_at"`
+}
+
+type basicAuthView struct {
+	Username    string `json:"username"`
+	PasswordSet bool   `json:"password_set"`
+}
+
+func newEndpointView(ep *configv1.Endpoint) endpointView {
+	v := endpointView{
+		ID:             ep.GetId(),
+		URL:            ep.GetUrl(),
+		Description:    ep.GetDescription(),
+		EventTypes:     ep.GetEventTypes(),
+		Headers:        ep.GetHeaders(),
+		Enabled:        ep.GetEnabled(),
+		DisabledReason: ep.GetDisabledReason(),
+		TimeoutSeconds: int(ep.GetTimeoutMs() / 1000),
+		RateLimit:      int(ep.GetRateLimit()),
+		CreatedAt:      ep.GetCreatedAt().AsTime(),
+		UpdatedAt:      ep.GetUpdatedAt().AsTime(),
+	}
+	if v.EventTypes == nil {
+		v.EventTypes = []string{}
+	}
+	if v.Headers == nil {
+		v.Headers = map[string]string{}
+	}
+	if ba := ep.GetBasicAuth(); ba != nil {
+		v.BasicAuth = &basicAuthView{Username: ba.GetUsername(), PasswordSet: ba.GetPassword() != ""}
+	}
+	return v
+}
+
+type basicAuthBody struct {
+	Username string  `json:"username"`
+	Password *string `json:"password"`
+}
+
+type createEndpointBody struct {
+	URL            string            `json:"url"`
+	Description    string            `json:"description"`
+	EventTypes     []string          `json:"event_types"`
+	Headers        map[string]string `json:"headers"`
+	BasicAuth      *basicAuthBody    `json:"basic_auth"`
+	Enabled        *bool             `json:"enabled"`
+	TimeoutSeconds *int              `json:"timeout_seconds"`
+	RateLimit      *int              `json:"rate_limit"`
+	Secret         string            `json:"secret"`
+}
+
+// patchEndpointBody changes the fields present; basic_auth null removes the
+// credentials.
+type patchEndpointBody struct {
+	URL            *string            `json:"url"`
+	Description    *string            `json:"description"`
+	EventTypes     *[]string          `json:"event_types"`
+	Headers        *map[string]string `json:"headers"`
+	BasicAuth      json.RawMessage    `json:"basic_auth"`
+	Enabled        *bool              `json:"enabled"`
+	TimeoutSeconds *int               `json:"timeout_seconds"`
+	RateLimit      *int               `json:"rate_limit"`
+}
+
+type rotateSecretBody struct {
+	Key                string `json:"key"`
+	GracePeriodSeconds *int   `json:"grace_period_seconds"`
+}
+
+type secretView struct {
+	Key string `json:"key"`
+}
+
+func (s *Service) listEndpoints(w http.ResponseWriter, r *http.Request, tenantID string) {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	eps, more, err := s.store.ListEndpoints(r.Context(), tenantID, after, limit)
+	if err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	views := make([]endpointView, len(eps))
+	for i, ep := range eps {
+		views[i] = newEndpointView(ep)
+	}
+	writeJSON(w, http.StatusOK, newListPage(views, more, func(v endpointView) string { return v.ID }))
+}
+
+func (s *Service) createEndpoint(w http.ResponseWriter, r *http.Request, tenantID string) {
+	var body createEndpointBody
+	if err := decodeJSON(w, r, s.cfg.MaxBodyBytes, &body, false); err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	in := EndpointInput{
+		URL:            body.URL,
+		Description:    body.Description,
+		EventTypes:     body.EventTypes,
+		Headers:        body.Headers,
+		Enabled:        body.Enabled,
+		TimeoutSeconds: body.TimeoutSeconds,
+		RateLimit:      body.RateLimit,
+		Secret:         body.Secret,
+	}
+	if body.BasicAuth != nil {
+		in.BasicAuth = &BasicAuth{Username: body.BasicAuth.Username}
+		if body.BasicAuth.Password != nil {
+			in.BasicAuth.Password = *body.BasicAuth.Password
+		}
+	}
+	ep, err := s.store.CreateEndpoint(r.Context(), tenantID, in)
+	if err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/endpoints/"+ep.GetId())
+	writeJSON(w, http.StatusCreated, newEndpointView(ep))
+}
+
+func (s *Service) getEndpoint(w http.ResponseWriter, r *http.Request, tenantID string) {
+	ep, err := s.store.GetEndpoint(r.Context(), tenantID, r.PathValue("id"))
+	if err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newEndpointView(ep))
+}
+
+func (s *Service) patchEndpoint(w http.ResponseWriter, r *http.Request, tenantID string) {
+	var body patchEndpointBody
+	if err := decodeJSON(w, r, s.cfg.MaxBodyBytes, &body, false); err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	patch := EndpointPatch{
+		URL:            body.URL,
+		Description:    body.Description,
+		EventTypes:     body.EventTypes,
+		Headers:        body.Headers,
+		Enabled:        body.Enabled,
+		TimeoutSeconds: body.TimeoutSeconds,
+		RateLimit:      body.RateLimit,
+	}
+	switch raw := bytes.TrimSpace(body.BasicAuth); {
+	case len(raw) == 0:
+	case bytes.Equal(raw, []byte("null")):
+		patch.RemoveBasicAuth = true
+	default:
+		var ba basicAuthBody
+		if err := unmarshalStrict(raw, &ba); err != nil {
+			writeErr(w, r, s.log, badRequest("invalid_json", "basic_auth must be null or an object with username and password: %v", err))
+			return
+		}
+		patch.BasicAuth = &BasicAuthPatch{Username: ba.Username, Password: ba.Password}
+	}
+	ep, err := s.store.UpdateEndpoint(r.Context(), tenantID, r.PathValue("id"), patch)
+	if err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newEndpointView(ep))
+}
+
+func (s *Service) deleteEndpoint(w http.ResponseWriter, r *http.Request, tenantID string) {
+	if err := s.store.DeleteEndpoint(r.Context(), tenantID, r.PathValue("id")); err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) getSecret(w http.ResponseWriter, r *http.Request, tenantID string) {
+	ep, err := s.store.GetEndpoint(r.Context(), tenantID, r.PathValue("id"))
+	if err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, secretView{Key: CurrentSecret(ep)})
+}
+
+func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, tenantID string) {
+	var body rotateSecretBody
+	if err := decodeJSON(w, r, s.cfg.MaxBodyBytes, &body, true); err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	grace := 24 * time.Hour
+	if body.GracePeriodSeconds != nil {
+		maxSeconds := int((maxGracePeriodHours * time.Hour).Seconds())
+		if g := *body.GracePeriodSeconds; g < 0 || g > maxSeconds {
+			writeErr(w, r, s.log, invalid("grace_period_seconds", "must be between 0 and %d (7 days), got %d", maxSeconds, g))
+			return
+		}
+		grace = time.Duration(*body.GracePeriodSeconds) * time.Second
+	}
+	ep, err := s.store.RotateSecret(r.Context(), tenantID, r.PathValue("id"), body.Key, grace)
+	if err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, secretView{Key: CurrentSecret(ep)})
+}
+
+func (s *Service) createPortalLink(w http.ResponseWriter, r *http.Request, tenantID string) {
+	link, err := s.store.CreatePortalLink(r.Context(), tenantID)
+	if err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, link)
+}
