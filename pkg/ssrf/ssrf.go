@@ -48,10 +48,10 @@ func ParseAllowlist(s string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
-		switch {
-		case f == "":
+		switch f {
+		case "":
 			continue
-		case f == "private" || f == "*":
+		case "private", "*":
 			out = append(out, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
 			continue
 		}

@@ -80,7 +80,7 @@ func (c Config) withDefaults() (Config, error) {
 	case c.Replicas == 0:
 		c.Replicas = 1
 	case c.Replicas < 0 || c.Replicas > 5:
-		errs = append(errs, fmt.Errorf("Replicas must be between 1 and 5, got %d", c.Replicas))
+		errs = append(errs, fmt.Errorf("replicas must be between 1 and 5, got %d", c.Replicas))
 	}
 	if c.PortalLinkTTL == 0 {
 		c.PortalLinkTTL = DefaultPortalLinkTTL

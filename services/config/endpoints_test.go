@@ -108,7 +108,7 @@ func TestEndpointCRUD(t *testing.T) {
 		}
 		iterator = *p.Iterator
 	}
-	if len(seen) != 3 || seen[0] != ep.ID || !(seen[0] < seen[1] && seen[1] < seen[2]) {
+	if len(seen) != 3 || seen[0] != ep.ID || seen[0] >= seen[1] || seen[1] >= seen[2] {
 		t.Errorf("paged ids = %v, want the 3 endpoints in id order", seen)
 	}
 

@@ -241,14 +241,6 @@ func (st *state) tenantsPage(after string, limit int) ([]*configv1.Tenant, bool)
 	return page(st.tenants, after, limit)
 }
 
-// eventType returns a catalog entry by name.
-func (st *state) eventType(name string) (*configv1.EventType, bool) {
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	et, ok := st.eventTypes[name]
-	return et, ok
-}
-
 // allEventTypes returns the catalog, by name.
 func (st *state) allEventTypes() []*configv1.EventType {
 	st.mu.RLock()

@@ -61,7 +61,7 @@ func (s *Store) CreateTenant(ctx context.Context, id, name string) (Tenant, erro
 	}
 	s.awaitApplied(ctx, s.tenants, rev)
 	s.log.InfoContext(ctx, "tenant created", "tenant_id", id)
-	return Tenant{ID: rec.ID, Name: rec.Name, CreatedAt: rec.CreatedAt}, nil
+	return Tenant(rec), nil
 }
 
 // GetTenant reads a tenant from the store; a missing one is an error wrapping
@@ -78,7 +78,7 @@ func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
 	if !found {
 		return Tenant{}, notFound("tenant", id)
 	}
-	return Tenant{ID: rec.ID, Name: rec.Name, CreatedAt: rec.CreatedAt}, nil
+	return Tenant(rec), nil
 }
 
 // ListTenants returns up to limit tenants with ids after `after`, by id, and

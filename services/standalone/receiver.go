@@ -46,13 +46,13 @@ func RunReceiver(ctx context.Context, cfg ReceiverConfig, out io.Writer) error {
 		verdict := "signature not checked (start with -secret whsec_… to verify)"
 		if verifier != nil {
 			if err := verifier.Verify(r.Header, body); err != nil {
-				fmt.Fprintf(out, "%s REJECTED %s: %v\n", time.Now().Format(time.TimeOnly), r.Header.Get("webhook-id"), err)
+				_, _ = fmt.Fprintf(out, "%s REJECTED %s: %v\n", time.Now().Format(time.TimeOnly), r.Header.Get("webhook-id"), err)
 				http.Error(w, "invalid signature", http.StatusUnauthorized)
 				return
 			}
 			verdict = "signature verified"
 		}
-		fmt.Fprintf(out, "%s %s %s (%s)\n  %s\n", time.Now().Format(time.TimeOnly), r.Method, r.Header.Get("webhook-id"), verdict, body)
+		_, _ = fmt.Fprintf(out, "%s %s %s (%s)\n  %s\n", time.Now().Format(time.TimeOnly), r.Method, r.Header.Get("webhook-id"), verdict, body)
 		w.WriteHeader(cfg.Status)
 	})
 	l, err := net.Listen("tcp", cfg.Addr)
@@ -60,7 +60,7 @@ func RunReceiver(ctx context.Context, cfg ReceiverConfig, out io.Writer) error {
 		return fmt.Errorf("receiver listen on %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(out, "receiver listening on http://%s/ (answers %d)\n", l.Addr(), cfg.Status)
+	_, _ = fmt.Fprintf(out, "receiver listening on http://%s/ (answers %d)\n", l.Addr(), cfg.Status)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {

@@ -8,9 +8,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
@@ -62,6 +66,7 @@ func serve(ctx context.Context, args []string) (err error) {
 	ingestAddr := fs.String("ingest", env.String("127.0.0.1:8081", "PULSEHOOKS_INGEST_ADDR"), "ingest HTTP address")
 	publicURL := fs.String("public-url", env.String("", "PULSEHOOKS_PUBLIC_URL"), "base URL of portal links (default http://<http>)")
 	redisURL := fs.String("redis", env.String("", "REDIS_URL", "PULSEHOOKS_REDIS_URL"), "Redis URL (default: in-process, memory only)")
+	pprofAddr := fs.String("pprof", env.String("", "PULSEHOOKS_PPROF_ADDR"), "net/http/pprof listener address, such as 127.0.0.1:6060 (default off)")
 	allow := env.Networks("PULSEHOOKS_ALLOW_NETWORKS")
 	level := env.String("info", "PULSEHOOKS_LOG_LEVEL")
 	if err := fs.Parse(args); err != nil {
@@ -76,6 +81,14 @@ func serve(ctx context.Context, args []string) (err error) {
 	}
 	defer func() { err = errors.Join(err, shutdown(context.WithoutCancel(ctx))) }()
 	log := telemetry.NewLogger(os.Stderr, level, "standalone")
+	if *pprofAddr != "" {
+		stopPprof, err := servePprof(*pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+		log.Info("pprof listening", "addr", *pprofAddr)
+	}
 
 	svc, err := standalone.New(ctx, standalone.Config{
 		DataDir:        *dataDir,
@@ -92,4 +105,31 @@ func serve(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	return svc.Run(ctx)
+}
+
+// servePprof serves the net/http/pprof handlers on their own mux at addr
+// (never on http.DefaultServeMux) and returns the function that stops it.
+// It is off by default: profiles expose the process's internals, so bind it
+// to loopback.
+func servePprof(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof listener on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln) // returns http.ErrServerClosed after Close
+	}()
+	return func() {
+		_ = srv.Close() // a CPU profile in progress is cut short
+		<-done
+	}, nil
 }
