@@ -38,6 +38,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
 
@@ -229,7 +230,7 @@ func encodeData(data any) ([]byte, error) {
 // attempt sends one request and decodes the reply.
 func (c *Client) attempt(ctx context.Context, body []byte) (PublishResult, error) {
 	msg := &nats.Msg{Subject: c.subject, Data: body, Header: nats.Header{}}
-	c.propagator.Inject(ctx, headerCarrier(msg.Header))
+	c.propagator.Inject(ctx, natsx.HeaderCarrier(msg.Header))
 	actx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
 	defer cancel()
 	reply, err := c.nc.RequestMsgWithContext(actx, msg)

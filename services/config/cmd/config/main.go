@@ -6,29 +6,16 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
-	"github.com/pulsehooks/pulsehooks/pkg/natsx"
-	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
+	"github.com/pulsehooks/pulsehooks/pkg/process"
 	"github.com/pulsehooks/pulsehooks/services/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "config:", err)
-		os.Exit(1)
-	}
-}
+func main() { process.Main("config", run) }
 
 func run(ctx context.Context) (err error) {
 	env := envconf.New()
@@ -50,24 +37,15 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 
-	tp, shutdown, err := telemetry.Setup(ctx, "pulsehooks-config", version)
-	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	defer func() { err = errors.Join(err, shutdown(context.WithoutCancel(ctx))) }()
-	log := telemetry.NewLogger(os.Stderr, level, "config")
-
-	nc, err := natsx.Connect(natsURL, "pulsehooks-config", log)
+	proc, err := process.Start(ctx, process.Options{
+		Service: "config", Version: version, NATSURL: natsURL, LogLevel: level,
+	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if derr := nc.Drain(); derr != nil {
-			err = errors.Join(err, fmt.Errorf("drain nats connection: %w", derr))
-		}
-	}()
+	defer func() { err = errors.Join(err, proc.Close(context.WithoutCancel(ctx))) }()
 
-	svc, err := config.New(ctx, cfg, config.Deps{NATS: nc, Logger: log, TracerProvider: tp})
+	svc, err := config.New(ctx, cfg, config.Deps{NATS: proc.NATS, Logger: proc.Logger, TracerProvider: proc.TracerProvider})
 	if err != nil {
 		return err
 	}

@@ -22,37 +22,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
-	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
-	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/health"
+	"github.com/pulsehooks/pulsehooks/pkg/process"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
-	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
 	"github.com/pulsehooks/pulsehooks/services/delivery"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// flushTimeout bounds the flush of pending acks and naks when the worker stops.
-const flushTimeout = 5 * time.Second
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "delivery:", err)
-		os.Exit(1)
-	}
-}
+func main() { process.Main("delivery", run) }
 
 // settings are what the environment configures.
 type settings struct {
@@ -100,62 +83,38 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	tp, shutdown, err := telemetry.Setup(ctx, "pulsehooks-delivery", version)
-	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	defer func() { err = errors.Join(err, shutdown(context.WithoutCancel(ctx))) }()
-	log := telemetry.NewLogger(os.Stderr, s.logLevel, "delivery")
-
 	ropts, err := redis.ParseURL(s.redisURL)
 	if err != nil {
 		return fmt.Errorf("PULSEHOOKS_REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(ropts)
-	defer func() {
-		if cerr := rdb.Close(); cerr != nil {
-			log.Warn("close redis client", "err", cerr)
-		}
-	}()
-	nc, err := natsx.Connect(s.natsURL, "pulsehooks-delivery", log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		// Send the last acks and naks before closing.
-		if ferr := nc.FlushTimeout(flushTimeout); ferr != nil {
-			log.Warn("flush nats connection", "err", ferr)
-		}
-		nc.Close()
-	}()
-	conn, err := grpcx.Dial(s.configAddr, s.internalToken, tp)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := conn.Close(); cerr != nil {
-			log.Warn("close config service connection", "err", cerr)
-		}
-	}()
-
-	svc, err := delivery.New(ctx, s.service, delivery.Deps{
-		NATS:           nc,
-		Redis:          rdb,
-		Config:         grpcx.ConfigClient(conn),
-		Logger:         log,
-		TracerProvider: tp,
+	proc, err := process.Start(ctx, process.Options{
+		Service: "delivery", Version: version, NATSURL: s.natsURL, LogLevel: s.logLevel,
 	})
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	if s.healthAddr != "" {
-		health, err := listenHealth(s.healthAddr, svc.Ready)
-		if err != nil {
-			return err
+	// Sends the last acks and naks before closing.
+	defer func() { err = errors.Join(err, proc.Close(context.WithoutCancel(ctx))) }()
+	rdb := redis.NewClient(ropts)
+	defer func() {
+		if cerr := rdb.Close(); cerr != nil {
+			proc.Logger.Warn("close redis client", "err", cerr)
 		}
-		g.Go(func() error { return health.serve(gctx) })
+	}()
+	cfg, err := proc.DialConfig(s.configAddr, s.internalToken)
+	if err != nil {
+		return err
 	}
-	g.Go(func() error { return svc.Run(gctx) })
-	return g.Wait()
+
+	svc, err := delivery.New(ctx, s.service, delivery.Deps{
+		NATS:           proc.NATS,
+		Redis:          rdb,
+		Config:         cfg,
+		Logger:         proc.Logger,
+		TracerProvider: proc.TracerProvider,
+	})
+	if err != nil {
+		return err
+	}
+	return health.Run(ctx, s.healthAddr, svc.Ready, svc.Run)
 }

@@ -18,37 +18,18 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
-	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
-	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/health"
+	"github.com/pulsehooks/pulsehooks/pkg/process"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
-	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
 	"github.com/pulsehooks/pulsehooks/services/fanout"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// flushTimeout bounds the flush of pending acks when the service stops.
-const flushTimeout = 5 * time.Second
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fanout:", err)
-		os.Exit(1)
-	}
-}
+func main() { process.Main("fanout", run) }
 
 // settings are what the environment configures.
 type settings struct {
@@ -89,51 +70,27 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	tp, shutdown, err := telemetry.Setup(ctx, "pulsehooks-fanout", version)
-	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	defer func() { err = errors.Join(err, shutdown(context.WithoutCancel(ctx))) }()
-	log := telemetry.NewLogger(os.Stderr, s.logLevel, "fanout")
-
-	nc, err := natsx.Connect(s.natsURL, "pulsehooks-fanout", log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		// Send the last acks and naks before closing.
-		if ferr := nc.FlushTimeout(flushTimeout); ferr != nil {
-			log.Warn("flush nats connection", "err", ferr)
-		}
-		nc.Close()
-	}()
-	conn, err := grpcx.Dial(s.configAddr, s.internalToken, tp)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := conn.Close(); cerr != nil {
-			log.Warn("close config service connection", "err", cerr)
-		}
-	}()
-
-	svc, err := fanout.New(ctx, s.service, fanout.Deps{
-		NATS:           nc,
-		Config:         grpcx.ConfigClient(conn),
-		Logger:         log,
-		TracerProvider: tp,
+	proc, err := process.Start(ctx, process.Options{
+		Service: "fanout", Version: version, NATSURL: s.natsURL, LogLevel: s.logLevel,
 	})
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	if s.healthAddr != "" {
-		health, err := listenHealth(s.healthAddr, svc.Ready)
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return health.serve(gctx) })
+	// Sends the last acks and naks before closing.
+	defer func() { err = errors.Join(err, proc.Close(context.WithoutCancel(ctx))) }()
+	cfg, err := proc.DialConfig(s.configAddr, s.internalToken)
+	if err != nil {
+		return err
 	}
-	g.Go(func() error { return svc.Run(gctx) })
-	return g.Wait()
+
+	svc, err := fanout.New(ctx, s.service, fanout.Deps{
+		NATS:           proc.NATS,
+		Config:         cfg,
+		Logger:         proc.Logger,
+		TracerProvider: proc.TracerProvider,
+	})
+	if err != nil {
+		return err
+	}
+	return health.Run(ctx, s.healthAddr, svc.Ready, svc.Run)
 }

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"context"
-	"io"
-	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
@@ -83,49 +79,5 @@ func TestLoadSettings(t *testing.T) {
 				t.Errorf("loadSettings = %+v, want %+v", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestHealthServer(t *testing.T) {
-	var ready atomic.Bool
-	h, err := listenHealth("127.0.0.1:0", ready.Load)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.serve(ctx) }()
-	base := "http://" + h.ln.Addr().String()
-
-	get := func(path string) int {
-		t.Helper()
-		resp, err := http.Get(base + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode
-	}
-	tests := []struct {
-		path  string
-		ready bool
-		want  int
-	}{
-		{"/healthz", false, http.StatusOK},
-		{"/readyz", false, http.StatusServiceUnavailable},
-		{"/readyz", true, http.StatusOK},
-		{"/healthz", true, http.StatusOK},
-	}
-	for _, tt := range tests {
-		ready.Store(tt.ready)
-		if got := get(tt.path); got != tt.want {
-			t.Errorf("GET %s with ready=%v = %d, want %d", tt.path, tt.ready, got, tt.want)
-		}
-	}
-
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve returned %v after its context ended, want nil", err)
 	}
 }

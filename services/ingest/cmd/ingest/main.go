@@ -18,35 +18,17 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
-	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
-	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/process"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
-	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
 	"github.com/pulsehooks/pulsehooks/services/ingest"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// flushTimeout bounds the flush of the last replies when the service stops.
-const flushTimeout = 5 * time.Second
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ingest:", err)
-		os.Exit(1)
-	}
-}
+func main() { process.Main("ingest", run) }
 
 // settings are what the environment configures.
 type settings struct {
@@ -80,43 +62,28 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	tp, shutdown, err := telemetry.Setup(ctx, "pulsehooks-ingest", version)
-	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	defer func() { err = errors.Join(err, shutdown(context.WithoutCancel(ctx))) }()
-	log := telemetry.NewLogger(os.Stderr, s.logLevel, "ingest")
-
-	nc, err := natsx.Connect(s.natsURL, "pulsehooks-ingest", log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		// Send the last replies before closing.
-		if ferr := nc.FlushTimeout(flushTimeout); ferr != nil {
-			log.Warn("flush nats connection", "err", ferr)
-		}
-		nc.Close()
-	}()
-	conn, err := grpcx.Dial(s.configAddr, s.internalToken, tp)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := conn.Close(); cerr != nil {
-			log.Warn("close config service connection", "err", cerr)
-		}
-	}()
-
-	svc, err := ingest.New(ctx, s.service, ingest.Deps{
-		NATS:           nc,
-		Config:         grpcx.ConfigClient(conn),
-		Logger:         log,
-		TracerProvider: tp,
+	proc, err := process.Start(ctx, process.Options{
+		Service: "ingest", Version: version, NATSURL: s.natsURL, LogLevel: s.logLevel,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("ingest starting", "version", version, "http", svc.HTTPAddr())
+	// Sends the last replies before closing.
+	defer func() { err = errors.Join(err, proc.Close(context.WithoutCancel(ctx))) }()
+	cfg, err := proc.DialConfig(s.configAddr, s.internalToken)
+	if err != nil {
+		return err
+	}
+
+	svc, err := ingest.New(ctx, s.service, ingest.Deps{
+		NATS:           proc.NATS,
+		Config:         cfg,
+		Logger:         proc.Logger,
+		TracerProvider: proc.TracerProvider,
+	})
+	if err != nil {
+		return err
+	}
+	proc.Logger.Info("ingest starting", "version", version, "http", svc.HTTPAddr())
 	return svc.Run(ctx)
 }
