@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pulsehooks/pulsehooks/pkg/ssrf"
@@ -57,6 +58,39 @@ func (r *Reader) Int(name string, def int) int {
 		return def
 	}
 	return n
+}
+
+// Float returns the variable as a float64, def when unset.
+func (r *Reader) Float(name string, def float64) float64 {
+	v := r.String("", name)
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		r.errs = append(r.errs, fmt.Errorf("%s=%q is not a number", name, v))
+		return def
+	}
+	return f
+}
+
+// Durations returns the variable as a comma-separated list of durations
+// ("0s,5s,5m"), def when unset.
+func (r *Reader) Durations(name string, def []time.Duration) []time.Duration {
+	v := r.String("", name)
+	if v == "" {
+		return def
+	}
+	var out []time.Duration
+	for _, f := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			r.errs = append(r.errs, fmt.Errorf("%s: %q is not a duration such as 30s or 5m", name, f))
+			return def
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // Duration returns the variable as a time.Duration ("30s", "5m"), def when unset.

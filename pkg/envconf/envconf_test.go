@@ -9,7 +9,7 @@ import (
 func TestReader(t *testing.T) {
 	env := map[string]string{
 		"A": "x", "N": "7", "BADN": "seven", "D": "5s", "BADD": "5 parsecs",
-		"K": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "NET": "127.0.0.0/8",
+		"K": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "NET": "127.0.0.0/8", "F": "0.25", "DS": "0s, 5s,5m",
 	}
 	r := NewFrom(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if got := r.String("def", "MISSING", "A"); got != "x" {
@@ -26,6 +26,12 @@ func TestReader(t *testing.T) {
 	}
 	if got := r.Networks("NET"); len(got) != 1 {
 		t.Errorf("Networks = %v, want one prefix", got)
+	}
+	if got := r.Float("F", 0); got != 0.25 {
+		t.Errorf("Float = %v, want 0.25", got)
+	}
+	if got := r.Durations("DS", nil); len(got) != 3 || got[2] != 5*time.Minute {
+		t.Errorf("Durations = %v, want [0s 5s 5m0s]", got)
 	}
 	if err := r.Err(); err != nil {
 		t.Fatalf("Err = %v, want nil", err)

@@ -42,6 +42,21 @@ const (
 	partitionsKey = "pulsehooks.partitions"
 )
 
+// Operational event types (eventv1.OperationalEvent.type), each published on
+// OperationalSubject(type).
+const (
+	OpEndpointDisabled = "endpoint.disabled"
+	OpAttemptFailing   = "message.attempt.failing"
+	OpAttemptExhausted = "message.attempt.exhausted"
+	OpAttemptRecovered = "message.attempt.recovered"
+)
+
+// OperationalSubject is the subject of operational events of a type, such as
+// pulsehooks.operational.endpoint.disabled.
+func OperationalSubject(eventType string) string {
+	return OperationalPrefix + "." + eventType
+}
+
 // DefaultPartitions is the default number of delivery partitions.
 const DefaultPartitions = 64
 
@@ -108,6 +123,14 @@ func AttemptSubject(tenantID, endpointID string) string {
 // DeliveryMsgID is the Nats-Msg-Id of a delivery: one per message and endpoint.
 func DeliveryMsgID(messageID, endpointID string) string {
 	return messageID + "." + endpointID
+}
+
+// ScheduledDeliveryMsgID is the Nats-Msg-Id of a delivery returned to
+// DELIVERIES from the retry schedule: attempt is the attempts already made and
+// scheduleCount how often it has entered the schedule, which differs on every
+// return, so only a repeat of the same return is stored once.
+func ScheduledDeliveryMsgID(messageID, endpointID string, attempt, scheduleCount uint32) string {
+	return DeliveryMsgID(messageID, endpointID) + "." + strconv.FormatUint(uint64(attempt), 10) + "." + strconv.FormatUint(uint64(scheduleCount), 10)
 }
 
 // EnsureEvents creates or updates the EVENTS stream.

@@ -31,6 +31,7 @@ var errShuttingDown = errors.New("config service is shutting down; watch again")
 type grpcServer struct {
 	configv1.UnimplementedConfigServiceServer
 	state    *state
+	store    *Store
 	stopping <-chan struct{}
 }
 
@@ -58,6 +59,26 @@ func (g *grpcServer) ListEndpoints(ctx context.Context, req *configv1.ListEndpoi
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	return &configv1.ListEndpointsResponse{Endpoints: g.state.allEndpoints(req.GetTenantId())}, nil
+}
+
+// DisableEndpoint disables an endpoint for the system and says whether this
+// call changed it.
+func (g *grpcServer) DisableEndpoint(ctx context.Context, req *configv1.DisableEndpointRequest) (*configv1.DisableEndpointResponse, error) {
+	if req.GetTenantId() == "" || req.GetEndpointId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "tenant_id and endpoint_id are required")
+	}
+	ep, changed, err := g.store.DisableEndpoint(ctx, req.GetTenantId(), req.GetEndpointId(), req.GetReason())
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, status.Errorf(codes.NotFound, "endpoint %q of tenant %q not found", req.GetEndpointId(), req.GetTenantId())
+	case errors.Is(err, ErrConflict):
+		return nil, status.Error(codes.Aborted, err.Error())
+	case ctx.Err() != nil:
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case err != nil:
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &configv1.DisableEndpointResponse{Endpoint: ep, Changed: changed}, nil
 }
 
 // Watch sends a snapshot of the requested kinds in batches, the last marked

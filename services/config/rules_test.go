@@ -146,7 +146,7 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 		{"short admin token", func(c *Config) { c.AdminToken = "short" }, "at least 16"},
 		{"no master key", func(c *Config) { c.MasterKey = nil }, "MasterKey"},
 		{"short master key", func(c *Config) { c.MasterKey = testMasterKey[:16] }, "MasterKey"},
-		{"replicas", func(c *Config) { c.Replicas = 7 }, "Replicas"},
+		{"replicas", func(c *Config) { c.Replicas = 7 }, "replicas must be between 1 and 5"},
 		{"public URL scheme", func(c *Config) { c.PublicURL = "ftp://x" }, "PublicURL"},
 		{"public URL with query", func(c *Config) { c.PublicURL = "https://x/?a=1" }, "PublicURL"},
 		{"tiny TTL", func(c *Config) { c.PortalLinkTTL = time.Millisecond }, "PortalLinkTTL"},

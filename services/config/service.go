@@ -132,7 +132,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
-	configv1.RegisterConfigServiceServer(s.grpcSrv, &grpcServer{state: st, stopping: s.stopping})
+	configv1.RegisterConfigServiceServer(s.grpcSrv, &grpcServer{state: st, store: store, stopping: s.stopping})
 	return s, nil
 }
 

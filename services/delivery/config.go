@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
@@ -28,15 +29,62 @@ const (
 	DefaultLaneQueue = 64
 	// DefaultIdempotencyTTL is how long a completed delivery is remembered.
 	DefaultIdempotencyTTL = 7 * 24 * time.Hour
-	// DefaultRetryDelay is how long a failed delivery waits before it is
-	// delivered again.
+	// DefaultRetryDelay is how long a delivery waits when it cannot be
+	// handled now (Redis or the retry schedule unreachable, the request
+	// cannot be built) before JetStream delivers it again.
 	DefaultRetryDelay = 5 * time.Second
+	// DefaultJitter spreads each retry delay by ±20%.
+	DefaultJitter = 0.2
+	// DefaultDisableAfter is how long an endpoint may fail without a success
+	// before it is disabled.
+	DefaultDisableAfter = 5 * 24 * time.Hour
+	// DefaultFailingAfter is the number of failed attempts of one delivery
+	// that publishes message.attempt.failing.
+	DefaultFailingAfter = 3
+	// DefaultClaimLease is how long claimed schedule items are held before
+	// another worker may claim them. It stays well within the DELIVERIES
+	// duplicate window, so a re-claimed item republished after a crash is
+	// stored once.
+	DefaultClaimLease = 30 * time.Second
+	// DefaultClaimBatch is how many due items one claim takes.
+	DefaultClaimBatch = 500
+	// DefaultPollInterval bounds how long the scheduler waits between looks
+	// at the schedule; it also wakes for items it knows are due sooner.
+	DefaultPollInterval = 250 * time.Millisecond
+	// DefaultDeferDelay is how soon a delivery put off because its
+	// endpoint's lane is full comes back, at the earliest.
+	DefaultDeferDelay = time.Second
 	// DefaultUnknownEndpointGrace is how long a delivery for an endpoint this
 	// worker does not know yet is kept before it is dropped.
 	DefaultUnknownEndpointGrace = 30 * time.Second
 	// minAckWait keeps the InProgress cadence (AckWait/3) sensible.
 	minAckWait = time.Second
+	// minClaimLease keeps a lease longer than the handling of a claim.
+	minClaimLease = 100 * time.Millisecond
+	// defaultDuplicateWindow is the streams package's default window.
+	defaultDuplicateWindow = 2 * time.Minute
 )
+
+// DefaultSchedule returns the default retry schedule: the delay before each
+// attempt, the first immediate: 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+// (8 attempts over about 27.6 hours).
+func DefaultSchedule() []time.Duration {
+	return []time.Duration{0, 5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+}
+
+// ParseSchedule parses a comma-separated list of durations ("0s,5s,5m,30m,
+// 2h,5h,10h,10h") into a Schedule.
+func ParseSchedule(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("retry schedule %q: %w", s, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
 
 // Config is the configuration of a delivery worker. The zero value of each
 // field means its default.
@@ -58,9 +106,37 @@ type Config struct {
 	// IdempotencyTTL is how long Redis remembers a completed delivery
 	// (default 7 days).
 	IdempotencyTTL time.Duration
-	// RetryDelay is how long a failed delivery waits before it is delivered
-	// again (default 5s).
+	// RetryDelay is how long a delivery waits when it cannot be handled now:
+	// Redis (idempotency records, the retry schedule, rate limits) is
+	// unreachable, or the request cannot be built (default 5s). The delivery
+	// stays in the stream and JetStream delivers it again.
 	RetryDelay time.Duration
+	// Schedule is the delay before each attempt; Schedule[0] is the first
+	// attempt's and must be 0, and len(Schedule) is the number of attempts
+	// (default DefaultSchedule). Tests use a compressed one (milliseconds).
+	Schedule []time.Duration
+	// Jitter spreads each retry delay uniformly by ±Jitter of itself
+	// (default 0.2; a negative value means none; at most 0.5).
+	Jitter float64
+	// DisableAfter disables an endpoint that has failed every attempt for
+	// this long (default 5 days).
+	DisableAfter time.Duration
+	// FailingAfter is the number of failed attempts of one delivery after
+	// which message.attempt.failing is published, and after which a success
+	// publishes message.attempt.recovered (default 3).
+	FailingAfter int
+	// ClaimLease is how long the scheduler holds claimed schedule items
+	// (default 30s); it must be shorter than the DELIVERIES duplicate window.
+	ClaimLease time.Duration
+	// ClaimBatch is how many due items one claim takes (default 500).
+	ClaimBatch int
+	// PollInterval is the longest the scheduler waits between looks at the
+	// schedule (default 250ms).
+	PollInterval time.Duration
+	// DeferDelay is how soon, at the earliest, a delivery put off because its
+	// endpoint's lane is full comes back (default 1s); later ones are spread
+	// by the endpoint's observed attempt duration.
+	DeferDelay time.Duration
 	// UnknownEndpointGrace is how long after it was stored a delivery for an
 	// endpoint missing from the configuration view is retried (the view may
 	// lag the fanout's by a moment) before it is dropped (default 30s).
@@ -105,6 +181,33 @@ func (c Config) withDefaults() Config {
 	if c.UnknownEndpointGrace == 0 {
 		c.UnknownEndpointGrace = DefaultUnknownEndpointGrace
 	}
+	if len(c.Schedule) == 0 {
+		c.Schedule = DefaultSchedule()
+	}
+	switch {
+	case c.Jitter == 0:
+		c.Jitter = DefaultJitter
+	case c.Jitter < 0:
+		c.Jitter = 0
+	}
+	if c.DisableAfter == 0 {
+		c.DisableAfter = DefaultDisableAfter
+	}
+	if c.FailingAfter == 0 {
+		c.FailingAfter = DefaultFailingAfter
+	}
+	if c.ClaimLease == 0 {
+		c.ClaimLease = DefaultClaimLease
+	}
+	if c.ClaimBatch == 0 {
+		c.ClaimBatch = DefaultClaimBatch
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.DeferDelay == 0 {
+		c.DeferDelay = DefaultDeferDelay
+	}
 	if c.UserAgent == "" {
 		c.UserAgent = "pulsehooks/" + Version()
 	}
@@ -127,6 +230,30 @@ func (c Config) validate() error {
 	}
 	if c.IdempotencyTTL < 0 || c.RetryDelay < 0 || c.UnknownEndpointGrace < 0 {
 		errs = append(errs, errors.New("IdempotencyTTL, RetryDelay and UnknownEndpointGrace must not be negative"))
+	}
+	if len(c.Schedule) > 0 && c.Schedule[0] != 0 {
+		errs = append(errs, fmt.Errorf("Schedule[0] is %v: the first attempt is immediate, so it must be 0", c.Schedule[0]))
+	}
+	for i, d := range c.Schedule {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("the delay before attempt %d, Schedule[%d] = %v, is negative", i+1, i, d))
+		}
+	}
+	if c.Jitter > 0.5 {
+		errs = append(errs, fmt.Errorf("jitter %v is above 0.5", c.Jitter))
+	}
+	if c.FailingAfter < 1 || c.ClaimBatch < 1 {
+		errs = append(errs, fmt.Errorf("FailingAfter %d and ClaimBatch %d must be at least 1", c.FailingAfter, c.ClaimBatch))
+	}
+	if c.DisableAfter < 0 || c.PollInterval < 0 || c.DeferDelay < 0 {
+		errs = append(errs, errors.New("DisableAfter, PollInterval and DeferDelay must not be negative"))
+	}
+	window := c.Streams.DuplicateWindow
+	if window <= 0 {
+		window = defaultDuplicateWindow
+	}
+	if c.ClaimLease < minClaimLease || c.ClaimLease >= window {
+		errs = append(errs, fmt.Errorf("ClaimLease %v is outside %v and the duplicate window %v", c.ClaimLease, minClaimLease, window))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("delivery configuration: %w", errors.Join(errs...))

@@ -1,9 +1,12 @@
 package delivery
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
 )
 
 func TestAttemptTimeout(t *testing.T) {
@@ -37,6 +40,16 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{"negative concurrency", Config{LaneConcurrency: -1}, "LaneConcurrency"},
 		{"negative queue", Config{LaneQueue: -1}, "LaneQueue"},
 		{"negative retry delay", Config{RetryDelay: -time.Second}, "RetryDelay"},
+		{"first attempt delayed", Config{Schedule: []time.Duration{time.Second, time.Second}}, "Schedule[0]"},
+		{"negative schedule delay", Config{Schedule: []time.Duration{0, -time.Second}}, "Schedule[1]"},
+		{"one attempt only", Config{Schedule: []time.Duration{0}}, ""},
+		{"jitter above half", Config{Jitter: 0.6}, "jitter"},
+		{"no jitter", Config{Jitter: -1}, ""},
+		{"lease beyond the duplicate window", Config{ClaimLease: 3 * time.Minute}, "ClaimLease"},
+		{"lease within a longer window", Config{ClaimLease: 3 * time.Minute, Streams: streams.Options{DuplicateWindow: 5 * time.Minute}}, ""},
+		{"lease too short", Config{ClaimLease: time.Millisecond}, "ClaimLease"},
+		{"negative failing threshold", Config{FailingAfter: -1}, "FailingAfter"},
+		{"negative disable threshold", Config{DisableAfter: -time.Hour}, "DisableAfter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.withDefaults().validate()
@@ -53,7 +66,21 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		cfg.IdempotencyTTL != DefaultIdempotencyTTL || cfg.RetryDelay != DefaultRetryDelay || !strings.HasPrefix(cfg.UserAgent, "pulsehooks/") {
 		t.Errorf("defaults = %+v", cfg)
 	}
+	if !slices.Equal(cfg.Schedule, DefaultSchedule()) || cfg.Jitter != DefaultJitter || cfg.DisableAfter != 5*24*time.Hour ||
+		cfg.FailingAfter != 3 || cfg.ClaimLease != DefaultClaimLease || cfg.ClaimBatch != DefaultClaimBatch {
+		t.Errorf("retry defaults = %+v", cfg)
+	}
 	if cfg.AckWait <= MaxTimeout {
 		t.Errorf("default AckWait %v does not exceed the longest attempt %v", cfg.AckWait, MaxTimeout)
+	}
+}
+
+func TestParseSchedule(t *testing.T) {
+	got, err := ParseSchedule("0s, 5s,5m,30m,2h,5h,10h,10h")
+	if err != nil || !slices.Equal(got, DefaultSchedule()) {
+		t.Errorf("ParseSchedule = %v, %v; want the default schedule", got, err)
+	}
+	if _, err := ParseSchedule("0s,soon"); err == nil {
+		t.Error("ParseSchedule(0s,soon) = nil error, want one")
 	}
 }

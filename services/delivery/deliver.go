@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/retryq"
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
@@ -29,9 +32,10 @@ type endpointSource interface {
 	Endpoint(id string) (*configv1.Endpoint, bool)
 }
 
-// deliverer carries one delivery through: endpoint lookup, idempotency
-// check, the HTTP attempt, the Redis record of a success, the attempt record,
-// then the ack (success, or nothing to send) or the Retrier (failure).
+// deliverer carries one delivery through: endpoint lookup, the failing
+// endpoint check, idempotency check, rate limit, the HTTP attempt, the Redis
+// record of a success, the attempt record, then the ack (success, or nothing
+// to send) or the retry schedule (failure).
 type deliverer struct {
 	cfg       Config
 	log       *slog.Logger
@@ -40,23 +44,22 @@ type deliverer struct {
 	idem      idempotency
 	sender    *sender
 	recorder  recorder
-	retrier   Retrier
-}
-
-// attemptNumber numbers the attempt about to be made from 1. While failed
-// attempts are retried by nakking (nakRetrier), the stored Delivery comes
-// back unchanged, so JetStream's delivery count supplies the retries; the
-// Redis retry schedule will carry the count in Delivery.attempt instead, with
-// each scheduled delivery delivered once.
-func attemptNumber(j *job) uint32 {
-	return j.delivery.GetAttempt() + uint32(max(j.numDelivered, 1))
+	queue     *retryq.Queue
+	// kick tells the scheduler an item is due at the given time.
+	kick    func(time.Time)
+	backoff backoff
+	states  *endpointStates
+	limiter limiter
+	streaks streaks
+	config  configv1.ConfigServiceClient
+	ops     opEvents
 }
 
 // deliver runs j to the end. ctx is not cancelled at shutdown: an attempt
 // that has started finishes within its timeout, and is then settled.
 func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	d := j.delivery
-	n := attemptNumber(j)
+	n := d.GetAttempt() + 1 // the attempt about to be made
 	ctx = natsx.Extract(ctx, j.current().Headers())
 	ctx, span := dl.tracer.Start(ctx, "delivery",
 		trace.WithSpanKind(trace.SpanKindConsumer),
@@ -80,10 +83,19 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		log.ErrorContext(ctx, "endpoint belongs to another tenant, dropping delivery", "endpoint_tenant_id", ep.GetTenantId())
 		dl.ack(ctx, log, j)
 		return
-	case !ep.GetEnabled():
+	case !ep.GetEnabled() || dl.states.disabledAhead(ep.GetId(), ep.GetRevision()):
 		log.InfoContext(ctx, "endpoint disabled, dropping delivery")
 		dl.ack(ctx, log, j)
 		return
+	}
+	now := time.Now()
+	if d.GetScheduleCount() == 0 {
+		// A new delivery for an endpoint whose last attempts failed waits
+		// for the earliest pending retry, rather than take a slot now.
+		if until, failing := dl.states.failingUntil(ep.GetId(), now); failing {
+			dl.putOff(ctx, log, j, until, "endpoint failing", false)
+			return
+		}
 	}
 
 	done, err := dl.idem.done(ctx, d.GetMessageId(), d.GetEndpointId())
@@ -100,6 +112,9 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		dl.ack(ctx, log, j)
 		return
 	}
+	if !dl.waitRateLimit(ctx, log, j, ep, now) {
+		return
+	}
 
 	r, err := dl.sender.send(ctx, ep, d)
 	if err != nil {
@@ -108,6 +123,7 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		dl.nak(ctx, log, j, dl.cfg.RetryDelay)
 		return
 	}
+	dl.states.observe(ep.GetId(), time.Now(), r.duration)
 	if len(r.skipped) > 0 {
 		log.WarnContext(ctx, "custom headers not sent: reserved or malformed", "headers", r.skipped)
 	}
@@ -116,32 +132,59 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	if r.status != 0 {
 		span.SetAttributes(attribute.Int("http.response.status_code", r.status))
 	}
-	success := r.outcome == eventv1.Outcome_OUTCOME_SUCCESS
-	if success {
-		// Remember the success before anything else can fail, so that a
-		// crash before the ack does not send the webhook again. If Redis
-		// refuses, ack all the same: the receiver has the webhook, and
-		// nakking would resend it for certain, whereas acking leaves only a
-		// crash in the next moments before the ack as a chance of a
-		// duplicate (which the webhook-id lets receivers detect).
-		if err := dl.idem.markDone(ctx, d.GetMessageId(), d.GetEndpointId(), a.GetId()); err != nil {
-			log.ErrorContext(ctx, "delivered, but the idempotency record failed; acking anyway", "err", err)
-		}
-	}
-	dl.record(ctx, log, a)
-	if !success {
+	if r.outcome != eventv1.Outcome_OUTCOME_SUCCESS {
 		span.SetStatus(codes.Error, a.GetOutcome().String())
 		log.InfoContext(ctx, "attempt failed", "outcome", a.GetOutcome().String(), "status", r.status, "err", r.err, "duration", r.duration)
-		if err := dl.retrier.Retry(ctx, j.settle(), d, a); err != nil {
-			log.ErrorContext(ctx, "cannot hand the delivery to the retrier; JetStream redelivers it after the ack wait", "err", err)
-		}
+		dl.failed(ctx, log, j, ep, n, r, a)
 		return
 	}
+
+	// Remember the success before anything else can fail, so that a crash
+	// before the ack does not send the webhook again. If Redis refuses, ack
+	// all the same: the receiver has the webhook, and nakking would resend
+	// it for certain, whereas acking leaves only a crash in the next moments
+	// before the ack as a chance of a duplicate (which the webhook-id lets
+	// receivers detect).
+	if err := dl.idem.markDone(ctx, d.GetMessageId(), d.GetEndpointId(), a.GetId()); err != nil {
+		log.ErrorContext(ctx, "delivered, but the idempotency record failed; acking anyway", "err", err)
+	}
+	dl.states.succeeded(ep.GetId(), time.Now())
+	a.State = eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED
+	dl.record(ctx, log, a)
 	log.InfoContext(ctx, "delivered", "status", r.status, "duration", r.duration)
+	if n > uint32(dl.cfg.FailingAfter) {
+		dl.ops.publish(ctx, attemptEvent(streams.OpAttemptRecovered, a, fmt.Sprintf("delivered at attempt %d", n)))
+	}
 	if h := dl.cfg.Hooks.AfterSuccess; h != nil {
 		h(ctx, d.GetMessageId(), d.GetEndpointId())
 	}
 	dl.ack(ctx, log, j)
+}
+
+// waitRateLimit takes a slot of ep's rate limit for j, unless it holds one
+// already, and reports whether to send now. A slot within
+// maxInlineRateWait is waited for here; a later one puts the delivery off
+// to the schedule, due at its slot. If Redis cannot be asked, the delivery
+// is nakked.
+func (dl *deliverer) waitRateLimit(ctx context.Context, log *slog.Logger, j *job, ep *configv1.Endpoint, now time.Time) bool {
+	if ep.GetRateLimit() == 0 || j.delivery.GetRateReserved() {
+		return true
+	}
+	wait, err := dl.limiter.reserve(ctx, ep.GetId(), ep.GetRateLimit(), now)
+	switch {
+	case err != nil:
+		log.ErrorContext(ctx, "rate limiter unreachable, not sending now", "err", err, "retry_in", dl.cfg.RetryDelay)
+		dl.nak(ctx, log, j, dl.cfg.RetryDelay)
+		return false
+	case wait > maxInlineRateWait:
+		dl.putOff(ctx, log, j, now.Add(wait), "rate limited", true)
+		return false
+	case wait > 0:
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		<-t.C
+	}
+	return true
 }
 
 // unknownEndpoint handles a delivery whose endpoint is not in the view. A

@@ -228,7 +228,7 @@ func TestFailureOutcomes(t *testing.T) {
 			ep.TimeoutMs = tc.timeoutMS
 			e.config.put(ep)
 			cfg := testConfig()
-			cfg.RetryDelay = time.Hour // one attempt in this test
+			cfg.Schedule = []time.Duration{0, time.Hour} // one attempt in this test
 			if !tc.allow {
 				cfg.AllowNetworks = nil
 			}

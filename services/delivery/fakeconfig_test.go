@@ -1,9 +1,14 @@
 package delivery
 
 import (
+	"context"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
@@ -16,6 +21,8 @@ type fakeConfig struct {
 	mu        sync.Mutex
 	endpoints map[string]*configv1.Endpoint
 	watchers  map[chan *configv1.Change]struct{}
+	// disables records the DisableEndpoint calls.
+	disables []*configv1.DisableEndpointRequest
 }
 
 func (f *fakeConfig) Watch(_ *configv1.WatchRequest, stream grpc.ServerStreamingServer[configv1.WatchResponse]) error {
@@ -57,4 +64,32 @@ func (f *fakeConfig) put(ep *configv1.Endpoint) {
 	for ch := range f.watchers {
 		ch <- &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_Endpoint{Endpoint: ep}}
 	}
+}
+
+// DisableEndpoint disables an endpoint the way the config service does: a
+// new revision, enabled false, the reason kept, watchers told.
+func (f *fakeConfig) DisableEndpoint(_ context.Context, req *configv1.DisableEndpointRequest) (*configv1.DisableEndpointResponse, error) {
+	f.mu.Lock()
+	f.disables = append(f.disables, req)
+	cur, ok := f.endpoints[req.GetEndpointId()]
+	f.mu.Unlock()
+	if !ok || cur.GetTenantId() != req.GetTenantId() {
+		return nil, status.Error(codes.NotFound, "endpoint not found")
+	}
+	if !cur.GetEnabled() {
+		return &configv1.DisableEndpointResponse{Endpoint: cur}, nil
+	}
+	ep := proto.Clone(cur).(*configv1.Endpoint)
+	ep.Enabled = false
+	ep.DisabledReason = req.GetReason()
+	ep.Revision++
+	f.put(ep)
+	return &configv1.DisableEndpointResponse{Endpoint: ep, Changed: true}, nil
+}
+
+// disableCalls returns the DisableEndpoint calls so far.
+func (f *fakeConfig) disableCalls() []*configv1.DisableEndpointRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.disables)
 }

@@ -54,6 +54,9 @@ func newEnv(t *testing.T) *env {
 		config: &fakeConfig{endpoints: map[string]*configv1.Endpoint{}, watchers: map[chan *configv1.Change]struct{}{}},
 	}
 	e.js = e.nats.JetStream(t)
+	if _, err := streams.EnsureEvents(context.Background(), e.js, streams.Options{}); err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -71,13 +74,20 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// testSchedule is a compressed retry schedule: 6 attempts within a second.
+var testSchedule = []time.Duration{0, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond}
+
 // testConfig is the worker configuration of most tests: one partition,
-// loopback allowed, quick retries.
+// loopback allowed, a compressed schedule and a quick scheduler.
 func testConfig() Config {
 	return Config{
 		Streams:       streams.Options{Partitions: 1},
 		AllowNetworks: loopback,
 		RetryDelay:    50 * time.Millisecond,
+		Schedule:      testSchedule,
+		PollInterval:  10 * time.Millisecond,
+		DeferDelay:    20 * time.Millisecond,
+		ClaimLease:    5 * time.Second,
 	}
 }
 
@@ -169,10 +179,22 @@ func newDelivery(ep *configv1.Endpoint) *eventv1.Delivery {
 	}
 }
 
-// publish stores d in DELIVERIES the way fanout does, with the trace
-// context of ctx.
+// publish stores d's event in EVENTS the way ingest does, then d in
+// DELIVERIES the way fanout does (with the event's sequence), both with the
+// trace context of ctx.
 func (e *env) publish(ctx context.Context, t *testing.T, d *eventv1.Delivery) {
 	t.Helper()
+	ev, err := proto.Marshal(&eventv1.Event{MessageId: d.GetMessageId(), TenantId: d.GetTenantId(), EventType: d.GetEventType(), Payload: d.GetPayload(), AcceptedAt: d.GetAcceptedAt()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evMsg := &nats.Msg{Subject: streams.EventSubject(d.GetTenantId(), d.GetEventType()), Data: ev, Header: nats.Header{}}
+	natsx.Inject(ctx, evMsg)
+	ack, err := e.js.PublishMsg(ctx, evMsg, jetstream.WithMsgID(d.GetMessageId()))
+	if err != nil {
+		t.Fatalf("publish event: %v", err)
+	}
+	d.EventSequence = ack.Sequence
 	data, err := proto.Marshal(d)
 	if err != nil {
 		t.Fatal(err)

@@ -41,11 +41,17 @@ func (i idempotency) done(ctx context.Context, messageID, endpointID string) (bo
 	return n > 0, nil
 }
 
-// markDone records that the delivery succeeded with attempt attemptID.
+// markDone records that the delivery succeeded with attempt attemptID and,
+// in the same round trip, ends the endpoint's run of failures.
 func (i idempotency) markDone(ctx context.Context, messageID, endpointID, attemptID string) error {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
-	if err := i.rdb.Set(ctx, doneKey(messageID, endpointID), attemptID, i.ttl).Err(); err != nil {
+	_, err := i.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, doneKey(messageID, endpointID), attemptID, i.ttl)
+		p.Del(ctx, failingKey(endpointID))
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("set %s in redis: %w", doneKey(messageID, endpointID), err)
 	}
 	return nil

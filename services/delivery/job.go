@@ -18,9 +18,6 @@ type job struct {
 	delivery *eventv1.Delivery
 	// stored is when the message was stored in DELIVERIES.
 	stored time.Time
-	// numDelivered is how many times JetStream had delivered the message
-	// when this job was made.
-	numDelivered uint64
 
 	mu      sync.Mutex
 	msg     jetstream.Msg // the newest delivery of the message
@@ -30,12 +27,11 @@ type job struct {
 
 func newJob(msg jetstream.Msg, d *eventv1.Delivery, meta *jetstream.MsgMetadata, now time.Time) *job {
 	return &job{
-		seq:          meta.Sequence.Stream,
-		delivery:     d,
-		stored:       meta.Timestamp,
-		numDelivered: meta.NumDelivered,
-		msg:          msg,
-		touched:      now,
+		seq:      meta.Sequence.Stream,
+		delivery: d,
+		stored:   meta.Timestamp,
+		msg:      msg,
+		touched:  now,
 	}
 }
 

@@ -10,14 +10,11 @@ import (
 // arrives and removed when it has nothing running or waiting.
 //
 // Each lane runs at most concurrency jobs at once. Further jobs wait in the
-// lane's queue, bounded to queueCap. When the queue is full, dispatch still
-// returns at once — the partition's pull loop never blocks on a lane — and the
-// job waits un-acked in the lane's overflow; it moves into the queue when room
-// frees, in arrival order. Waiting jobs are kept alive with InProgress by
-// their partition, so the overflow is bounded only by the partition
-// consumer's MaxAckPending: a lane that overflows for long enough stalls its
-// partition. The retry-schedule change moves overflowing jobs to Redis
-// instead (see Retrier), which removes that limit.
+// lane's queue, bounded to queueCap. When the queue is full, dispatch refuses
+// the job at once — the partition's pull loop never blocks on a lane — and
+// the partition puts the delivery off to the Redis schedule and acks it, so a
+// saturated endpoint never holds more than concurrency + queueCap of its
+// partition's un-acked messages.
 type lanes struct {
 	concurrency int
 	queueCap    int
@@ -31,24 +28,38 @@ type lanes struct {
 
 // lane is the state of one endpoint's lane, guarded by lanes.mu.
 type lane struct {
-	key      string
-	running  int
-	queue    []*job
-	overflow []*job
+	key     string
+	running int
+	queue   []*job
 }
+
+// dispatched is what dispatch did with a job.
+type dispatched int
+
+const (
+	// started: the job runs now.
+	started dispatched = iota
+	// queued: the job waits in its lane's queue.
+	queued
+	// full: the lane has no free slot and no room in its queue; the caller
+	// keeps the job.
+	full
+	// refused: the lanes are stopping; the caller keeps the job.
+	refused
+)
 
 func newLanes(concurrency, queueCap int, run func(context.Context, *job)) *lanes {
 	return &lanes{concurrency: concurrency, queueCap: queueCap, run: run, byKey: map[string]*lane{}}
 }
 
 // dispatch hands j to the lane of key: it starts now if the lane has a free
-// slot, else it waits. It never blocks. The lane runs its jobs with ctx.
-// After stop it does nothing and reports false.
-func (ls *lanes) dispatch(ctx context.Context, key string, j *job) bool {
+// slot, else it waits in the queue if there is room. It never blocks. The
+// lane runs its jobs with ctx.
+func (ls *lanes) dispatch(ctx context.Context, key string, j *job) dispatched {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if ls.stopped {
-		return false
+		return refused
 	}
 	l := ls.byKey[key]
 	if l == nil {
@@ -60,12 +71,13 @@ func (ls *lanes) dispatch(ctx context.Context, key string, j *job) bool {
 		l.running++
 		ls.wg.Add(1)
 		go ls.work(ctx, l, j)
+		return started
 	case len(l.queue) < ls.queueCap:
 		l.queue = append(l.queue, j)
+		return queued
 	default:
-		l.overflow = append(l.overflow, j)
+		return full
 	}
-	return true
 }
 
 // work runs j, then the lane's next waiting jobs, until there is none.
@@ -77,9 +89,8 @@ func (ls *lanes) work(ctx context.Context, l *lane, j *job) {
 	}
 }
 
-// next takes the lane's next waiting job, refilling the queue from the
-// overflow; with none (or after stop) it gives up the slot and removes an
-// idle lane.
+// next takes the lane's next waiting job; with none (or after stop) it gives
+// up the slot and removes an idle lane.
 func (ls *lanes) next(l *lane) *job {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
@@ -87,15 +98,10 @@ func (ls *lanes) next(l *lane) *job {
 		j := l.queue[0]
 		l.queue[0] = nil
 		l.queue = l.queue[1:]
-		if len(l.overflow) > 0 {
-			l.queue = append(l.queue, l.overflow[0])
-			l.overflow[0] = nil
-			l.overflow = l.overflow[1:]
-		}
 		return j
 	}
 	l.running--
-	if l.running == 0 && len(l.queue) == 0 && len(l.overflow) == 0 {
+	if l.running == 0 && len(l.queue) == 0 {
 		delete(ls.byKey, l.key)
 	}
 	return nil
@@ -110,8 +116,7 @@ func (ls *lanes) stop() []*job {
 	var left []*job
 	for k, l := range ls.byKey {
 		left = append(left, l.queue...)
-		left = append(left, l.overflow...)
-		l.queue, l.overflow = nil, nil
+		l.queue = nil
 		if l.running == 0 {
 			delete(ls.byKey, k)
 		}
@@ -127,7 +132,7 @@ func (ls *lanes) stats() (lanes, waiting int) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for _, l := range ls.byKey {
-		waiting += len(l.queue) + len(l.overflow)
+		waiting += len(l.queue)
 	}
 	return len(ls.byKey), waiting
 }

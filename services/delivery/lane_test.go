@@ -35,15 +35,15 @@ func (r *laneRecorder) startedOrder() []uint64 {
 	return slices.Clone(r.order)
 }
 
-// laneState returns the lane of key's running count and waiting lengths.
-func laneState(ls *lanes, key string) (running, queued, overflow int, ok bool) {
+// laneState returns the lane of key's running count and queue length.
+func laneState(ls *lanes, key string) (running, queued int, ok bool) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	l, ok := ls.byKey[key]
 	if !ok {
-		return 0, 0, 0, false
+		return 0, 0, false
 	}
-	return l.running, len(l.queue), len(l.overflow), true
+	return l.running, len(l.queue), true
 }
 
 func receive(t *testing.T, ch <-chan uint64) uint64 {
@@ -57,34 +57,47 @@ func receive(t *testing.T, ch <-chan uint64) uint64 {
 	}
 }
 
-func TestLanesCapQueueAndOverflow(t *testing.T) {
+func TestLanesCapAndQueue(t *testing.T) {
 	for _, tc := range []struct {
-		name                                string
-		concurrency, queueCap, jobs         int
-		wantRunning, wantQueued, wantOverfl int
+		name                        string
+		concurrency, queueCap, jobs int
+		wantRunning, wantQueued     int
+		wantFull                    int
 	}{
 		{"fits in the slots", 3, 2, 2, 2, 0, 0},
 		{"fills the queue", 2, 2, 4, 2, 2, 0},
-		{"overflows", 2, 2, 7, 2, 2, 3},
+		{"refuses beyond the queue", 2, 2, 7, 2, 2, 3},
 		{"one slot, one place", 1, 1, 5, 1, 1, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newLaneRecorder()
 			ls := newLanes(tc.concurrency, tc.queueCap, r.run)
+			var got []dispatched
 			for i := 1; i <= tc.jobs; i++ {
-				if !ls.dispatch(context.Background(), "ep_slow", &job{seq: uint64(i)}) {
-					t.Fatalf("dispatch %d = false, want true", i)
+				got = append(got, ls.dispatch(context.Background(), "ep_slow", &job{seq: uint64(i)}))
+			}
+			var want []dispatched
+			for i := 0; i < tc.jobs; i++ {
+				switch {
+				case i < tc.wantRunning:
+					want = append(want, started)
+				case i < tc.wantRunning+tc.wantQueued:
+					want = append(want, queued)
+				default:
+					want = append(want, full)
 				}
 			}
-			running, queued, overflow, _ := laneState(ls, "ep_slow")
-			if running != tc.wantRunning || queued != tc.wantQueued || overflow != tc.wantOverfl {
-				t.Errorf("lane running/queued/overflow = %d/%d/%d, want %d/%d/%d",
-					running, queued, overflow, tc.wantRunning, tc.wantQueued, tc.wantOverfl)
+			if !slices.Equal(got, want) {
+				t.Errorf("dispatch results = %v, want %v", got, want)
+			}
+			running, queuedN, _ := laneState(ls, "ep_slow")
+			if running != tc.wantRunning || queuedN != tc.wantQueued {
+				t.Errorf("lane running/queued = %d/%d, want %d/%d", running, queuedN, tc.wantRunning, tc.wantQueued)
 			}
 			close(r.release)
 			ls.wait()
-			if got := len(r.startedOrder()); got != tc.jobs {
-				t.Errorf("jobs run = %d, want %d", got, tc.jobs)
+			if got, want := len(r.startedOrder()), tc.jobs-tc.wantFull; got != want {
+				t.Errorf("jobs run = %d, want %d", got, want)
 			}
 			if n, waiting := ls.stats(); n != 0 || waiting != 0 {
 				t.Errorf("after draining: %d lanes, %d waiting; want the idle lane removed", n, waiting)
@@ -96,7 +109,7 @@ func TestLanesCapQueueAndOverflow(t *testing.T) {
 func TestLanesRunInArrivalOrder(t *testing.T) {
 	r := newLaneRecorder()
 	close(r.release)
-	ls := newLanes(1, 2, r.run)
+	ls := newLanes(1, 6, r.run)
 	for i := 1; i <= 6; i++ {
 		ls.dispatch(context.Background(), "ep_a", &job{seq: uint64(i)})
 	}
@@ -110,8 +123,8 @@ func TestLanesIsolateEndpoints(t *testing.T) {
 	r := newLaneRecorder()
 	ls := newLanes(1, 1, r.run)
 	// ep_slow's only slot is taken by a job that does not finish, and its
-	// queue and overflow fill up.
-	for i := 1; i <= 4; i++ {
+	// queue fills up.
+	for i := 1; i <= 3; i++ {
 		ls.dispatch(context.Background(), "ep_slow", &job{seq: uint64(i)})
 	}
 	if got := receive(t, r.started); got != 1 {
@@ -121,8 +134,8 @@ func TestLanesIsolateEndpoints(t *testing.T) {
 	if got := receive(t, r.started); got != 100 {
 		t.Errorf("started job = %d, want ep_fast's 100 while ep_slow is blocked", got)
 	}
-	if n, waiting := ls.stats(); n != 2 || waiting != 3 {
-		t.Errorf("stats = %d lanes, %d waiting; want 2 lanes, 3 waiting", n, waiting)
+	if n, waiting := ls.stats(); n != 2 || waiting != 1 {
+		t.Errorf("stats = %d lanes, %d waiting; want 2 lanes, 1 waiting", n, waiting)
 	}
 	close(r.release)
 	ls.wait()
@@ -130,7 +143,7 @@ func TestLanesIsolateEndpoints(t *testing.T) {
 
 func TestLanesStop(t *testing.T) {
 	r := newLaneRecorder()
-	ls := newLanes(1, 1, r.run)
+	ls := newLanes(1, 2, r.run)
 	for i := 1; i <= 3; i++ {
 		ls.dispatch(context.Background(), "ep_a", &job{seq: uint64(i)})
 	}
@@ -144,8 +157,8 @@ func TestLanesStop(t *testing.T) {
 	if want := []uint64{2, 3}; !slices.Equal(seqs, want) {
 		t.Errorf("stop returned jobs %v, want the unstarted %v", seqs, want)
 	}
-	if ls.dispatch(context.Background(), "ep_a", &job{seq: 4}) {
-		t.Error("dispatch after stop = true, want false")
+	if got := ls.dispatch(context.Background(), "ep_a", &job{seq: 4}); got != refused {
+		t.Errorf("dispatch after stop = %v, want refused", got)
 	}
 	close(r.release)
 	ls.wait()

@@ -37,7 +37,7 @@ func TestSlowEndpointDoesNotBlockAnother(t *testing.T) {
 	cfg.LaneQueue = 2
 	e.startWorker(t, cfg, workerOptions{})
 
-	const slowN, fastN = 8, 4 // 2 in flight, 2 queued, 4 overflowing
+	const slowN, fastN = 8, 4 // 2 in flight, 2 queued, 4 put off to the schedule
 	for i := 0; i < slowN; i++ {
 		e.publish(context.Background(), t, newDelivery(slowEP))
 	}

@@ -30,6 +30,11 @@ type partition struct {
 	log      *slog.Logger
 	ackWait  time.Duration
 	lanes    *lanes
+	states   *endpointStates
+	deferrer *deferrer
+	// deferDelay and concurrency place deliveries put off for a full lane.
+	deferDelay  time.Duration
+	concurrency int
 	// pinID is the pin id of the last message received: this worker's pin,
 	// unless the pin has moved since.
 	pinID atomic.Value // string
@@ -38,14 +43,18 @@ type partition struct {
 	held map[uint64]*job
 }
 
-func newPartition(index int, c jetstream.Consumer, s jetstream.Stream, cfg Config, log *slog.Logger, deliver func(context.Context, *job)) *partition {
+func newPartition(index int, c jetstream.Consumer, s jetstream.Stream, cfg Config, log *slog.Logger, states *endpointStates, df *deferrer, deliver func(context.Context, *job)) *partition {
 	p := &partition{
-		index:    index,
-		consumer: c,
-		stream:   s,
-		log:      log.With("partition", index),
-		ackWait:  cfg.AckWait,
-		held:     map[uint64]*job{},
+		index:       index,
+		consumer:    c,
+		stream:      s,
+		log:         log.With("partition", index),
+		ackWait:     cfg.AckWait,
+		states:      states,
+		deferrer:    df,
+		deferDelay:  cfg.DeferDelay,
+		concurrency: cfg.LaneConcurrency,
+		held:        map[uint64]*job{},
 	}
 	p.lanes = newLanes(cfg.LaneConcurrency, cfg.LaneQueue, func(ctx context.Context, j *job) {
 		deliver(ctx, j)
@@ -157,7 +166,21 @@ func (p *partition) accept(ctx context.Context, msg jetstream.Msg) {
 	p.mu.Unlock()
 	// Attempts are not cancelled with the pull: one that has started
 	// finishes within its timeout and is settled, also at shutdown.
-	if !p.lanes.dispatch(context.WithoutCancel(ctx), d.GetEndpointId(), j) {
+	ctx = context.WithoutCancel(ctx)
+	ep := d.GetEndpointId()
+	if d.GetScheduleCount() == 0 {
+		if until, failing := p.states.failingUntil(ep, now); failing {
+			p.deferrer.submit(ctx, deferral{p: p, j: j, due: until, why: "endpoint failing"})
+			return
+		}
+	}
+	switch p.lanes.dispatch(ctx, ep, j) {
+	case full:
+		// The endpoint cannot keep up: the delivery leaves the partition
+		// for the schedule, behind those put off before it.
+		due := p.states.deferSlot(ep, now, p.deferDelay, p.concurrency)
+		p.deferrer.submit(ctx, deferral{p: p, j: j, due: due, why: "lane full"})
+	case refused:
 		p.release(j) // stopping: left un-acked for the next worker
 	}
 }

@@ -1,12 +1,16 @@
 // Package delivery is the delivery worker: it pulls deliveries from the
 // per-partition consumers of the DELIVERIES stream, signs each event the
 // Standard Webhooks way, POSTs it to its endpoint, records the attempt in
-// ATTEMPTS, and acks the delivery or hands it to the Retrier.
+// ATTEMPTS, and acks the delivery or, after a failure, moves it to the Redis
+// retry schedule (pkg/retryq) with backoff.
 //
 // One worker holds a partition at a time (pinned priority group); inside a
 // worker each endpoint has its own lane with a concurrency cap, so a slow
-// endpoint never holds up the others. Redis remembers completed deliveries,
-// so a redelivery after a crash between the 2xx and the ack is not sent again.
+// endpoint never holds up the others, and deliveries of a saturated, failing
+// or rate-limited endpoint leave the stream for the schedule rather than
+// wait in it. Every worker's scheduler returns due deliveries to the stream.
+// Redis remembers completed deliveries, so a redelivery after a crash between
+// the 2xx and the ack is not sent again.
 package delivery
 
 import (
@@ -14,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
+	"github.com/pulsehooks/pulsehooks/pkg/retryq"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
@@ -47,6 +53,9 @@ type Service struct {
 	view       *configwatch.View
 	partitions []*partition
 	deliverer  *deliverer
+	deferrer   *deferrer
+	scheduler  *scheduler
+	states     *endpointStates
 	started    atomic.Bool
 	ready      atomic.Bool
 }
@@ -77,9 +86,18 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
+	events, err := bindEvents(ctx, js, cfg.Streams)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: %w", err)
+	}
+	queue, err := retryq.New(deps.Redis, retryq.Options{Partitions: n})
+	if err != nil {
+		return nil, fmt.Errorf("delivery: %w", err)
+	}
 	log := deps.Logger
 	view := configwatch.New(deps.Config, log, configv1.Kind_KIND_ENDPOINT)
-	s := &Service{cfg: cfg, log: log, view: view}
+	s := &Service{cfg: cfg, log: log, view: view, states: newEndpointStates()}
+	s.scheduler = newScheduler(cfg, log, queue, events, js)
 	s.deliverer = &deliverer{
 		cfg:       cfg,
 		log:       log,
@@ -88,14 +106,22 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		idem:      idempotency{rdb: deps.Redis, ttl: cfg.IdempotencyTTL},
 		sender:    &sender{client: newHTTPClient(cfg, deps.TracerProvider), cfg: cfg},
 		recorder:  recorder{js: js},
-		retrier:   nakRetrier{delay: cfg.RetryDelay},
+		queue:     queue,
+		kick:      s.scheduler.kick,
+		backoff:   newBackoff(cfg),
+		states:    s.states,
+		limiter:   limiter{rdb: deps.Redis},
+		streaks:   streaks{rdb: deps.Redis, keep: cfg.DisableAfter + slices.Max(cfg.Schedule)},
+		config:    deps.Config,
+		ops:       opEvents{nc: deps.NATS, log: log},
 	}
+	s.deferrer = newDeferrer(s.deliverer)
 	for i := 0; i < n; i++ {
 		c, err := js.Consumer(ctx, streams.Deliveries, streams.PartitionConsumer(i))
 		if err != nil {
 			return nil, fmt.Errorf("delivery: consumer %s: %w", streams.PartitionConsumer(i), err)
 		}
-		s.partitions = append(s.partitions, newPartition(i, c, stream, cfg, log, s.deliverer.deliver))
+		s.partitions = append(s.partitions, newPartition(i, c, stream, cfg, log, s.states, s.deferrer, s.deliverer.deliver))
 	}
 	return s, nil
 }
@@ -127,7 +153,17 @@ func (s *Service) Run(ctx context.Context) error {
 	// Deliveries held by this worker are kept alive until the attempts in
 	// flight are settled, not only until ctx ends.
 	keepCtx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
-	var pulling, keeping sync.WaitGroup
+	var pulling, keeping, scheduling sync.WaitGroup
+	s.deferrer.start(keepCtx)
+	scheduling.Add(2)
+	go func() {
+		defer scheduling.Done()
+		s.scheduler.run(ctx)
+	}()
+	go func() {
+		defer scheduling.Done()
+		s.pruneStates(ctx)
+	}()
 	for _, p := range s.partitions {
 		pulling.Add(1)
 		go func() {
@@ -153,11 +189,27 @@ func (s *Service) Run(ctx context.Context) error {
 	for _, p := range s.partitions {
 		p.lanes.wait()
 	}
+	s.deferrer.close()
+	scheduling.Wait()
 	stopKeep()
 	keeping.Wait()
 	s.releasePins()
 	s.log.Info("delivery worker stopped")
 	return nil
+}
+
+// pruneStates forgets idle endpoints' states every minute until ctx ends.
+func (s *Service) pruneStates(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.states.prune(now)
+		}
+	}
 }
 
 // releasePins gives up this worker's partitions so the next worker takes

@@ -68,6 +68,7 @@ func startSystem(t *testing.T, o sysOptions) *system {
 		AllowNetworks:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		Partitions:     8,
 		RetryDelay:     200 * time.Millisecond,
+		RetrySchedule:  []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond},
 	}
 	if o.hooks != nil {
 		o.hooks(&cfg)

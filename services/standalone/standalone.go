@@ -56,7 +56,11 @@ type Config struct {
 	AllowNetworks []netip.Prefix
 	// Partitions is the number of delivery partitions; default 64.
 	Partitions int
-	// RetryDelay is how long a failed delivery waits before it is tried again.
+	// RetrySchedule is the delay before each delivery attempt; empty means the
+	// production default (immediately, 5s, 5m, 30m, 2h, 5h, 10h, 10h).
+	RetrySchedule []time.Duration
+	// RetryDelay is how long a delivery waits when it cannot be handled now
+	// (for example while Redis is unreachable); zero means the default.
 	RetryDelay time.Duration
 	// DeliveryHooks are passed to the delivery service (tests).
 	DeliveryHooks delivery.Hooks
@@ -180,6 +184,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 		Streams:       so,
 		AllowNetworks: cfg.AllowNetworks,
 		RetryDelay:    cfg.RetryDelay,
+		Schedule:      cfg.RetrySchedule,
 		Hooks:         cfg.DeliveryHooks,
 	}, delivery.Deps{NATS: s.conn("delivery"), Redis: s.redis, Config: client, Logger: s.logger("delivery"), TracerProvider: deps.TracerProvider}); err != nil {
 		return nil, fmt.Errorf("delivery service: %w", err)

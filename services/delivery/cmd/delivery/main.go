@@ -13,6 +13,19 @@
 //	PULSEHOOKS_ALLOW_NETWORKS  comma-separated CIDR prefixes endpoints may reach although private
 //	                           (for development; "private" allows all)
 //	PULSEHOOKS_HEALTH_ADDR     /healthz and /readyz listener (default :8083, "off" disables)
+//	PULSEHOOKS_RETRY_SCHEDULE  delay before each attempt (default 0s,5s,5m,30m,2h,5h,10h,10h)
+//	PULSEHOOKS_RETRY_JITTER    ± fraction of each retry delay (default 0.2, at most 0.5)
+//	PULSEHOOKS_DISABLE_AFTER   disable an endpoint failing this long without a success (default 120h)
+//	PULSEHOOKS_FAILING_AFTER   failed attempts before message.attempt.failing (default 3)
+//	PULSEHOOKS_DEFAULT_TIMEOUT attempt timeout when the endpoint sets none (default 15s)
+//	PULSEHOOKS_LANE_CONCURRENCY attempts in flight per endpoint (default 8)
+//	PULSEHOOKS_LANE_QUEUE      deliveries waiting per endpoint before they are put off (default 64)
+//	PULSEHOOKS_ACK_WAIT        ack wait of the partition consumers (default 60s)
+//	PULSEHOOKS_CLAIM_LEASE     lease on claimed retry-schedule items (default 30s)
+//	PULSEHOOKS_CLAIM_BATCH     retry-schedule items claimed at once (default 500)
+//	PULSEHOOKS_RETRY_POLL_INTERVAL longest wait between looks at the schedule (default 250ms)
+//	PULSEHOOKS_DEFER_DELAY     earliest return of a delivery put off by a full lane (default 1s)
+//	PULSEHOOKS_RETRY_DELAY     wait before retrying what cannot be handled now, e.g. Redis down (default 5s)
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
 //
 // Tracing is configured by the standard OTEL_* variables.
@@ -61,8 +74,21 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 				Partitions: env.Int("PULSEHOOKS_PARTITIONS", streams.DefaultPartitions),
 				Replicas:   env.Int("PULSEHOOKS_REPLICAS", 1),
 			},
-			AllowNetworks: env.Networks("PULSEHOOKS_ALLOW_NETWORKS"),
-			UserAgent:     "pulsehooks/" + version,
+			AllowNetworks:   env.Networks("PULSEHOOKS_ALLOW_NETWORKS"),
+			UserAgent:       "pulsehooks/" + version,
+			Schedule:        env.Durations("PULSEHOOKS_RETRY_SCHEDULE", nil),
+			Jitter:          env.Float("PULSEHOOKS_RETRY_JITTER", 0),
+			DisableAfter:    env.Duration("PULSEHOOKS_DISABLE_AFTER", 0),
+			FailingAfter:    env.Int("PULSEHOOKS_FAILING_AFTER", 0),
+			DefaultTimeout:  env.Duration("PULSEHOOKS_DEFAULT_TIMEOUT", 0),
+			LaneConcurrency: env.Int("PULSEHOOKS_LANE_CONCURRENCY", 0),
+			LaneQueue:       env.Int("PULSEHOOKS_LANE_QUEUE", 0),
+			AckWait:         env.Duration("PULSEHOOKS_ACK_WAIT", 0),
+			ClaimLease:      env.Duration("PULSEHOOKS_CLAIM_LEASE", 0),
+			ClaimBatch:      env.Int("PULSEHOOKS_CLAIM_BATCH", 0),
+			PollInterval:    env.Duration("PULSEHOOKS_RETRY_POLL_INTERVAL", 0),
+			DeferDelay:      env.Duration("PULSEHOOKS_DEFER_DELAY", 0),
+			RetryDelay:      env.Duration("PULSEHOOKS_RETRY_DELAY", 0),
 		},
 	}
 	if s.healthAddr == "off" {

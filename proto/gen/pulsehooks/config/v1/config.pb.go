@@ -756,6 +756,124 @@ func (x *ListEndpointsResponse) GetEndpoints() []*Endpoint {
 	return nil
 }
 
+// DisableEndpointRequest names the endpoint to disable and says why.
+type DisableEndpointRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	EndpointId string                 `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	// reason is stored as the endpoint's disabled_reason (at most 256 bytes
+	// are kept); empty means "disabled by the system".
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableEndpointRequest) Reset() {
+	*x = DisableEndpointRequest{}
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableEndpointRequest) ProtoMessage() {}
+
+func (x *DisableEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableEndpointRequest.ProtoReflect.Descriptor instead.
+func (*DisableEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DisableEndpointRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *DisableEndpointRequest) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *DisableEndpointRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// DisableEndpointResponse carries the endpoint as stored after the call.
+type DisableEndpointResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint *Endpoint              `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// changed is true when this call disabled the endpoint, false when it was
+	// already disabled.
+	Changed       bool `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableEndpointResponse) Reset() {
+	*x = DisableEndpointResponse{}
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableEndpointResponse) ProtoMessage() {}
+
+func (x *DisableEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableEndpointResponse.ProtoReflect.Descriptor instead.
+func (*DisableEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DisableEndpointResponse) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *DisableEndpointResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
 // WatchRequest selects the kinds to watch; empty means all kinds.
 type WatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -766,7 +884,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[9]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +896,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[9]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +909,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchRequest) GetKinds() []Kind {
@@ -817,7 +935,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[10]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +947,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[10]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +960,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Change) GetOp() Op {
@@ -923,7 +1041,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[11]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1053,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[11]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1066,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchResponse) GetChanges() []*Change {
@@ -1036,7 +1154,15 @@ const file_pulsehooks_config_v1_config_proto_rawDesc = "" +
 	"\x14ListEndpointsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"U\n" +
 	"\x15ListEndpointsResponse\x12<\n" +
-	"\tendpoints\x18\x01 \x03(\v2\x1e.pulsehooks.config.v1.EndpointR\tendpoints\"@\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x1e.pulsehooks.config.v1.EndpointR\tendpoints\"n\n" +
+	"\x16DisableEndpointRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
+	"\vendpoint_id\x18\x02 \x01(\tR\n" +
+	"endpointId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"o\n" +
+	"\x17DisableEndpointResponse\x12:\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1e.pulsehooks.config.v1.EndpointR\bendpoint\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\"@\n" +
 	"\fWatchRequest\x120\n" +
 	"\x05kinds\x18\x01 \x03(\x0e2\x1a.pulsehooks.config.v1.KindR\x05kinds\"\xf4\x01\n" +
 	"\x06Change\x12(\n" +
@@ -1058,11 +1184,12 @@ const file_pulsehooks_config_v1_config_proto_rawDesc = "" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tOP_UPSERT\x10\x01\x12\r\n" +
-	"\tOP_DELETE\x10\x022\xb1\x02\n" +
+	"\tOP_DELETE\x10\x022\xa1\x03\n" +
 	"\rConfigService\x12b\n" +
 	"\vGetEndpoint\x12(.pulsehooks.config.v1.GetEndpointRequest\x1a).pulsehooks.config.v1.GetEndpointResponse\x12h\n" +
 	"\rListEndpoints\x12*.pulsehooks.config.v1.ListEndpointsRequest\x1a+.pulsehooks.config.v1.ListEndpointsResponse\x12R\n" +
-	"\x05Watch\x12\".pulsehooks.config.v1.WatchRequest\x1a#.pulsehooks.config.v1.WatchResponse0\x01BJZHgithub.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1;configv1b\x06proto3"
+	"\x05Watch\x12\".pulsehooks.config.v1.WatchRequest\x1a#.pulsehooks.config.v1.WatchResponse0\x01\x12n\n" +
+	"\x0fDisableEndpoint\x12,.pulsehooks.config.v1.DisableEndpointRequest\x1a-.pulsehooks.config.v1.DisableEndpointResponseBJZHgithub.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1;configv1b\x06proto3"
 
 var (
 	file_pulsehooks_config_v1_config_proto_rawDescOnce sync.Once
@@ -1077,54 +1204,59 @@ func file_pulsehooks_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_pulsehooks_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pulsehooks_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_pulsehooks_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_pulsehooks_config_v1_config_proto_goTypes = []any{
-	(Kind)(0),                     // 0: pulsehooks.config.v1.Kind
-	(Op)(0),                       // 1: pulsehooks.config.v1.Op
-	(*Tenant)(nil),                // 2: pulsehooks.config.v1.Tenant
-	(*EventType)(nil),             // 3: pulsehooks.config.v1.EventType
-	(*Secret)(nil),                // 4: pulsehooks.config.v1.Secret
-	(*BasicAuth)(nil),             // 5: pulsehooks.config.v1.BasicAuth
-	(*Endpoint)(nil),              // 6: pulsehooks.config.v1.Endpoint
-	(*GetEndpointRequest)(nil),    // 7: pulsehooks.config.v1.GetEndpointRequest
-	(*GetEndpointResponse)(nil),   // 8: pulsehooks.config.v1.GetEndpointResponse
-	(*ListEndpointsRequest)(nil),  // 9: pulsehooks.config.v1.ListEndpointsRequest
-	(*ListEndpointsResponse)(nil), // 10: pulsehooks.config.v1.ListEndpointsResponse
-	(*WatchRequest)(nil),          // 11: pulsehooks.config.v1.WatchRequest
-	(*Change)(nil),                // 12: pulsehooks.config.v1.Change
-	(*WatchResponse)(nil),         // 13: pulsehooks.config.v1.WatchResponse
-	nil,                           // 14: pulsehooks.config.v1.Endpoint.HeadersEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(Kind)(0),                       // 0: pulsehooks.config.v1.Kind
+	(Op)(0),                         // 1: pulsehooks.config.v1.Op
+	(*Tenant)(nil),                  // 2: pulsehooks.config.v1.Tenant
+	(*EventType)(nil),               // 3: pulsehooks.config.v1.EventType
+	(*Secret)(nil),                  // 4: pulsehooks.config.v1.Secret
+	(*BasicAuth)(nil),               // 5: pulsehooks.config.v1.BasicAuth
+	(*Endpoint)(nil),                // 6: pulsehooks.config.v1.Endpoint
+	(*GetEndpointRequest)(nil),      // 7: pulsehooks.config.v1.GetEndpointRequest
+	(*GetEndpointResponse)(nil),     // 8: pulsehooks.config.v1.GetEndpointResponse
+	(*ListEndpointsRequest)(nil),    // 9: pulsehooks.config.v1.ListEndpointsRequest
+	(*ListEndpointsResponse)(nil),   // 10: pulsehooks.config.v1.ListEndpointsResponse
+	(*DisableEndpointRequest)(nil),  // 11: pulsehooks.config.v1.DisableEndpointRequest
+	(*DisableEndpointResponse)(nil), // 12: pulsehooks.config.v1.DisableEndpointResponse
+	(*WatchRequest)(nil),            // 13: pulsehooks.config.v1.WatchRequest
+	(*Change)(nil),                  // 14: pulsehooks.config.v1.Change
+	(*WatchResponse)(nil),           // 15: pulsehooks.config.v1.WatchResponse
+	nil,                             // 16: pulsehooks.config.v1.Endpoint.HeadersEntry
+	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
 }
 var file_pulsehooks_config_v1_config_proto_depIdxs = []int32{
-	15, // 0: pulsehooks.config.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
-	15, // 1: pulsehooks.config.v1.EventType.created_at:type_name -> google.protobuf.Timestamp
-	15, // 2: pulsehooks.config.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	15, // 3: pulsehooks.config.v1.Secret.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 4: pulsehooks.config.v1.Endpoint.headers:type_name -> pulsehooks.config.v1.Endpoint.HeadersEntry
+	17, // 0: pulsehooks.config.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
+	17, // 1: pulsehooks.config.v1.EventType.created_at:type_name -> google.protobuf.Timestamp
+	17, // 2: pulsehooks.config.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	17, // 3: pulsehooks.config.v1.Secret.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 4: pulsehooks.config.v1.Endpoint.headers:type_name -> pulsehooks.config.v1.Endpoint.HeadersEntry
 	5,  // 5: pulsehooks.config.v1.Endpoint.basic_auth:type_name -> pulsehooks.config.v1.BasicAuth
 	4,  // 6: pulsehooks.config.v1.Endpoint.secrets:type_name -> pulsehooks.config.v1.Secret
-	15, // 7: pulsehooks.config.v1.Endpoint.created_at:type_name -> google.protobuf.Timestamp
-	15, // 8: pulsehooks.config.v1.Endpoint.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 7: pulsehooks.config.v1.Endpoint.created_at:type_name -> google.protobuf.Timestamp
+	17, // 8: pulsehooks.config.v1.Endpoint.updated_at:type_name -> google.protobuf.Timestamp
 	6,  // 9: pulsehooks.config.v1.GetEndpointResponse.endpoint:type_name -> pulsehooks.config.v1.Endpoint
 	6,  // 10: pulsehooks.config.v1.ListEndpointsResponse.endpoints:type_name -> pulsehooks.config.v1.Endpoint
-	0,  // 11: pulsehooks.config.v1.WatchRequest.kinds:type_name -> pulsehooks.config.v1.Kind
-	1,  // 12: pulsehooks.config.v1.Change.op:type_name -> pulsehooks.config.v1.Op
-	2,  // 13: pulsehooks.config.v1.Change.tenant:type_name -> pulsehooks.config.v1.Tenant
-	3,  // 14: pulsehooks.config.v1.Change.event_type:type_name -> pulsehooks.config.v1.EventType
-	6,  // 15: pulsehooks.config.v1.Change.endpoint:type_name -> pulsehooks.config.v1.Endpoint
-	12, // 16: pulsehooks.config.v1.WatchResponse.changes:type_name -> pulsehooks.config.v1.Change
-	7,  // 17: pulsehooks.config.v1.ConfigService.GetEndpoint:input_type -> pulsehooks.config.v1.GetEndpointRequest
-	9,  // 18: pulsehooks.config.v1.ConfigService.ListEndpoints:input_type -> pulsehooks.config.v1.ListEndpointsRequest
-	11, // 19: pulsehooks.config.v1.ConfigService.Watch:input_type -> pulsehooks.config.v1.WatchRequest
-	8,  // 20: pulsehooks.config.v1.ConfigService.GetEndpoint:output_type -> pulsehooks.config.v1.GetEndpointResponse
-	10, // 21: pulsehooks.config.v1.ConfigService.ListEndpoints:output_type -> pulsehooks.config.v1.ListEndpointsResponse
-	13, // 22: pulsehooks.config.v1.ConfigService.Watch:output_type -> pulsehooks.config.v1.WatchResponse
-	20, // [20:23] is the sub-list for method output_type
-	17, // [17:20] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	6,  // 11: pulsehooks.config.v1.DisableEndpointResponse.endpoint:type_name -> pulsehooks.config.v1.Endpoint
+	0,  // 12: pulsehooks.config.v1.WatchRequest.kinds:type_name -> pulsehooks.config.v1.Kind
+	1,  // 13: pulsehooks.config.v1.Change.op:type_name -> pulsehooks.config.v1.Op
+	2,  // 14: pulsehooks.config.v1.Change.tenant:type_name -> pulsehooks.config.v1.Tenant
+	3,  // 15: pulsehooks.config.v1.Change.event_type:type_name -> pulsehooks.config.v1.EventType
+	6,  // 16: pulsehooks.config.v1.Change.endpoint:type_name -> pulsehooks.config.v1.Endpoint
+	14, // 17: pulsehooks.config.v1.WatchResponse.changes:type_name -> pulsehooks.config.v1.Change
+	7,  // 18: pulsehooks.config.v1.ConfigService.GetEndpoint:input_type -> pulsehooks.config.v1.GetEndpointRequest
+	9,  // 19: pulsehooks.config.v1.ConfigService.ListEndpoints:input_type -> pulsehooks.config.v1.ListEndpointsRequest
+	13, // 20: pulsehooks.config.v1.ConfigService.Watch:input_type -> pulsehooks.config.v1.WatchRequest
+	11, // 21: pulsehooks.config.v1.ConfigService.DisableEndpoint:input_type -> pulsehooks.config.v1.DisableEndpointRequest
+	8,  // 22: pulsehooks.config.v1.ConfigService.GetEndpoint:output_type -> pulsehooks.config.v1.GetEndpointResponse
+	10, // 23: pulsehooks.config.v1.ConfigService.ListEndpoints:output_type -> pulsehooks.config.v1.ListEndpointsResponse
+	15, // 24: pulsehooks.config.v1.ConfigService.Watch:output_type -> pulsehooks.config.v1.WatchResponse
+	12, // 25: pulsehooks.config.v1.ConfigService.DisableEndpoint:output_type -> pulsehooks.config.v1.DisableEndpointResponse
+	22, // [22:26] is the sub-list for method output_type
+	18, // [18:22] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_pulsehooks_config_v1_config_proto_init() }
@@ -1132,7 +1264,7 @@ func file_pulsehooks_config_v1_config_proto_init() {
 	if File_pulsehooks_config_v1_config_proto != nil {
 		return
 	}
-	file_pulsehooks_config_v1_config_proto_msgTypes[10].OneofWrappers = []any{
+	file_pulsehooks_config_v1_config_proto_msgTypes[12].OneofWrappers = []any{
 		(*Change_Tenant)(nil),
 		(*Change_EventType)(nil),
 		(*Change_Endpoint)(nil),
@@ -1143,7 +1275,7 @@ func file_pulsehooks_config_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pulsehooks_config_v1_config_proto_rawDesc), len(file_pulsehooks_config_v1_config_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,9 +23,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ConfigService_GetEndpoint_FullMethodName   = "/pulsehooks.config.v1.ConfigService/GetEndpoint"
-	ConfigService_ListEndpoints_FullMethodName = "/pulsehooks.config.v1.ConfigService/ListEndpoints"
-	ConfigService_Watch_FullMethodName         = "/pulsehooks.config.v1.ConfigService/Watch"
+	ConfigService_GetEndpoint_FullMethodName     = "/pulsehooks.config.v1.ConfigService/GetEndpoint"
+	ConfigService_ListEndpoints_FullMethodName   = "/pulsehooks.config.v1.ConfigService/ListEndpoints"
+	ConfigService_Watch_FullMethodName           = "/pulsehooks.config.v1.ConfigService/Watch"
+	ConfigService_DisableEndpoint_FullMethodName = "/pulsehooks.config.v1.ConfigService/DisableEndpoint"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -44,6 +45,10 @@ type ConfigServiceClient interface {
 	// change, in order. A client that falls too far behind is disconnected and
 	// must watch again, which starts with a fresh snapshot.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// DisableEndpoint disables an endpoint on behalf of the system (delivery
+	// got 410 Gone, or the endpoint has failed for too long) and records why.
+	// Disabling an endpoint that is already disabled changes nothing.
+	DisableEndpoint(ctx context.Context, in *DisableEndpointRequest, opts ...grpc.CallOption) (*DisableEndpointResponse, error)
 }
 
 type configServiceClient struct {
@@ -93,6 +98,16 @@ func (c *configServiceClient) Watch(ctx context.Context, in *WatchRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConfigService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *configServiceClient) DisableEndpoint(ctx context.Context, in *DisableEndpointRequest, opts ...grpc.CallOption) (*DisableEndpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableEndpointResponse)
+	err := c.cc.Invoke(ctx, ConfigService_DisableEndpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -109,6 +124,10 @@ type ConfigServiceServer interface {
 	// change, in order. A client that falls too far behind is disconnected and
 	// must watch again, which starts with a fresh snapshot.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// DisableEndpoint disables an endpoint on behalf of the system (delivery
+	// got 410 Gone, or the endpoint has failed for too long) and records why.
+	// Disabling an endpoint that is already disabled changes nothing.
+	DisableEndpoint(context.Context, *DisableEndpointRequest) (*DisableEndpointResponse, error)
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -127,6 +146,9 @@ func (UnimplementedConfigServiceServer) ListEndpoints(context.Context, *ListEndp
 }
 func (UnimplementedConfigServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedConfigServiceServer) DisableEndpoint(context.Context, *DisableEndpointRequest) (*DisableEndpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableEndpoint not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -196,6 +218,24 @@ func _ConfigService_Watch_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConfigService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _ConfigService_DisableEndpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableEndpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).DisableEndpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_DisableEndpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).DisableEndpoint(ctx, req.(*DisableEndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -210,6 +250,10 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEndpoints",
 			Handler:    _ConfigService_ListEndpoints_Handler,
+		},
+		{
+			MethodName: "DisableEndpoint",
+			Handler:    _ConfigService_DisableEndpoint_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

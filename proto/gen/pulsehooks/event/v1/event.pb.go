@@ -90,6 +90,69 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_pulsehooks_event_v1_event_proto_rawDescGZIP(), []int{0}
 }
 
+// DeliveryState is the state a delivery is left in by an attempt.
+type DeliveryState int32
+
+const (
+	DeliveryState_DELIVERY_STATE_UNSPECIFIED DeliveryState = 0
+	// DELIVERY_STATE_SUCCEEDED: the endpoint answered 2xx; the delivery is done.
+	DeliveryState_DELIVERY_STATE_SUCCEEDED DeliveryState = 1
+	// DELIVERY_STATE_RETRYING: the attempt failed and the next one is
+	// scheduled at Attempt.next_attempt_at.
+	DeliveryState_DELIVERY_STATE_RETRYING DeliveryState = 2
+	// DELIVERY_STATE_EXHAUSTED: the last attempt of the schedule failed; the
+	// delivery is failed and is not tried again unless resent by hand.
+	DeliveryState_DELIVERY_STATE_EXHAUSTED DeliveryState = 3
+	// DELIVERY_STATE_DROPPED: the delivery is given up because its endpoint
+	// was disabled by this attempt (410 Gone, or failing continuously).
+	DeliveryState_DELIVERY_STATE_DROPPED DeliveryState = 4
+)
+
+// Enum value maps for DeliveryState.
+var (
+	DeliveryState_name = map[int32]string{
+		0: "DELIVERY_STATE_UNSPECIFIED",
+		1: "DELIVERY_STATE_SUCCEEDED",
+		2: "DELIVERY_STATE_RETRYING",
+		3: "DELIVERY_STATE_EXHAUSTED",
+		4: "DELIVERY_STATE_DROPPED",
+	}
+	DeliveryState_value = map[string]int32{
+		"DELIVERY_STATE_UNSPECIFIED": 0,
+		"DELIVERY_STATE_SUCCEEDED":   1,
+		"DELIVERY_STATE_RETRYING":    2,
+		"DELIVERY_STATE_EXHAUSTED":   3,
+		"DELIVERY_STATE_DROPPED":     4,
+	}
+)
+
+func (x DeliveryState) Enum() *DeliveryState {
+	p := new(DeliveryState)
+	*p = x
+	return p
+}
+
+func (x DeliveryState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeliveryState) Descriptor() protoreflect.EnumDescriptor {
+	return file_pulsehooks_event_v1_event_proto_enumTypes[1].Descriptor()
+}
+
+func (DeliveryState) Type() protoreflect.EnumType {
+	return &file_pulsehooks_event_v1_event_proto_enumTypes[1]
+}
+
+func (x DeliveryState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeliveryState.Descriptor instead.
+func (DeliveryState) EnumDescriptor() ([]byte, []int) {
+	return file_pulsehooks_event_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
 // PublishRequest is a job status change sent by a job processor to ingest
 // (NATS request/reply on the ingest subject).
 type PublishRequest struct {
@@ -381,8 +444,18 @@ type Delivery struct {
 	// event_sequence is the sequence of the event in the EVENTS stream.
 	EventSequence uint64                 `protobuf:"varint,6,opt,name=event_sequence,json=eventSequence,proto3" json:"event_sequence,omitempty"`
 	AcceptedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
-	// attempt is the number of attempts already made.
-	Attempt       uint32 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// attempt is the number of attempts already made; the next attempt is
+	// number attempt + 1.
+	Attempt uint32 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// schedule_count is how many times this delivery has left the stream for
+	// the Redis retry schedule (after a failed attempt, or put off without an
+	// attempt because its endpoint was saturated, failing or rate limited). It
+	// makes the Nats-Msg-Id of each return to the stream unique.
+	ScheduleCount uint32 `protobuf:"varint,9,opt,name=schedule_count,json=scheduleCount,proto3" json:"schedule_count,omitempty"`
+	// rate_reserved is true when a rate-limit slot was reserved for this
+	// delivery before it was put off: it is sent without asking the limiter
+	// again.
+	RateReserved  bool `protobuf:"varint,10,opt,name=rate_reserved,json=rateReserved,proto3" json:"rate_reserved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,6 +546,20 @@ func (x *Delivery) GetAttempt() uint32 {
 	return 0
 }
 
+func (x *Delivery) GetScheduleCount() uint32 {
+	if x != nil {
+		return x.ScheduleCount
+	}
+	return 0
+}
+
+func (x *Delivery) GetRateReserved() bool {
+	if x != nil {
+		return x.RateReserved
+	}
+	return false
+}
+
 // Header is one HTTP header line.
 type Header struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -546,8 +633,14 @@ type Attempt struct {
 	RequestHeaders  []*Header `protobuf:"bytes,13,rep,name=request_headers,json=requestHeaders,proto3" json:"request_headers,omitempty"`
 	ResponseHeaders []*Header `protobuf:"bytes,14,rep,name=response_headers,json=responseHeaders,proto3" json:"response_headers,omitempty"`
 	// response_body is the first 4 KiB of the response body.
-	ResponseBody  []byte `protobuf:"bytes,15,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
-	TraceId       string `protobuf:"bytes,16,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	ResponseBody []byte `protobuf:"bytes,15,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
+	TraceId      string `protobuf:"bytes,16,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// state is the state the delivery is left in by this attempt. Deliveries
+	// put off without an attempt (saturated, failing or rate-limited endpoint)
+	// leave no record.
+	State DeliveryState `protobuf:"varint,17,opt,name=state,proto3,enum=pulsehooks.event.v1.DeliveryState" json:"state,omitempty"`
+	// next_attempt_at is when the next attempt is due, when state is RETRYING.
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -694,6 +787,165 @@ func (x *Attempt) GetTraceId() string {
 	return ""
 }
 
+func (x *Attempt) GetState() DeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return DeliveryState_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *Attempt) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+// OperationalEvent tells Pulse's own systems about deliveries and endpoints
+// that need attention. It is published (core NATS, protobuf) on
+// pulsehooks.operational.<type>, for example
+// pulsehooks.operational.endpoint.disabled.
+type OperationalEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type is one of endpoint.disabled, message.attempt.failing,
+	// message.attempt.exhausted, message.attempt.recovered.
+	Type       string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	TenantId   string                 `protobuf:"bytes,3,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	EndpointId string                 `protobuf:"bytes,4,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	// message_id, event_type and attempt name the delivery and the attempt
+	// that caused the event (for endpoint.disabled: the attempt that led to
+	// disabling it).
+	MessageId string `protobuf:"bytes,5,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	EventType string `protobuf:"bytes,6,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	Attempt   uint32 `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// attempt_id is the id of that attempt's record in ATTEMPTS.
+	AttemptId  string  `protobuf:"bytes,8,opt,name=attempt_id,json=attemptId,proto3" json:"attempt_id,omitempty"`
+	Outcome    Outcome `protobuf:"varint,9,opt,name=outcome,proto3,enum=pulsehooks.event.v1.Outcome" json:"outcome,omitempty"`
+	StatusCode int32   `protobuf:"varint,10,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	// reason says why, for a person to read (for example "410 Gone").
+	Reason string `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
+	// next_attempt_at is when the next attempt is due
+	// (message.attempt.failing).
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperationalEvent) Reset() {
+	*x = OperationalEvent{}
+	mi := &file_pulsehooks_event_v1_event_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperationalEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperationalEvent) ProtoMessage() {}
+
+func (x *OperationalEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsehooks_event_v1_event_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperationalEvent.ProtoReflect.Descriptor instead.
+func (*OperationalEvent) Descriptor() ([]byte, []int) {
+	return file_pulsehooks_event_v1_event_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *OperationalEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *OperationalEvent) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *OperationalEvent) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *OperationalEvent) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *OperationalEvent) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *OperationalEvent) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *OperationalEvent) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *OperationalEvent) GetAttemptId() string {
+	if x != nil {
+		return x.AttemptId
+	}
+	return ""
+}
+
+func (x *OperationalEvent) GetOutcome() Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return Outcome_OUTCOME_UNSPECIFIED
+}
+
+func (x *OperationalEvent) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *OperationalEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *OperationalEvent) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
 var File_pulsehooks_event_v1_event_proto protoreflect.FileDescriptor
 
 const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
@@ -722,7 +974,7 @@ const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\fR\apayload\x12;\n" +
 	"\vaccepted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"acceptedAt\"\x9e\x02\n" +
+	"acceptedAt\"\xea\x02\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1b\n" +
@@ -735,10 +987,13 @@ const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
 	"\x0eevent_sequence\x18\x06 \x01(\x04R\reventSequence\x12;\n" +
 	"\vaccepted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"acceptedAt\x12\x18\n" +
-	"\aattempt\x18\b \x01(\rR\aattempt\"2\n" +
+	"\aattempt\x18\b \x01(\rR\aattempt\x12%\n" +
+	"\x0eschedule_count\x18\t \x01(\rR\rscheduleCount\x12#\n" +
+	"\rrate_reserved\x18\n" +
+	" \x01(\bR\frateReserved\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xda\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xd8\x05\n" +
 	"\aAttempt\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -762,7 +1017,29 @@ const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
 	"\x0frequest_headers\x18\r \x03(\v2\x1b.pulsehooks.event.v1.HeaderR\x0erequestHeaders\x12F\n" +
 	"\x10response_headers\x18\x0e \x03(\v2\x1b.pulsehooks.event.v1.HeaderR\x0fresponseHeaders\x12#\n" +
 	"\rresponse_body\x18\x0f \x01(\fR\fresponseBody\x12\x19\n" +
-	"\btrace_id\x18\x10 \x01(\tR\atraceId*\xb4\x01\n" +
+	"\btrace_id\x18\x10 \x01(\tR\atraceId\x128\n" +
+	"\x05state\x18\x11 \x01(\x0e2\".pulsehooks.event.v1.DeliveryStateR\x05state\x12B\n" +
+	"\x0fnext_attempt_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\"\xcd\x03\n" +
+	"\x10OperationalEvent\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12;\n" +
+	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12\x1b\n" +
+	"\ttenant_id\x18\x03 \x01(\tR\btenantId\x12\x1f\n" +
+	"\vendpoint_id\x18\x04 \x01(\tR\n" +
+	"endpointId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x05 \x01(\tR\tmessageId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x06 \x01(\tR\teventType\x12\x18\n" +
+	"\aattempt\x18\a \x01(\rR\aattempt\x12\x1d\n" +
+	"\n" +
+	"attempt_id\x18\b \x01(\tR\tattemptId\x126\n" +
+	"\aoutcome\x18\t \x01(\x0e2\x1c.pulsehooks.event.v1.OutcomeR\aoutcome\x12\x1f\n" +
+	"\vstatus_code\x18\n" +
+	" \x01(\x05R\n" +
+	"statusCode\x12\x16\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\x12B\n" +
+	"\x0fnext_attempt_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt*\xb4\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_SUCCESS\x10\x01\x12\x17\n" +
@@ -771,7 +1048,13 @@ const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
 	"\x12OUTCOME_CONNECTION\x10\x04\x12\x0f\n" +
 	"\vOUTCOME_DNS\x10\x05\x12\x0f\n" +
 	"\vOUTCOME_TLS\x10\x06\x12\x13\n" +
-	"\x0fOUTCOME_BLOCKED\x10\aBHZFgithub.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1;eventv1b\x06proto3"
+	"\x0fOUTCOME_BLOCKED\x10\a*\xa4\x01\n" +
+	"\rDeliveryState\x12\x1e\n" +
+	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18DELIVERY_STATE_SUCCEEDED\x10\x01\x12\x1b\n" +
+	"\x17DELIVERY_STATE_RETRYING\x10\x02\x12\x1c\n" +
+	"\x18DELIVERY_STATE_EXHAUSTED\x10\x03\x12\x1a\n" +
+	"\x16DELIVERY_STATE_DROPPED\x10\x04BHZFgithub.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1;eventv1b\x06proto3"
 
 var (
 	file_pulsehooks_event_v1_event_proto_rawDescOnce sync.Once
@@ -785,33 +1068,40 @@ func file_pulsehooks_event_v1_event_proto_rawDescGZIP() []byte {
 	return file_pulsehooks_event_v1_event_proto_rawDescData
 }
 
-var file_pulsehooks_event_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pulsehooks_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_pulsehooks_event_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_pulsehooks_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_pulsehooks_event_v1_event_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: pulsehooks.event.v1.Outcome
-	(*PublishRequest)(nil),        // 1: pulsehooks.event.v1.PublishRequest
-	(*PublishResponse)(nil),       // 2: pulsehooks.event.v1.PublishResponse
-	(*Error)(nil),                 // 3: pulsehooks.event.v1.Error
-	(*Event)(nil),                 // 4: pulsehooks.event.v1.Event
-	(*Delivery)(nil),              // 5: pulsehooks.event.v1.Delivery
-	(*Header)(nil),                // 6: pulsehooks.event.v1.Header
-	(*Attempt)(nil),               // 7: pulsehooks.event.v1.Attempt
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(DeliveryState)(0),            // 1: pulsehooks.event.v1.DeliveryState
+	(*PublishRequest)(nil),        // 2: pulsehooks.event.v1.PublishRequest
+	(*PublishResponse)(nil),       // 3: pulsehooks.event.v1.PublishResponse
+	(*Error)(nil),                 // 4: pulsehooks.event.v1.Error
+	(*Event)(nil),                 // 5: pulsehooks.event.v1.Event
+	(*Delivery)(nil),              // 6: pulsehooks.event.v1.Delivery
+	(*Header)(nil),                // 7: pulsehooks.event.v1.Header
+	(*Attempt)(nil),               // 8: pulsehooks.event.v1.Attempt
+	(*OperationalEvent)(nil),      // 9: pulsehooks.event.v1.OperationalEvent
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_pulsehooks_event_v1_event_proto_depIdxs = []int32{
-	8, // 0: pulsehooks.event.v1.PublishRequest.timestamp:type_name -> google.protobuf.Timestamp
-	8, // 1: pulsehooks.event.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
-	8, // 2: pulsehooks.event.v1.Event.accepted_at:type_name -> google.protobuf.Timestamp
-	8, // 3: pulsehooks.event.v1.Delivery.accepted_at:type_name -> google.protobuf.Timestamp
-	8, // 4: pulsehooks.event.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	0, // 5: pulsehooks.event.v1.Attempt.outcome:type_name -> pulsehooks.event.v1.Outcome
-	6, // 6: pulsehooks.event.v1.Attempt.request_headers:type_name -> pulsehooks.event.v1.Header
-	6, // 7: pulsehooks.event.v1.Attempt.response_headers:type_name -> pulsehooks.event.v1.Header
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	10, // 0: pulsehooks.event.v1.PublishRequest.timestamp:type_name -> google.protobuf.Timestamp
+	10, // 1: pulsehooks.event.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
+	10, // 2: pulsehooks.event.v1.Event.accepted_at:type_name -> google.protobuf.Timestamp
+	10, // 3: pulsehooks.event.v1.Delivery.accepted_at:type_name -> google.protobuf.Timestamp
+	10, // 4: pulsehooks.event.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: pulsehooks.event.v1.Attempt.outcome:type_name -> pulsehooks.event.v1.Outcome
+	7,  // 6: pulsehooks.event.v1.Attempt.request_headers:type_name -> pulsehooks.event.v1.Header
+	7,  // 7: pulsehooks.event.v1.Attempt.response_headers:type_name -> pulsehooks.event.v1.Header
+	1,  // 8: pulsehooks.event.v1.Attempt.state:type_name -> pulsehooks.event.v1.DeliveryState
+	10, // 9: pulsehooks.event.v1.Attempt.next_attempt_at:type_name -> google.protobuf.Timestamp
+	10, // 10: pulsehooks.event.v1.OperationalEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	0,  // 11: pulsehooks.event.v1.OperationalEvent.outcome:type_name -> pulsehooks.event.v1.Outcome
+	10, // 12: pulsehooks.event.v1.OperationalEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_pulsehooks_event_v1_event_proto_init() }
@@ -824,8 +1114,8 @@ func file_pulsehooks_event_v1_event_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pulsehooks_event_v1_event_proto_rawDesc), len(file_pulsehooks_event_v1_event_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   7,
+			NumEnums:      2,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
