@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION  := v1.36.12
 PROTOC_GEN_GRPC_VERSION:= v1.6.2
 GOLANGCI_VERSION       := v2.15.0
 
-MODULES   := pkg proto services/config services/delivery services/fanout services/ingest services/standalone
+MODULES   := bench pkg proto services/config services/delivery services/fanout services/ingest services/standalone
 PKGS      := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GOTEST_OPT ?= -race -count=1 -timeout 20m
 
@@ -32,8 +32,9 @@ build: ## Build every service binary into ./bin.
 	go build -o bin/ ./services/config/cmd/config ./services/ingest/cmd/ingest ./services/fanout/cmd/fanout ./services/delivery/cmd/delivery ./services/standalone/cmd/pulsehooks
 
 .PHONY: deps
-deps: ## Install what the tests need beyond Go (redis-server), when missing.
+deps: ## Install what the tests need beyond Go (redis-server, chromium, playwright-core), when missing.
 	@bash scripts/ensure-deps.sh
+	@bash scripts/ensure-browser.sh
 
 .PHONY: test
 test: deps ## Run unit and integration tests (race detector on) against real NATS and redis-server.

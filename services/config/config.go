@@ -24,6 +24,12 @@ const (
 	DefaultPortalLinkTTL = 15 * time.Minute
 	DefaultSessionTTL    = 24 * time.Hour
 	DefaultMaxBodyBytes  = 64 << 10
+	// DefaultAttemptLogDir is where the attempt log is kept, relative to the
+	// working directory.
+	DefaultAttemptLogDir = "attemptlog"
+	// DefaultAttemptRetention is how long the attempt log keeps messages
+	// and attempts.
+	DefaultAttemptRetention = 30 * 24 * time.Hour
 )
 
 // Config is the deployment configuration of the config service.
@@ -50,6 +56,13 @@ type Config struct {
 	SessionTTL time.Duration
 	// MaxBodyBytes limits request bodies of config writes; default 64 KiB.
 	MaxBodyBytes int64
+	// AttemptLogDir is the local directory of this replica's attempt log
+	// (an index of the EVENTS and ATTEMPTS streams, rebuilt from them when
+	// empty); default "attemptlog".
+	AttemptLogDir string
+	// AttemptRetention is how long the attempt log keeps messages and
+	// attempts; default 30 days, at least 1 h.
+	AttemptRetention time.Duration
 }
 
 // Deps are the connections and telemetry the service uses.
@@ -99,6 +112,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("MaxBodyBytes must be at least 1024, got %d", c.MaxBodyBytes))
+	}
+	if c.AttemptLogDir == "" {
+		c.AttemptLogDir = DefaultAttemptLogDir
+	}
+	if c.AttemptRetention == 0 {
+		c.AttemptRetention = DefaultAttemptRetention
+	}
+	if c.AttemptRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("AttemptRetention must be at least 1h, got %v (PULSEHOOKS_ATTEMPT_RETENTION)", c.AttemptRetention))
 	}
 	if c.PublicURL != "" {
 		if _, err := parsePublicURL(c.PublicURL); err != nil {

@@ -75,6 +75,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 		InternalToken: testInternalToken,
 		MasterKey:     testMasterKey,
 		AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		AttemptLogDir: t.TempDir(),
 	}
 	for _, m := range mutate {
 		m(&h.cfg)

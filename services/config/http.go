@@ -48,9 +48,20 @@ func (s *Service) routes() http.Handler {
 	mux.Handle("GET /v1/event-types", tenant(func(w http.ResponseWriter, r *http.Request, _ string) { s.listEventTypes(w, r) }))
 	mux.Handle("POST /webhook", tenant(s.createPortalLink))
 
+	mux.Handle("GET /v1/messages", tenant(s.listMessages))
+	mux.Handle("GET /v1/messages/{msg_id}", tenant(s.getMessage))
+	mux.Handle("GET /v1/messages/{msg_id}/attempts", tenant(s.listMessageAttempts))
+	mux.Handle("GET /v1/endpoints/{id}/attempts", tenant(s.listEndpointAttempts))
+	mux.Handle("GET /v1/endpoints/{id}/messages", tenant(s.listEndpointMessages))
+	mux.Handle("GET /v1/endpoints/{id}/stats", tenant(s.endpointStats))
+	mux.Handle("GET /v1/attempts/{attempt_id}", tenant(s.getAttempt))
+	mux.Handle("POST /v1/endpoints/{id}/messages/{msg_id}/resend", tenant(s.resendMessage))
+	mux.Handle("POST /v1/endpoints/{id}/recover", tenant(s.recoverEndpoint))
+
 	mux.HandleFunc("GET /portal/login", s.portalLogin)
 	mux.HandleFunc("GET /portal/{$}", s.portalHome)
 	mux.HandleFunc("GET /portal/static/portal.css", s.portalCSS)
+	s.registerPortal(mux, jsonFallback(mux))
 
 	return otelhttp.NewHandler(jsonFallback(mux), "config",
 		otelhttp.WithTracerProvider(s.tp),
@@ -120,6 +131,10 @@ type tenantHandler func(w http.ResponseWriter, r *http.Request, tenantID string)
 // requireAPIKey authenticates a request by its x-api-key header.
 func (s *Service) requireAPIKey(h tenantHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tenantID, ok := portalTenant(r.Context()); ok { // a portal session (portal_api.go)
+			h(w, r, tenantID)
+			return
+		}
 		key := r.Header.Get("X-Api-Key")
 		if key == "" {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing x-api-key header")

@@ -18,9 +18,9 @@ var webFS embed.FS
 // sessionCookie is the name of the portal session cookie.
 const sessionCookie = "pulsehooks_session"
 
-// portalCSP allows the page's own stylesheet and nothing else: no scripts,
-// no framing, forms only to this origin.
-const portalCSP = "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+// portalCSP allows the portal's own scripts, styles and API and nothing else:
+// no inline code, no framing, forms only to this origin.
+const portalCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
 // parsePages parses the portal templates.
 func parsePages() (*template.Template, error) {

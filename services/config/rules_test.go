@@ -134,7 +134,7 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 		t.Fatalf("withDefaults: %v", err)
 	}
 	if got.HTTPAddr != ":8080" || got.GRPCAddr != ":9090" || got.Replicas != 1 || got.PortalLinkTTL != 15*time.Minute ||
-		got.SessionTTL != 24*time.Hour || got.MaxBodyBytes != 64<<10 {
+		got.SessionTTL != 24*time.Hour || got.MaxBodyBytes != 64<<10 || got.AttemptLogDir != "attemptlog" || got.AttemptRetention != 30*24*time.Hour {
 		t.Errorf("defaults = %+v", got)
 	}
 	tests := []struct {
@@ -151,6 +151,7 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 		{"public URL with query", func(c *Config) { c.PublicURL = "https://x/?a=1" }, "PublicURL"},
 		{"tiny TTL", func(c *Config) { c.PortalLinkTTL = time.Millisecond }, "PortalLinkTTL"},
 		{"tiny body limit", func(c *Config) { c.MaxBodyBytes = 10 }, "MaxBodyBytes"},
+		{"tiny attempt retention", func(c *Config) { c.AttemptRetention = time.Minute }, "AttemptRetention"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

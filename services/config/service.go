@@ -29,6 +29,7 @@ import (
 
 	"github.com/pulsehooks/pulsehooks/pkg/secretbox"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+	"github.com/pulsehooks/pulsehooks/services/config/attemptlog"
 )
 
 // Service tuning.
@@ -49,6 +50,13 @@ type Service struct {
 	store *Store
 	state *state
 	pages *template.Template
+
+	// The attempt log: this replica's index of EVENTS and ATTEMPTS, and what
+	// resends and recover requests use.
+	js      jetstream.JetStream
+	alog    *attemptlog.Store
+	indexer *attemptlog.Indexer
+	replay  *replayer
 
 	httpLn, grpcLn net.Listener
 	httpSrv        *http.Server
@@ -91,6 +99,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err := store.seedCatalog(ctx); err != nil {
 		return nil, fmt.Errorf("config service: %w", err)
 	}
+	replay, err := newReplayer(ctx, js, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("config service: %w", err)
+	}
+	alog, err := attemptlog.Open(attemptlog.Options{Dir: cfg.AttemptLogDir, Retention: cfg.AttemptRetention, Logger: deps.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("config service: attempt log (PULSEHOOKS_ATTEMPT_LOG_DIR): %w", err)
+	}
 	s := &Service{
 		cfg:      cfg,
 		nc:       deps.NATS,
@@ -99,13 +115,19 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		store:    store,
 		state:    st,
 		pages:    pages,
+		js:       js,
+		alog:     alog,
+		indexer:  attemptlog.NewIndexer(alog, js, deps.Logger),
+		replay:   replay,
 		stopping: make(chan struct{}),
 	}
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		_ = alog.Close()
 		return nil, fmt.Errorf("config service: listen for HTTP on %s: %w", cfg.HTTPAddr, err)
 	}
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		_ = s.httpLn.Close()
+		_ = alog.Close()
 		return nil, fmt.Errorf("config service: listen for gRPC on %s: %w", cfg.GRPCAddr, err)
 	}
 	store.publicURL = defaultPublicURL(s.httpLn.Addr())
@@ -152,13 +174,20 @@ func (s *Service) PublicURL() *url.URL {
 	return &u
 }
 
-// Run loads the configuration from the KV buckets, serves HTTP and gRPC
-// until ctx ends, then shuts down gracefully: not ready, Watch streams ended
-// (clients move to another replica), requests drained. It returns nil when
-// ctx ends and an error when serving or the KV watchers fail.
-func (s *Service) Run(ctx context.Context) error {
+// Run loads the configuration from the KV buckets, indexes the attempt log,
+// serves HTTP and gRPC until ctx ends, then shuts down gracefully: not
+// ready, Watch streams ended (clients move to another replica), requests
+// drained, the attempt log closed. It returns nil when ctx ends and an error
+// when serving or the KV watchers fail.
+func (s *Service) Run(ctx context.Context) (err error) {
+	defer func() {
+		if cerr := s.alog.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.runWatchers(gctx) })
+	g.Go(func() error { return s.indexer.Run(gctx) })
 	if err := s.state.waitLoaded(gctx); err != nil {
 		s.closeListeners()
 		return g.Wait()

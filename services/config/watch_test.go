@@ -323,6 +323,7 @@ func TestSlowWatcherIsDisconnected(t *testing.T) {
 func TestReplicasConverge(t *testing.T) {
 	a := startService(t)
 	b := &harness{t: t, nats: a.nats, cfg: a.cfg}
+	b.cfg.AttemptLogDir = t.TempDir() // every replica has its own attempt log
 	b.start()
 	_, key := a.newTenant("acme")
 	v := runView(t, dialConfig(t, b.svc.GRPCAddr(), testInternalToken), configv1.Kind_KIND_ENDPOINT)

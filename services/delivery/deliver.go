@@ -73,6 +73,10 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	defer span.End()
 	log := dl.log.With("tenant_id", d.GetTenantId(), "endpoint_id", d.GetEndpointId(),
 		"message_id", d.GetMessageId(), "event_type", d.GetEventType(), "attempt", n)
+	if id := d.GetResendId(); id != "" {
+		log = log.With("resend_id", id)
+		span.SetAttributes(attribute.String("pulsehooks.resend_id", id))
+	}
 
 	ep, ok := dl.endpoints.Endpoint(d.GetEndpointId())
 	switch {
@@ -98,7 +102,7 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		}
 	}
 
-	done, err := dl.idem.done(ctx, d.GetMessageId(), d.GetEndpointId())
+	done, err := dl.idem.done(ctx, d)
 	if err != nil {
 		// Without the check a redelivery after a crash could be sent twice;
 		// waiting loses nothing, since the delivery stays in the stream.
@@ -135,6 +139,13 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	if r.outcome != eventv1.Outcome_OUTCOME_SUCCESS {
 		span.SetStatus(codes.Error, a.GetOutcome().String())
 		log.InfoContext(ctx, "attempt failed", "outcome", a.GetOutcome().String(), "status", r.status, "err", r.err, "duration", r.duration)
+		if d.GetResendId() != "" {
+			// The retries return without the resend id: let them through
+			// even though the message was delivered before.
+			if err := dl.idem.forget(ctx, d.GetMessageId(), d.GetEndpointId()); err != nil {
+				log.WarnContext(ctx, "resend failed and its retries may be skipped: cannot clear the earlier delivery record", "err", err)
+			}
+		}
 		dl.failed(ctx, log, j, ep, n, r, a)
 		return
 	}
@@ -145,7 +156,7 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	// it for certain, whereas acking leaves only a crash in the next moments
 	// before the ack as a chance of a duplicate (which the webhook-id lets
 	// receivers detect).
-	if err := dl.idem.markDone(ctx, d.GetMessageId(), d.GetEndpointId(), a.GetId()); err != nil {
+	if err := dl.idem.markDone(ctx, d, a.GetId()); err != nil {
 		log.ErrorContext(ctx, "delivered, but the idempotency record failed; acking anyway", "err", err)
 	}
 	dl.states.succeeded(ep.GetId(), time.Now())

@@ -8,10 +8,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
+	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
 
 // doneKeyPrefix prefixes the Redis key that marks a delivery completed:
-// ph:done:<msg_id>.<endpoint_id>.
+// ph:done:<msg_id>.<endpoint_id>, and ph:done:<msg_id>.<endpoint_id>.<resend_id>
+// for a resend.
 const doneKeyPrefix = "ph:done:"
 
 // redisTimeout bounds each idempotency call, on top of the client's own
@@ -30,29 +32,59 @@ func doneKey(messageID, endpointID string) string {
 	return doneKeyPrefix + streams.DeliveryMsgID(messageID, endpointID)
 }
 
-// done reports whether the delivery of messageID to endpointID has succeeded.
-func (i idempotency) done(ctx context.Context, messageID, endpointID string) (bool, error) {
+// deliveryDoneKey is the record of d: its message and endpoint, and for a
+// resend (sent whether or not the message was delivered before) its resend
+// id too.
+func deliveryDoneKey(d *eventv1.Delivery) string {
+	k := doneKey(d.GetMessageId(), d.GetEndpointId())
+	if id := d.GetResendId(); id != "" {
+		k += "." + id
+	}
+	return k
+}
+
+// done reports whether delivery d has succeeded.
+func (i idempotency) done(ctx context.Context, d *eventv1.Delivery) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
-	n, err := i.rdb.Exists(ctx, doneKey(messageID, endpointID)).Result()
+	key := deliveryDoneKey(d)
+	n, err := i.rdb.Exists(ctx, key).Result()
 	if err != nil {
-		return false, fmt.Errorf("check %s in redis: %w", doneKey(messageID, endpointID), err)
+		return false, fmt.Errorf("check %s in redis: %w", key, err)
 	}
 	return n > 0, nil
 }
 
-// markDone records that the delivery succeeded with attempt attemptID and,
-// in the same round trip, ends the endpoint's run of failures.
-func (i idempotency) markDone(ctx context.Context, messageID, endpointID, attemptID string) error {
+// markDone records that delivery d succeeded with attempt attemptID and,
+// in the same round trip, ends the endpoint's run of failures. A resend is
+// recorded under its own key and as the message's delivery to the endpoint.
+func (i idempotency) markDone(ctx context.Context, d *eventv1.Delivery, attemptID string) error {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
+	key := deliveryDoneKey(d)
 	_, err := i.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, doneKey(messageID, endpointID), attemptID, i.ttl)
-		p.Del(ctx, failingKey(endpointID))
+		p.Set(ctx, key, attemptID, i.ttl)
+		if d.GetResendId() != "" {
+			p.Set(ctx, doneKey(d.GetMessageId(), d.GetEndpointId()), attemptID, i.ttl)
+		}
+		p.Del(ctx, failingKey(d.GetEndpointId()))
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("set %s in redis: %w", doneKey(messageID, endpointID), err)
+		return fmt.Errorf("set %s in redis: %w", key, err)
+	}
+	return nil
+}
+
+// forget removes the record that the message was delivered to the
+// endpoint. A resend whose attempt failed calls it: its retries come back
+// from the schedule as ordinary deliveries of the message, which the record
+// of an earlier success would otherwise stop.
+func (i idempotency) forget(ctx context.Context, messageID, endpointID string) error {
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	if err := i.rdb.Del(ctx, doneKey(messageID, endpointID)).Err(); err != nil {
+		return fmt.Errorf("delete %s in redis: %w", doneKey(messageID, endpointID), err)
 	}
 	return nil
 }

@@ -24,7 +24,7 @@ func (w *worker) fanOut(ctx context.Context, msg jetstream.Msg, eventSequence ui
 			"message_id", ev.GetMessageId(), "tenant_id", ev.GetTenantId())
 		return 0, nil
 	}
-	filtered, all := w.s.view.Match(ev.GetTenantId(), ev.GetEventType())
+	filtered, all := w.match(ev)
 	if len(filtered)+len(all) == 0 {
 		return 0, nil
 	}

@@ -181,6 +181,9 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 		"PULSEHOOKS_ADMIN_TOKEN": adminToken,
 		"PULSEHOOKS_MASTER_KEY":  base64.StdEncoding.EncodeToString(key),
 		"PULSEHOOKS_PUBLIC_URL":  "http://" + configHTTP,
+		// The attempt log's directory; the default is relative to the
+		// working directory, which is the source tree here.
+		"PULSEHOOKS_ATTEMPT_LOG_DIR": t.TempDir(),
 		// Endpoint URLs on loopback are refused unless allowed.
 		"PULSEHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
 	}))

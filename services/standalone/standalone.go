@@ -162,6 +162,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 		MasterKey:     masterKey,
 		Replicas:      1,
 		AllowNetworks: cfg.AllowNetworks,
+		AttemptLogDir: filepath.Join(cfg.DataDir, "attemptlog"),
 	}, config.Deps{NATS: s.conn("config"), Logger: s.logger("config"), TracerProvider: deps.TracerProvider}); err != nil {
 		return nil, fmt.Errorf("config service: %w", err)
 	}

@@ -127,7 +127,7 @@ these are per pod. Call with (list $ "delivery").
     fieldRef:
       fieldPath: metadata.namespace
 {{- $listen := dict
-  "config" (list "PULSEHOOKS_HTTP_ADDR=:8080" "PULSEHOOKS_GRPC_ADDR=:9090")
+  "config" (list "PULSEHOOKS_HTTP_ADDR=:8080" "PULSEHOOKS_GRPC_ADDR=:9090" "PULSEHOOKS_ATTEMPT_LOG_DIR=/var/lib/pulsehooks/attemptlog")
   "ingest" (list "PULSEHOOKS_HTTP_ADDR=:8081")
   "fanout" (list "PULSEHOOKS_HEALTH_ADDR=:8082")
   "delivery" (list "PULSEHOOKS_HEALTH_ADDR=:8083") }}
@@ -302,6 +302,10 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
+{{- if eq (index . 1) "config" }}
+  - name: attemptlog
+    {{- toYaml $svc.attemptLog.volume | nindent 4 }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -324,6 +328,10 @@ resources:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+{{- if eq (index . 1) "config" }}
+  - name: attemptlog
+    mountPath: /var/lib/pulsehooks/attemptlog
+{{- end }}
 {{- end }}
 
 {{/*

@@ -31,6 +31,9 @@ func run(ctx context.Context) (err error) {
 		AllowNetworks: env.Networks("PULSEHOOKS_ALLOW_NETWORKS"),
 		PortalLinkTTL: env.Duration("PULSEHOOKS_PORTAL_LINK_TTL", config.DefaultPortalLinkTTL),
 		SessionTTL:    env.Duration("PULSEHOOKS_SESSION_TTL", config.DefaultSessionTTL),
+
+		AttemptLogDir:    env.String(config.DefaultAttemptLogDir, "PULSEHOOKS_ATTEMPT_LOG_DIR"),
+		AttemptRetention: env.Duration("PULSEHOOKS_ATTEMPT_RETENTION", config.DefaultAttemptRetention),
 	}
 	level := env.String("info", "PULSEHOOKS_LOG_LEVEL")
 	if err := env.Err(); err != nil {

@@ -354,10 +354,15 @@ type Event struct {
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	// payload is the exact JSON body sent to endpoints:
 	// {"type":…,"timestamp":…,"data":…}.
-	Payload       []byte                 `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
-	AcceptedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Payload    []byte                 `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	AcceptedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	// target_endpoint_id, when set, limits the event to that one endpoint of
+	// the tenant, whatever its event-type filter (test sends from the portal
+	// and the API). An event whose target does not exist or belongs to another
+	// tenant is delivered nowhere.
+	TargetEndpointId string `protobuf:"bytes,7,opt,name=target_endpoint_id,json=targetEndpointId,proto3" json:"target_endpoint_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -432,6 +437,13 @@ func (x *Event) GetAcceptedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Event) GetTargetEndpointId() string {
+	if x != nil {
+		return x.TargetEndpointId
+	}
+	return ""
+}
+
 // Delivery is one event for one endpoint, stored in the DELIVERIES stream.
 type Delivery struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -455,7 +467,12 @@ type Delivery struct {
 	// rate_reserved is true when a rate-limit slot was reserved for this
 	// delivery before it was put off: it is sent without asking the limiter
 	// again.
-	RateReserved  bool `protobuf:"varint,10,opt,name=rate_reserved,json=rateReserved,proto3" json:"rate_reserved,omitempty"`
+	RateReserved bool `protobuf:"varint,10,opt,name=rate_reserved,json=rateReserved,proto3" json:"rate_reserved,omitempty"`
+	// resend_id is set on a delivery resent by hand (or by a recover request):
+	// it is sent even if the message was delivered to the endpoint before,
+	// and its idempotency record is <message_id>.<endpoint_id>.<resend_id>.
+	// Unique per resend request.
+	ResendId      string `protobuf:"bytes,11,opt,name=resend_id,json=resendId,proto3" json:"resend_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -558,6 +575,13 @@ func (x *Delivery) GetRateReserved() bool {
 		return x.RateReserved
 	}
 	return false
+}
+
+func (x *Delivery) GetResendId() string {
+	if x != nil {
+		return x.ResendId
+	}
+	return ""
 }
 
 // Header is one HTTP header line.
@@ -964,7 +988,7 @@ const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xf3\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xa1\x02\n" +
 	"\x05Event\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1b\n" +
@@ -974,7 +998,8 @@ const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\fR\apayload\x12;\n" +
 	"\vaccepted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"acceptedAt\"\xea\x02\n" +
+	"acceptedAt\x12,\n" +
+	"\x12target_endpoint_id\x18\a \x01(\tR\x10targetEndpointId\"\x87\x03\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1b\n" +
@@ -990,7 +1015,8 @@ const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
 	"\aattempt\x18\b \x01(\rR\aattempt\x12%\n" +
 	"\x0eschedule_count\x18\t \x01(\rR\rscheduleCount\x12#\n" +
 	"\rrate_reserved\x18\n" +
-	" \x01(\bR\frateReserved\"2\n" +
+	" \x01(\bR\frateReserved\x12\x1b\n" +
+	"\tresend_id\x18\v \x01(\tR\bresendId\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xd8\x05\n" +

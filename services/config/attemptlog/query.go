@@ -1,0 +1,491 @@
+package attemptlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
+)
+
+// Query selects a page of a list, newest first.
+type Query struct {
+	// After and Before bound the items' times: After ≤ t < Before; zero
+	// means unbounded.
+	After, Before time.Time
+	// Cursor continues after the page it was returned with; "" starts at the
+	// newest item.
+	Cursor string
+	// Limit is the page size, at least 1.
+	Limit int
+}
+
+// Page is one page of a list; Next is the cursor of the following page, ""
+// when this is the last.
+type Page[T any] struct {
+	Items []T
+	Next  string
+}
+
+// ErrBadCursor is wrapped by errors for cursors the store did not make.
+var ErrBadCursor = errBadCursor
+
+// scan is one list query over a table and scope, newest first.
+type scan struct {
+	table byte
+	scope []string
+	// suffix follows the scope in the key (the outcome byte).
+	suffix []byte
+	q      Query
+	// floor is a time no item of the scope is earlier than (the scope's
+	// creation), zero when unknown.
+	floor time.Time
+}
+
+// run calls f with each item's sort key and value, newest first, up to
+// q.Limit, and returns the cursor of the next page. Buckets are visited
+// newest first, each with its own bounded iterator; items in a bucket are
+// exactly those of its time span, so the pages are in time order across
+// buckets.
+func (s *Store) run(ctx context.Context, sc scan, f func(sort, val []byte) error) (string, error) {
+	if sc.q.Limit < 1 {
+		return "", errors.New("attemptlog: limit must be at least 1")
+	}
+	var cursor []byte
+	now := s.now()
+	top := now.Add(skew)
+	if !sc.q.Before.IsZero() && sc.q.Before.Before(top) {
+		top = sc.q.Before
+	}
+	if sc.q.Cursor != "" {
+		k, t, err := decodeCursor(sc.q.Cursor)
+		if err != nil {
+			return "", err
+		}
+		cursor = k
+		if t.Before(top) {
+			top = t
+		}
+	}
+	first := s.firstBucket(now)
+	if !sc.q.After.IsZero() {
+		first = max(first, s.bucketOf(sc.q.After))
+	}
+	if !sc.floor.IsZero() {
+		first = max(first, s.bucketOf(sc.floor.Add(-skew)))
+	}
+	last := s.bucketOf(top)
+	var (
+		n        int
+		lastSort []byte
+	)
+	for b := int64(last); b >= int64(first); b-- {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		prefix := scopeKey(uint32(b), sc.table, sc.scope...)
+		prefix = append(prefix, sc.suffix...)
+		lower := prefix
+		if !sc.q.Before.IsZero() {
+			if k := earlierKey(sc.q.Before); k != nil {
+				lower = append(bytes.Clone(prefix), k...)
+			}
+		}
+		if cursor != nil {
+			if c := append(append(bytes.Clone(prefix), cursor...), 0); bytes.Compare(c, lower) > 0 {
+				lower = c
+			}
+		}
+		upper := prefixEnd(prefix)
+		if !sc.q.After.IsZero() {
+			if k := earlierKey(sc.q.After); k != nil {
+				upper = append(bytes.Clone(prefix), k...)
+			}
+		}
+		if bytes.Compare(lower, upper) >= 0 {
+			continue
+		}
+		more, err := s.iterate(ctx, lower, upper, func(k, v []byte) (bool, error) {
+			if n == sc.q.Limit {
+				return false, nil // one more exists: the page is full
+			}
+			sort := k[len(prefix):]
+			if err := f(sort, v); err != nil {
+				return false, err
+			}
+			lastSort = append(lastSort[:0], sort...)
+			n++
+			return true, nil
+		})
+		if err != nil {
+			return "", err
+		}
+		if !more {
+			return encodeCursor(lastSort), nil
+		}
+	}
+	return "", nil
+}
+
+// iterate calls f for the keys in [lower, upper) in order while it returns
+// true, and reports whether every key was visited.
+func (s *Store) iterate(ctx context.Context, lower, upper []byte, f func(k, v []byte) (bool, error)) (bool, error) {
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return false, fmt.Errorf("attemptlog: iterator: %w", err)
+	}
+	defer func() { _ = it.Close() }()
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return false, fmt.Errorf("attemptlog: read: %w", err)
+		}
+		cont, err := f(it.Key(), v)
+		if err != nil || !cont {
+			return false, err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return false, fmt.Errorf("attemptlog: read: %w", err)
+	}
+	return true, nil
+}
+
+// get reads one key; found is false when it does not exist.
+func (s *Store) get(key []byte, f func(v []byte) error) (bool, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("attemptlog: read: %w", err)
+	}
+	defer func() { _ = closer.Close() }()
+	return true, f(v)
+}
+
+// MessageQuery selects a tenant's messages.
+type MessageQuery struct {
+	Query
+	// EventType, when set, keeps messages of that type only.
+	EventType string
+}
+
+// Messages lists a tenant's messages, newest first (by the time ingest
+// accepted them).
+func (s *Store) Messages(ctx context.Context, tenant string, q MessageQuery) (Page[Message], error) {
+	sc := scan{table: tableTenantMessages, scope: []string{tenant}, q: q.Query}
+	if q.EventType != "" {
+		sc = scan{table: tableTypeMessages, scope: []string{tenant, q.EventType}, q: q.Query}
+	}
+	var p Page[Message]
+	if !keyable(sc.scope...) {
+		return p, nil
+	}
+	next, err := s.run(ctx, sc, func(_, v []byte) error {
+		m, err := decodeMessage(v)
+		p.Items = append(p.Items, m)
+		return err
+	})
+	p.Next = next
+	return p, err
+}
+
+// candidateBuckets are the buckets that can hold an item keyed by id: the
+// one of the time in the id, and for ids without one every retained bucket.
+func (s *Store) candidateBuckets(id string, back time.Duration) []uint32 {
+	now := s.now()
+	first := s.firstBucket(now)
+	if t, ok := idTime(id); ok {
+		var out []uint32
+		for b := int64(s.bucketOf(t)); b >= int64(s.bucketOf(t.Add(-back))) && b >= int64(first); b-- {
+			out = append(out, uint32(b))
+		}
+		return out
+	}
+	var out []uint32
+	for b := int64(s.bucketOf(now.Add(skew))); b >= int64(first); b-- {
+		out = append(out, uint32(b))
+	}
+	return out
+}
+
+// Message returns a tenant's message.
+func (s *Store) Message(_ context.Context, tenant, id string) (Message, error) {
+	var m Message
+	if !keyable(tenant, id) {
+		return m, ErrNotFound
+	}
+	for _, b := range s.candidateBuckets(id, 0) {
+		found, err := s.get(scopeKey(b, tableMessage, tenant, id), func(v []byte) error {
+			var err error
+			m, err = decodeMessage(v)
+			return err
+		})
+		if err != nil || found {
+			return m, err
+		}
+	}
+	return m, ErrNotFound
+}
+
+// MessageDeliveries returns the status of every delivery of a tenant's
+// message that has had an attempt, by endpoint id (at most limit).
+func (s *Store) MessageDeliveries(ctx context.Context, tenant, msgID string, limit int) ([]Delivery, error) {
+	var out []Delivery
+	if !keyable(tenant, msgID) {
+		return out, nil
+	}
+	for _, b := range s.candidateBuckets(msgID, 0) {
+		prefix := scopeKey(b, tableDelivery, tenant, msgID)
+		_, err := s.iterate(ctx, prefix, prefixEnd(prefix), func(_, v []byte) (bool, error) {
+			d, err := decodeDelivery(v)
+			if err != nil {
+				return false, err
+			}
+			out = append(out, d)
+			return len(out) < limit, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Delivery returns the status of a tenant's message's delivery to an
+// endpoint, ErrNotFound when it has had no attempt.
+func (s *Store) Delivery(_ context.Context, tenant, msgID, endpointID string) (Delivery, error) {
+	var d Delivery
+	if !keyable(tenant, msgID, endpointID) {
+		return d, ErrNotFound
+	}
+	for _, b := range s.candidateBuckets(msgID, 0) {
+		found, err := s.get(scopeKey(b, tableDelivery, tenant, msgID, endpointID), func(v []byte) error {
+			var err error
+			d, err = decodeDelivery(v)
+			return err
+		})
+		if err != nil || found {
+			return d, err
+		}
+	}
+	return d, ErrNotFound
+}
+
+// AttemptQuery selects attempts.
+type AttemptQuery struct {
+	Query
+	// Outcome, when not OUTCOME_UNSPECIFIED, keeps attempts of that outcome
+	// only (endpoint lists).
+	Outcome eventv1.Outcome
+}
+
+// EndpointAttempts lists the attempts to a tenant's endpoint, newest first
+// (by start time).
+func (s *Store) EndpointAttempts(ctx context.Context, tenant, endpointID string, q AttemptQuery) (Page[AttemptSummary], error) {
+	sc := scan{table: tableEndpointAttempt, scope: []string{tenant, endpointID}, q: q.Query, floor: idFloor(endpointID)}
+	if q.Outcome != eventv1.Outcome_OUTCOME_UNSPECIFIED {
+		sc.table = tableOutcomeAttempt
+		sc.suffix = []byte{byte(q.Outcome)}
+	}
+	return s.attempts(ctx, sc)
+}
+
+// MessageAttempts lists the attempts of a tenant's message, to every
+// endpoint, newest first.
+func (s *Store) MessageAttempts(ctx context.Context, tenant, msgID string, q Query) (Page[AttemptSummary], error) {
+	return s.attempts(ctx, scan{table: tableMessageAttempt, scope: []string{tenant, msgID}, q: q, floor: idFloor(msgID)})
+}
+
+func (s *Store) attempts(ctx context.Context, sc scan) (Page[AttemptSummary], error) {
+	var p Page[AttemptSummary]
+	if !keyable(sc.scope...) {
+		return p, nil
+	}
+	next, err := s.run(ctx, sc, func(_, v []byte) error {
+		a, err := decodeSummary(v)
+		p.Items = append(p.Items, a)
+		return err
+	})
+	p.Next = next
+	return p, err
+}
+
+// EndpointDeliveries lists the status of the deliveries of a tenant's
+// messages to an endpoint that have had an attempt, newest message first.
+func (s *Store) EndpointDeliveries(ctx context.Context, tenant, endpointID string, q Query) (Page[Delivery], error) {
+	sc := scan{table: tableEndpointMessage, scope: []string{tenant, endpointID}, q: q}
+	var p Page[Delivery]
+	if !keyable(sc.scope...) {
+		return p, nil
+	}
+	next, err := s.run(ctx, sc, func(_, v []byte) error {
+		d, err := decodeDelivery(v)
+		p.Items = append(p.Items, d)
+		return err
+	})
+	p.Next = next
+	return p, err
+}
+
+// maxAttemptSpan is how much earlier than the time in its id an attempt
+// can have started (the id is made when the attempt ends; attempts time out
+// after at most 30 s).
+const maxAttemptSpan = 5 * time.Minute
+
+// AttemptSequence returns the sequence in ATTEMPTS of a tenant's attempt;
+// LoadAttempt reads it.
+func (s *Store) AttemptSequence(_ context.Context, tenant, id string) (uint64, error) {
+	if !keyable(tenant, id) {
+		return 0, ErrNotFound
+	}
+	for _, b := range s.candidateBuckets(id, maxAttemptSpan) {
+		var seq uint64
+		found, err := s.get(scopeKey(b, tableAttempt, tenant, id), func(v []byte) error {
+			var err error
+			seq, err = decodeUint(v)
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("attemptlog: attempt %s: %w", id, err)
+		}
+		if found {
+			return seq, nil
+		}
+	}
+	return 0, ErrNotFound
+}
+
+// EndpointStats returns an endpoint's attempt counts for the hours hours
+// up to and including the current one, oldest first; hours without attempts
+// count zero.
+func (s *Store) EndpointStats(_ context.Context, tenant, endpointID string, hours int) ([]HourStats, error) {
+	out := make([]HourStats, hours)
+	end := s.now().UTC().Truncate(time.Hour)
+	for i := range out {
+		h := end.Add(-time.Duration(hours-1-i) * time.Hour)
+		out[i].Hour = h
+		if !keyable(tenant, endpointID) {
+			continue
+		}
+		_, err := s.get(statsKey(s.bucketOf(h), tenant, endpointID, h), func(v []byte) error {
+			var err error
+			out[i].Success, out[i].Failure, err = decodeStats(v)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// idFloor is the time in an id, the earliest time of items about the
+// object it names (less the clock skew allowed, which run applies); zero
+// when the id has no time.
+func idFloor(id string) time.Time {
+	t, ok := idTime(id)
+	if !ok {
+		return time.Time{}
+	}
+	return t
+}
+
+// FailedDeliveries returns the deliveries to a tenant's endpoint whose
+// latest attempt left them exhausted or dropped and started in [since,
+// until), oldest first, at most limit; more reports whether others follow.
+func (s *Store) FailedDeliveries(ctx context.Context, tenant, endpointID string, since, until time.Time, limit int) (out []Delivery, more bool, err error) {
+	if !keyable(tenant, endpointID) || !since.Before(until) {
+		return nil, false, nil
+	}
+	first := max(s.bucketOf(since), s.firstBucket(s.now()))
+	last := s.bucketOf(until)
+	seen := map[string]bool{}
+	for b := first; b <= last; b++ {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		prefix := scopeKey(b, tableFailed, tenant, endpointID)
+		lower := append(bytes.Clone(prefix), earlierKey(until)...)
+		upper := prefixEnd(prefix)
+		if k := earlierKey(since); k != nil {
+			upper = append(bytes.Clone(prefix), k...)
+		}
+		if bytes.Compare(lower, upper) >= 0 {
+			continue
+		}
+		full, err := s.iterateReverse(ctx, lower, upper, func(_, v []byte) (bool, error) {
+			ref, err := decodeFailed(v)
+			if err != nil {
+				return false, err
+			}
+			if seen[ref.MessageID] {
+				return true, nil
+			}
+			seen[ref.MessageID] = true
+			d, err := s.Delivery(ctx, tenant, ref.MessageID, endpointID)
+			if errors.Is(err, ErrNotFound) {
+				return true, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			if d.LastAttemptID != ref.AttemptID || !Failed(d.State) {
+				return true, nil // attempted again since
+			}
+			if len(out) == limit {
+				more = true
+				return false, nil
+			}
+			out = append(out, d)
+			return true, nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		if !full {
+			return out, more, nil
+		}
+		if b == 1<<32-1 {
+			break
+		}
+	}
+	return out, false, nil
+}
+
+// Failed reports whether a delivery in state st has failed for good: its
+// last attempt exhausted the schedule, or it was dropped.
+func Failed(st eventv1.DeliveryState) bool {
+	return st == eventv1.DeliveryState_DELIVERY_STATE_EXHAUSTED || st == eventv1.DeliveryState_DELIVERY_STATE_DROPPED
+}
+
+// iterateReverse is iterate from the last key back to the first.
+func (s *Store) iterateReverse(ctx context.Context, lower, upper []byte, f func(k, v []byte) (bool, error)) (bool, error) {
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return false, fmt.Errorf("attemptlog: iterator: %w", err)
+	}
+	defer func() { _ = it.Close() }()
+	for valid := it.Last(); valid; valid = it.Prev() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return false, fmt.Errorf("attemptlog: read: %w", err)
+		}
+		cont, err := f(it.Key(), v)
+		if err != nil || !cont {
+			return false, err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return false, fmt.Errorf("attemptlog: read: %w", err)
+	}
+	return true, nil
+}

@@ -1,0 +1,554 @@
+// pulsehooks portal: a small app over /portal/api (the tenant REST API with
+// the session cookie as credentials). Every string from the server is put in
+// the page with textContent, never parsed as HTML.
+(function () {
+  "use strict";
+
+  var app = document.getElementById("app");
+  var toastEl = document.getElementById("toast");
+  var session = null;
+  var catalog = null;
+  var pollTimer = null;
+
+  // el builds an element: el("p", {class: "x"}, "text", child, ...).
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        var v = attrs[k];
+        if (v === null || v === undefined || v === false) return;
+        if (k.slice(0, 2) === "on") node.addEventListener(k.slice(2), v);
+        else if (k === "text") node.textContent = v;
+        else if (v === true) node.setAttribute(k, "");
+        else node.setAttribute(k, String(v));
+      });
+    }
+    for (var i = 2; i < arguments.length; i++) append(node, arguments[i]);
+    return node;
+  }
+  // append adds children (nodes, strings, arrays of them) to node.
+  function append(node) {
+    for (var i = 1; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined || c === false) continue;
+      if (Array.isArray(c)) { c.forEach(function (x) { append(node, x); }); continue; }
+      node.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+    }
+  }
+  var uid = 0;
+  function nextID(p) { uid++; return p + "-" + uid; }
+
+  function toast(msg) {
+    toastEl.textContent = msg;
+    setTimeout(function () { if (toastEl.textContent === msg) toastEl.textContent = ""; }, 4000);
+  }
+
+  // api calls the portal API; it resolves to {status, body} and rejects
+  // with an Error carrying the server's message and field.
+  function api(method, path, body) {
+    var opts = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
+    if (method !== "GET") {
+      opts.headers["X-CSRF-Token"] = session ? session.csrf_token : "";
+    }
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    return fetch("api/" + path, opts).then(function (resp) {
+      return resp.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        if (!resp.ok) {
+          var err = new Error((data && data.error && data.error.message) || ("request failed with status " + resp.status));
+          err.status = resp.status;
+          err.field = data && data.error && data.error.field;
+          err.code = data && data.error && data.error.code;
+          if (resp.status === 401) showEnded();
+          throw err;
+        }
+        return data;
+      });
+    });
+  }
+
+  function showEnded() {
+    clear();
+    append(app, el("h2", null, "Your portal session has ended"),
+      el("p", null, "Open a fresh portal link: request a new one from your application."));
+  }
+
+  function clear() {
+    if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; }
+    app.textContent = "";
+  }
+  function errorBox(err) { return el("p", { class: "error", role: "alert" }, err.message || String(err)); }
+  function fmtTime(s) {
+    if (!s) return "—";
+    var d = new Date(s);
+    return isNaN(d) ? String(s) : d.toLocaleString();
+  }
+  function catalogLoad() {
+    if (catalog) return Promise.resolve(catalog);
+    return api("GET", "event-types?limit=250").then(function (p) { catalog = p.data || []; return catalog; });
+  }
+
+  // ---- endpoints list ----
+  function viewList() {
+    clear();
+    var heading = el("h2", null, "Endpoints");
+    var addBtn = el("button", { class: "primary", type: "button", onclick: function () { location.hash = "#/new"; } }, "Add endpoint");
+    append(app, el("div", { class: "row" }, el("div", { class: "grow" }, heading), addBtn));
+    var holder = el("div", null, el("p", { class: "muted" }, "Loading…"));
+    append(app, holder);
+    api("GET", "endpoints?limit=250").then(function (page) {
+      holder.textContent = "";
+      var eps = page.data || [];
+      heading.textContent = "Endpoints (" + eps.length + ")";
+      if (!eps.length) {
+        append(holder, el("p", { class: "empty" }, "No endpoints yet. Add one to start receiving webhooks."));
+        return;
+      }
+      var tbody = el("tbody");
+      eps.forEach(function (ep) {
+        var rate = el("span", { class: "muted" }, "—");
+        tbody.appendChild(el("tr", null,
+          el("td", { "data-label": "URL" }, el("a", { href: "#/ep/" + encodeURIComponent(ep.id) }, el("code", null, ep.url))),
+          el("td", { "data-label": "Description" }, ep.description || ""),
+          el("td", { "data-label": "Status" }, statusBadge(ep)),
+          el("td", { "data-label": "Event types" }, typesText(ep.event_types)),
+          el("td", { "data-label": "Success (24 h)" }, rate)));
+        loadRate(ep.id, rate);
+      });
+      append(holder, el("table", { class: "responsive" },
+        el("thead", null, el("tr", null, el("th", null, "URL"), el("th", null, "Description"), el("th", null, "Status"),
+          el("th", null, "Event types"), el("th", null, "Success (24 h)"))), tbody));
+    }).catch(function (err) { holder.textContent = ""; append(holder, errorBox(err)); });
+  }
+  function statusBadge(ep) {
+    if (ep.enabled) return el("span", { class: "ok" }, "Enabled");
+    return el("span", null, el("span", { class: "off" }, "Disabled"), ep.disabled_reason ? el("span", { class: "muted" }, " — " + ep.disabled_reason) : null);
+  }
+  function typesText(types) {
+    if (!types || !types.length) return "All event types";
+    return types.map(function (t) { return el("code", null, t); }).reduce(function (acc, c) { acc.push(c, " "); return acc; }, []);
+  }
+  function loadRate(id, node) {
+    api("GET", "endpoints/" + encodeURIComponent(id) + "/stats").then(function (st) {
+      var buckets = (st && (st.data || st.buckets || st.hours)) || [];
+      var ok = 0, bad = 0;
+      buckets.forEach(function (b) { ok += b.success || 0; bad += b.failure || 0; });
+      if (ok + bad === 0) { node.textContent = "no attempts"; return; }
+      node.textContent = Math.round((ok * 1000) / (ok + bad)) / 10 + "% of " + (ok + bad);
+      node.className = ok === ok + bad ? "ok" : (ok === 0 ? "bad" : "warn");
+    }).catch(function () { node.textContent = "—"; });
+  }
+
+  // ---- endpoint form (add and edit) ----
+  function endpointForm(ep, onSaved) {
+    var editing = !!ep;
+    ep = ep || { url: "", description: "", event_types: [], headers: {}, basic_auth: null, enabled: true };
+    var errs = el("div", { "aria-live": "polite" });
+    var fieldErrors = {};
+    function field(name, label, input, hint) {
+      var id = nextID(name);
+      input.id = id;
+      var err = el("p", { class: "error", id: id + "-err" });
+      fieldErrors[name] = err;
+      input.setAttribute("aria-describedby", id + "-err");
+      return el("div", null, el("label", { for: id }, label), hint ? el("p", { class: "hint" }, hint) : null, input, err);
+    }
+    var url = el("input", { type: "url", name: "url", required: true, autocomplete: "off", placeholder: "https://example.com/webhooks" });
+    url.value = ep.url;
+    var desc = el("input", { type: "text", name: "description", maxlength: 1024 });
+    desc.value = ep.description || "";
+    var types = el("fieldset", null, el("legend", null, "Event types"),
+      el("p", { class: "hint" }, "Choose the event types this endpoint receives. None chosen means all types."));
+    var typeList = el("div", null, el("p", { class: "muted" }, "Loading the catalog…"));
+    types.appendChild(typeList);
+    catalogLoad().then(function (cat) {
+      typeList.textContent = "";
+      cat.forEach(function (t) {
+        var cb = el("input", { type: "checkbox", name: "event_type", value: t.name });
+        cb.checked = (ep.event_types || []).indexOf(t.name) >= 0;
+        typeList.appendChild(el("label", { class: "check" }, cb, el("span", null, el("code", null, t.name), " ", el("span", { class: "muted" }, t.description || ""))));
+      });
+    }).catch(function (err) { typeList.textContent = ""; typeList.appendChild(errorBox(err)); });
+    fieldErrors.event_types = el("p", { class: "error" });
+    types.appendChild(fieldErrors.event_types);
+
+    var headerRows = el("div");
+    function addHeaderRow(name, value) {
+      var n = el("input", { type: "text", name: "header_name", "aria-label": "Header name", placeholder: "X-Custom-Header" });
+      var v = el("input", { type: "text", name: "header_value", "aria-label": "Header value", placeholder: "value" });
+      n.value = name || ""; v.value = value || "";
+      var row = el("div", { class: "headers-row" }, n, v,
+        el("button", { type: "button", "aria-label": "Remove header", onclick: function () { row.remove(); } }, "Remove"));
+      headerRows.appendChild(row);
+    }
+    Object.keys(ep.headers || {}).forEach(function (k) { addHeaderRow(k, ep.headers[k]); });
+    fieldErrors.headers = el("p", { class: "error" });
+    var headers = el("fieldset", null, el("legend", null, "Custom headers"),
+      el("p", { class: "hint" }, "Sent with every delivery. Signature, content and hop-by-hop headers cannot be overridden."),
+      headerRows, fieldErrors.headers,
+      el("button", { type: "button", onclick: function () { addHeaderRow("", ""); } }, "Add header"));
+
+    var baUser = el("input", { type: "text", name: "basic_user", autocomplete: "off" });
+    baUser.value = ep.basic_auth ? ep.basic_auth.username : "";
+    var baPass = el("input", { type: "password", name: "basic_password", autocomplete: "new-password",
+      placeholder: ep.basic_auth && ep.basic_auth.password_set ? "unchanged (set)" : "" });
+    var basic = el("fieldset", null, el("legend", null, "Basic authentication"),
+      el("p", { class: "hint" }, "Optional. The password is stored encrypted and never shown again."),
+      field("basic_auth.username", "Username", baUser), field("basic_auth.password", "Password", baPass,
+        editing ? "Leave empty to keep the current password." : null));
+
+    var enabled = el("input", { type: "checkbox", name: "enabled" });
+    enabled.checked = ep.enabled !== false;
+    var submit = el("button", { type: "submit", class: "primary" }, editing ? "Save changes" : "Add endpoint");
+    var form = el("form", { novalidate: true, "aria-label": editing ? "Edit endpoint" : "Add endpoint" },
+      field("url", "URL", url, "Where deliveries are POSTed: https://… on a public host."),
+      field("description", "Description", desc),
+      types, headers, basic,
+      el("label", { class: "check" }, enabled, el("span", null, "Enabled")),
+      errs, el("div", { class: "actions" }, submit));
+
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      errs.textContent = "";
+      Object.keys(fieldErrors).forEach(function (k) { fieldErrors[k].textContent = ""; });
+      var hdrs = {};
+      Array.prototype.forEach.call(headerRows.children, function (row) {
+        var ins = row.querySelectorAll("input");
+        if (ins[0].value.trim()) hdrs[ins[0].value.trim()] = ins[1].value;
+      });
+      var chosen = Array.prototype.map.call(typeList.querySelectorAll("input:checked"), function (c) { return c.value; });
+      var body = { url: url.value.trim(), description: desc.value, event_types: chosen, headers: hdrs, enabled: enabled.checked };
+      if (baUser.value) {
+        body.basic_auth = { username: baUser.value };
+        if (baPass.value || !editing) body.basic_auth.password = baPass.value;
+      } else if (editing) {
+        body.basic_auth = null;
+      }
+      submit.disabled = true;
+      var req = editing ? api("PATCH", "endpoints/" + encodeURIComponent(ep.id), body) : api("POST", "endpoints", body);
+      req.then(function (saved) {
+        toast(editing ? "Endpoint saved" : "Endpoint added");
+        onSaved(saved);
+      }).catch(function (err) {
+        var key = err.field ? (fieldErrors[err.field] ? err.field : err.field.split(".")[0]) : null;
+        if (key && fieldErrors[key]) {
+          fieldErrors[key].textContent = err.message;
+          var input = form.querySelector("[aria-describedby='" + fieldErrors[key].id + "']");
+          if (input) input.focus();
+        }
+        errs.appendChild(errorBox(err));
+      }).finally(function () { submit.disabled = false; });
+    });
+    return form;
+  }
+
+  function viewNew() {
+    clear();
+    append(app, el("p", null, el("a", { href: "#/" }, "← Endpoints")), el("h2", null, "Add an endpoint"),
+      endpointForm(null, function (ep) { location.hash = "#/ep/" + encodeURIComponent(ep.id); }));
+    var first = app.querySelector("input");
+    if (first) first.focus();
+  }
+
+  // ---- endpoint detail ----
+  function viewEndpoint(id) {
+    clear();
+    var enc = encodeURIComponent(id);
+    append(app, el("p", null, el("a", { href: "#/" }, "← Endpoints")));
+    var holder = el("div", null, el("p", { class: "muted" }, "Loading…"));
+    append(app, holder);
+    api("GET", "endpoints/" + enc).then(function (ep) {
+      holder.textContent = "";
+      var title = el("h2", null, "Endpoint ", el("code", null, ep.url));
+      var toggle = el("button", { type: "button", onclick: function () {
+        api("PATCH", "endpoints/" + enc, { enabled: !ep.enabled }).then(function () { toast(ep.enabled ? "Endpoint disabled" : "Endpoint enabled"); viewEndpoint(id); })
+          .catch(function (err) { toast(err.message); });
+      } }, ep.enabled ? "Disable" : "Enable");
+      var del = el("button", { type: "button", class: "danger", onclick: function () {
+        if (!window.confirm("Delete this endpoint? Deliveries to it stop at once.")) return;
+        api("DELETE", "endpoints/" + enc).then(function () { toast("Endpoint deleted"); location.hash = "#/"; })
+          .catch(function (err) { toast(err.message); });
+      } }, "Delete");
+      append(holder, title,
+        el("dl", { class: "facts" },
+          el("dt", null, "Id"), el("dd", null, el("code", null, ep.id)),
+          el("dt", null, "Status"), el("dd", null, statusBadge(ep)),
+          el("dt", null, "Description"), el("dd", null, ep.description || "—"),
+          el("dt", null, "Event types"), el("dd", null, typesText(ep.event_types)),
+          el("dt", null, "Custom headers"), el("dd", null, Object.keys(ep.headers || {}).length ? Object.keys(ep.headers).join(", ") : "none"),
+          el("dt", null, "Basic auth"), el("dd", null, ep.basic_auth ? ep.basic_auth.username + " (password set)" : "none")),
+        el("div", { class: "actions" }, toggle, del, el("a", { href: "#/ep/" + enc + "/logs" }, "Delivery logs")),
+        testPanel(ep), secretPanel(ep), verifyPanel(),
+        el("details", { class: "panel" }, el("summary", null, "Edit endpoint"),
+          endpointForm(ep, function () { viewEndpoint(id); })));
+    }).catch(function (err) { holder.textContent = ""; append(holder, errorBox(err)); });
+  }
+
+  function secretPanel(ep) {
+    var enc = encodeURIComponent(ep.id);
+    var shown = el("p", { class: "secret", id: nextID("secret") }, "••••••••••••••••••••");
+    var secret = null;
+    var reveal = el("button", { type: "button", "aria-controls": shown.id }, "Reveal");
+    var copy = el("button", { type: "button", disabled: true }, "Copy");
+    reveal.addEventListener("click", function () {
+      if (secret) { secret = null; shown.textContent = "••••••••••••••••••••"; reveal.textContent = "Reveal"; copy.disabled = true; return; }
+      api("GET", "endpoints/" + enc + "/secret").then(function (s) {
+        secret = s.key; shown.textContent = s.key; reveal.textContent = "Hide"; copy.disabled = false;
+      }).catch(function (err) { toast(err.message); });
+    });
+    copy.addEventListener("click", function () {
+      if (!secret) return;
+      navigator.clipboard.writeText(secret).then(function () { toast("Secret copied"); }, function () { toast("Copy failed: select the secret and copy it"); });
+    });
+    var graceID = nextID("grace");
+    var grace = el("select", { id: graceID },
+      el("option", { value: "0" }, "no grace period"), el("option", { value: "3600" }, "1 hour"),
+      el("option", { value: "86400", selected: true }, "24 hours"), el("option", { value: "604800" }, "7 days"));
+    var rotate = el("button", { type: "button", onclick: function () {
+      if (!window.confirm("Rotate the signing secret? The old one keeps signing during the grace period.")) return;
+      api("POST", "endpoints/" + enc + "/secret/rotate", { grace_period_seconds: parseInt(grace.value, 10) }).then(function (s) {
+        secret = s.key; shown.textContent = s.key; reveal.textContent = "Hide"; copy.disabled = false;
+        toast("Secret rotated");
+      }).catch(function (err) { toast(err.message); });
+    } }, "Rotate secret");
+    return el("section", { class: "panel", "aria-labelledby": graceID + "-h" },
+      el("h3", { id: graceID + "-h" }, "Signing secret"),
+      el("p", { class: "hint" }, "Verify the webhook-signature header with this secret. During a rotation's grace period each delivery carries a signature for the old and the new secret."),
+      shown, el("div", { class: "row" }, reveal, copy),
+      el("div", { class: "row" }, el("label", { for: graceID }, "Grace period"), grace, rotate));
+  }
+
+  function testPanel(ep) {
+    var enc = encodeURIComponent(ep.id);
+    var typeID = nextID("test-type"), bodyID = nextID("test-body");
+    var typeSel = el("select", { id: typeID, name: "test_event_type" });
+    var body = el("textarea", { id: bodyID, name: "test_payload", spellcheck: "false" });
+    var err = el("p", { class: "error", role: "alert" });
+    var result = el("div", { class: "result", "aria-live": "polite" });
+    catalogLoad().then(function (cat) {
+      cat.forEach(function (t) { typeSel.appendChild(el("option", { value: t.name }, t.name)); });
+      var pick = cat.filter(function (t) { return t.name === "pulsehooks.test"; })[0] || cat[0];
+      if (pick) { typeSel.value = pick.name; body.value = JSON.stringify(pick.example_payload, null, 2); }
+    });
+    typeSel.addEventListener("change", function () {
+      var t = (catalog || []).filter(function (x) { return x.name === typeSel.value; })[0];
+      if (t) body.value = JSON.stringify(t.example_payload, null, 2);
+    });
+    var send = el("button", { type: "button", class: "primary" }, "Send test event");
+    send.addEventListener("click", function () {
+      err.textContent = ""; result.textContent = "";
+      var payload;
+      try { payload = JSON.parse(body.value); } catch (e) { err.textContent = "The payload is not valid JSON: " + e.message; body.focus(); return; }
+      if (!payload || typeof payload !== "object" || Array.isArray(payload)) { err.textContent = "The payload must be a JSON object."; body.focus(); return; }
+      send.disabled = true;
+      api("POST", "endpoints/" + enc + "/test", { event_type: typeSel.value, payload: payload }).then(function (r) {
+        result.appendChild(el("p", null, "Sent message ", el("code", null, r.message_id), ". Waiting for the attempt…"));
+        pollAttempt(r.message_id, ep.id, result, 0);
+      }).catch(function (e) { err.textContent = e.message; }).finally(function () { send.disabled = false; });
+    });
+    return el("section", { class: "panel" }, el("h3", null, "Send a test event"),
+      el("label", { for: typeID }, "Event type"), typeSel,
+      el("label", { for: bodyID }, "Payload (JSON object)"), body, err,
+      el("div", { class: "actions" }, send), result);
+  }
+
+  function pollAttempt(msgID, epID, node, n) {
+    api("GET", "messages/" + encodeURIComponent(msgID) + "/attempts").then(function (page) {
+      var atts = (page.data || []).filter(function (a) { return !a.endpoint_id || a.endpoint_id === epID; });
+      if (!atts.length) throw new Error("no attempt yet");
+      node.textContent = "";
+      node.appendChild(attemptSummary(atts[atts.length - 1]));
+    }).catch(function (e) {
+      if (n >= 40) { node.appendChild(el("p", { class: "warn" }, "No attempt recorded yet; check the delivery logs later.")); return; }
+      if (e && e.status && e.status !== 404) { node.appendChild(errorBox(e)); return; }
+      pollTimer = setTimeout(function () { pollAttempt(msgID, epID, node, n + 1); }, 500);
+    });
+  }
+
+  function isSuccess(a) {
+    var o = String(a.outcome || "").toLowerCase();
+    return o === "success" || o === "outcome_success" || (a.status_code >= 200 && a.status_code < 300 && !a.error);
+  }
+  function durationText(a) {
+    if (a.duration_ms !== undefined) return a.duration_ms + " ms";
+    if (a.duration_us !== undefined) return Math.round(a.duration_us / 100) / 10 + " ms";
+    return "—";
+  }
+  function bodyText(b) {
+    if (b === null || b === undefined) return "";
+    return typeof b === "string" ? b : JSON.stringify(b, null, 2);
+  }
+  function attemptSummary(a) {
+    var ok = isSuccess(a);
+    return el("div", { class: "panel attempt-result", "data-outcome": ok ? "success" : "failure" },
+      el("p", null, el("span", { class: ok ? "ok" : "bad" }, ok ? "Delivered" : "Failed"),
+        " — status ", el("strong", { class: "status-code" }, String(a.status_code || "none")), " in ", durationText(a),
+        a.error ? el("span", null, " — " + a.error) : null),
+      el("p", null, el("a", { href: "#/attempt/" + encodeURIComponent(a.id) }, "Attempt details")),
+      el("p", { class: "hint" }, "Response body"), el("pre", { class: "response-body" }, bodyText(a.response_body) || "(empty)"));
+  }
+
+  // ---- verification snippets ----
+  function verifyPanel() {
+    var py = [
+      "# pip install standardwebhooks",
+      "from standardwebhooks import Webhook",
+      "wh = Webhook(SECRET)  # the whsec_… secret above",
+      "def handler(request):",
+      "    payload = wh.verify(request.body, request.headers)  # raises if invalid",
+      "    return 204"].join("\n");
+    var node = [
+      "// npm install standardwebhooks",
+      "const { Webhook } = require(\"standardwebhooks\");",
+      "const wh = new Webhook(process.env.SECRET); // whsec_…",
+      "app.post(\"/webhooks\", express.raw({ type: \"application/json\" }), (req, res) => {",
+      "  try { wh.verify(req.body, req.headers); } catch (e) { return res.sendStatus(400); }",
+      "  res.sendStatus(204);",
+      "});"].join("\n");
+    var go = [
+      "// go get github.com/standard-webhooks/standard-webhooks/libraries",
+      "wh, _ := standardwebhooks.NewWebhook(secret) // whsec_…",
+      "http.HandleFunc(\"/webhooks\", func(w http.ResponseWriter, r *http.Request) {",
+      "\tbody, _ := io.ReadAll(r.Body)",
+      "\tif err := wh.Verify(body, r.Header); err != nil {",
+      "\t\thttp.Error(w, \"bad signature\", http.StatusBadRequest)",
+      "\t\treturn",
+      "\t}",
+      "\tw.WriteHeader(http.StatusNoContent)",
+      "})"].join("\n");
+    return el("details", { class: "panel verify" }, el("summary", null, "How to verify signatures"),
+      el("p", { class: "hint" }, "Each delivery carries webhook-id, webhook-timestamp and webhook-signature (v1,<base64 HMAC-SHA256 of id.timestamp.body>). Verify it against the raw body before parsing, and reject timestamps more than 5 minutes old."),
+      el("h4", null, "Python"), el("pre", null, py), el("h4", null, "Node"), el("pre", null, node), el("h4", null, "Go"), el("pre", null, go));
+  }
+
+  // ---- logs ----
+  function viewLogs(id) {
+    clear();
+    var enc = encodeURIComponent(id);
+    append(app, el("p", null, el("a", { href: "#/ep/" + enc }, "← Endpoint")), el("h2", null, "Delivery logs"));
+    var outID = nextID("outcome"), aftID = nextID("after"), befID = nextID("before");
+    var outcome = el("select", { id: outID, name: "outcome" }, el("option", { value: "" }, "all"),
+      el("option", { value: "success" }, "succeeded"), el("option", { value: "http_status" }, "failed: HTTP status"),
+      el("option", { value: "timeout" }, "failed: timeout"), el("option", { value: "connection" }, "failed: connection"),
+      el("option", { value: "dns" }, "failed: DNS"), el("option", { value: "tls" }, "failed: TLS"),
+      el("option", { value: "blocked" }, "failed: blocked address"));
+    var after = el("input", { type: "datetime-local", id: aftID, name: "after" });
+    var before = el("input", { type: "datetime-local", id: befID, name: "before" });
+    var list = el("div", { "aria-live": "polite" });
+    function iso(v) { return v ? new Date(v).toISOString() : ""; }
+    function load() {
+      list.textContent = "";
+      var q = [];
+      if (outcome.value) q.push("outcome=" + outcome.value);
+      if (after.value) q.push("after=" + encodeURIComponent(iso(after.value)));
+      if (before.value) q.push("before=" + encodeURIComponent(iso(before.value)));
+      api("GET", "endpoints/" + enc + "/attempts" + (q.length ? "?" + q.join("&") : "")).then(function (page) {
+        var atts = page.data || [];
+        if (!atts.length) { list.appendChild(el("p", { class: "empty" }, "No attempts match.")); return; }
+        var tbody = el("tbody");
+        atts.forEach(function (a) {
+          var ok = isSuccess(a);
+          tbody.appendChild(el("tr", { class: "attempt-row", "data-outcome": ok ? "success" : "failure" },
+            el("td", { "data-label": "Time" }, fmtTime(a.started_at || a.timestamp)),
+            el("td", { "data-label": "Outcome" }, el("span", { class: ok ? "ok" : "bad" }, ok ? "Delivered" : "Failed"), " ", String(a.status_code || a.outcome || "")),
+            el("td", { "data-label": "Message" }, el("code", null, a.message_id || ""), " ", a.event_type || ""),
+            el("td", { "data-label": "Attempt" }, String(a.attempt || "")),
+            el("td", null, el("a", { href: "#/attempt/" + encodeURIComponent(a.id) }, "Details"), " ",
+              el("button", { type: "button", class: "resend", onclick: function () { resend(id, a.message_id); } }, "Resend"))));
+        });
+        list.appendChild(el("table", { class: "responsive" }, el("thead", null, el("tr", null,
+          el("th", null, "Time"), el("th", null, "Outcome"), el("th", null, "Message"), el("th", null, "Attempt"), el("th", null, "Actions"))), tbody));
+      }).catch(function (err) { list.appendChild(errorBox(err)); });
+    }
+    var sinceID = nextID("since");
+    var since = el("input", { type: "datetime-local", id: sinceID, name: "since" });
+    var recover = el("button", { type: "button", onclick: function () {
+      if (!since.value) { toast("Choose a time to recover from"); since.focus(); return; }
+      api("POST", "endpoints/" + enc + "/recover", { since: iso(since.value) }).then(function () { toast("Recovering failed deliveries"); })
+        .catch(function (err) { toast(err.message); });
+    } }, "Recover failed deliveries");
+    append(app,
+      el("form", { class: "panel", onsubmit: function (e) { e.preventDefault(); load(); } },
+        el("div", { class: "row" },
+          el("div", null, el("label", { for: outID }, "Outcome"), outcome),
+          el("div", null, el("label", { for: aftID }, "After"), after),
+          el("div", null, el("label", { for: befID }, "Before"), before)),
+        el("div", { class: "actions" }, el("button", { type: "submit" }, "Filter"), el("button", { type: "button", onclick: load }, "Refresh"))),
+      list,
+      el("section", { class: "panel" }, el("h3", null, "Recover"),
+        el("p", { class: "hint" }, "Send again every delivery to this endpoint that failed since a time."),
+        el("label", { for: sinceID }, "Since"), since, el("div", { class: "actions" }, recover)));
+    load();
+    function resend(epID, msgID) {
+      api("POST", "endpoints/" + encodeURIComponent(epID) + "/messages/" + encodeURIComponent(msgID) + "/resend").then(function () {
+        toast("Message resent"); setTimeout(load, 1500);
+      }).catch(function (err) { toast(err.message); });
+    }
+  }
+
+  function headerTable(hs) {
+    var rows = [];
+    if (Array.isArray(hs)) hs.forEach(function (h) { rows.push([h.name, h.value]); });
+    else if (hs) Object.keys(hs).forEach(function (k) { rows.push([k, [].concat(hs[k]).join(", ")]); });
+    if (!rows.length) return el("p", { class: "muted" }, "none");
+    return el("table", null, el("tbody", null, rows.map(function (r) { return el("tr", null, el("td", null, el("code", null, r[0])), el("td", null, r[1])); })));
+  }
+
+  function viewAttempt(id) {
+    clear();
+    var holder = el("div", null, el("p", { class: "muted" }, "Loading…"));
+    append(app, el("h2", null, "Attempt ", el("code", null, id)), holder);
+    api("GET", "attempts/" + encodeURIComponent(id)).then(function (a) {
+      holder.textContent = "";
+      var ok = isSuccess(a);
+      append(holder,
+        el("p", null, el("a", { href: "#/ep/" + encodeURIComponent(a.endpoint_id) + "/logs" }, "← Delivery logs")),
+        el("dl", { class: "facts" },
+          el("dt", null, "Outcome"), el("dd", null, el("span", { class: ok ? "ok" : "bad" }, ok ? "Delivered" : "Failed"), " ", String(a.outcome || "")),
+          el("dt", null, "Status"), el("dd", { class: "status-code" }, String(a.status_code || "none")),
+          el("dt", null, "Error class"), el("dd", null, a.error || "—"),
+          el("dt", null, "Duration"), el("dd", null, durationText(a)),
+          el("dt", null, "Started"), el("dd", null, fmtTime(a.started_at || a.timestamp)),
+          el("dt", null, "Message"), el("dd", null, el("code", null, a.message_id || "")),
+          el("dt", null, "URL"), el("dd", null, el("code", null, a.url || ""))),
+        el("h3", null, "Request headers (secrets redacted)"), headerTable(a.request_headers),
+        el("h3", null, "Request body"), el("pre", null, bodyText(a.request_body || a.payload) || "(not kept)"),
+        el("h3", null, "Response headers"), headerTable(a.response_headers),
+        el("h3", null, "Response body"), el("pre", { class: "response-body" }, bodyText(a.response_body) || "(empty)"));
+    }).catch(function (err) { holder.textContent = ""; append(holder, errorBox(err)); });
+  }
+
+  // ---- catalog ----
+  function viewCatalog() {
+    clear();
+    append(app, el("h2", null, "Event catalog"));
+    catalogLoad().then(function (cat) {
+      cat.forEach(function (t) {
+        append(app, el("section", { class: "panel" }, el("h3", null, el("code", null, t.name)), el("p", null, t.description || ""),
+          el("details", null, el("summary", null, "Example payload"), el("pre", null, JSON.stringify(t.example_payload, null, 2))),
+          t.json_schema ? el("details", null, el("summary", null, "JSON schema"), el("pre", null, JSON.stringify(t.json_schema, null, 2))) : null));
+      });
+    }).catch(function (err) { append(app, errorBox(err)); });
+  }
+
+  function route() {
+    var h = location.hash.replace(/^#/, "") || "/";
+    var m;
+    if (h === "/new") viewNew();
+    else if (h === "/catalog") viewCatalog();
+    else if ((m = h.match(/^\/ep\/([^/]+)\/logs$/))) viewLogs(decodeURIComponent(m[1]));
+    else if ((m = h.match(/^\/ep\/([^/]+)$/))) viewEndpoint(decodeURIComponent(m[1]));
+    else if ((m = h.match(/^\/attempt\/([^/]+)$/))) viewAttempt(decodeURIComponent(m[1]));
+    else viewList();
+  }
+
+  window.addEventListener("hashchange", route);
+  api("GET", "session").then(function (s) {
+    session = s;
+    route();
+  }).catch(function (err) { if (err.status !== 401) { clear(); app.appendChild(errorBox(err)); } });
+})();
