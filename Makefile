@@ -44,6 +44,14 @@ test: deps ## Run unit and integration tests (race detector on) against real NAT
 test-short: ## Run the tests without the race detector (faster while iterating).
 	go test -count=1 $(PKGS)
 
+.PHONY: bench
+bench: deps ## Run every benchmark scenario (~7 min; PROFILE=1 adds pprof profiles); writes bench/results and docs/BENCHMARKS.md tables.
+	go run ./bench/cmd/bench -docs docs/BENCHMARKS.md $(if $(filter 1,$(PROFILE)),-profile)
+
+.PHONY: bench-quick
+bench-quick: ## Short throughput and latency benchmark (under a minute); prints the results JSON as its last line.
+	go run ./bench/cmd/bench -quick
+
 .PHONY: tools
 tools: $(TOOLS_BIN)/buf $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/golangci-lint ## Install pinned tools into .tools/bin.
 

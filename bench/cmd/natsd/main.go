@@ -1,0 +1,68 @@
+// Command natsd runs a nats-server with JetStream, embedded from its Go
+// module, for the benchmark's processes shape (each service its own process).
+// It prints {"url":…} on stdout once it accepts connections.
+//
+//	natsd -port 4222 -store /tmp/js
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/pulsehooks/pulsehooks/pkg/embedded"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "natsd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("natsd", flag.ContinueOnError)
+	port := fs.Int("port", -1, "client port (-1: a free one)")
+	store := fs.String("store", "", "JetStream store directory (required)")
+	pprofAddr := fs.String("pprof", "", "net/http/pprof listener address (default off)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *store == "" {
+		return fmt.Errorf("-store is required")
+	}
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		defer func() { _ = hs.Close() }()
+	}
+	srv, err := embedded.StartNATS(embedded.NATSConfig{Port: *port, StoreDir: *store, ServerName: "pulsehooks-bench"})
+	if err != nil {
+		return err
+	}
+	line, _ := json.Marshal(map[string]string{"url": srv.ClientURL()})
+	fmt.Println(string(line))
+	<-ctx.Done()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	return nil
+}
