@@ -25,7 +25,8 @@ import (
 // OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set
 // (protocol from OTEL_EXPORTER_OTLP_PROTOCOL: grpc, or http/protobuf by
 // default), and OTEL_TRACES_EXPORTER is not "none". Without an exporter, spans
-// are still created, so trace ids reach logs and outgoing requests.
+// are created but not recorded (unless a sampled parent asks), so trace ids
+// still reach logs and outgoing requests at little cost.
 func Setup(ctx context.Context, service, version string) (*sdktrace.TracerProvider, func(context.Context) error, error) {
 	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
 		semconv.ServiceName(service), semconv.ServiceVersion(version)))
@@ -40,6 +41,10 @@ func Setup(ctx context.Context, service, version string) (*sdktrace.TracerProvid
 			return nil, nil, err
 		}
 		opts = append(opts, sdktrace.WithBatcher(exp))
+	} else {
+		// Nothing would read recorded spans: keep trace ids (logs, traceparent)
+		// but do not record, unless a caller's sampled trace asks for it.
+		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
 	return tp, tp.Shutdown, nil

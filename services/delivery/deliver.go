@@ -138,7 +138,7 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	}
 	if r.outcome != eventv1.Outcome_OUTCOME_SUCCESS {
 		span.SetStatus(codes.Error, a.GetOutcome().String())
-		log.InfoContext(ctx, "attempt failed", "outcome", a.GetOutcome().String(), "status", r.status, "err", r.err, "duration", r.duration)
+		log.DebugContext(ctx, "attempt failed", "outcome", a.GetOutcome().String(), "status", r.status, "err", r.err, "duration", r.duration)
 		if d.GetResendId() != "" {
 			// The retries return without the resend id: let them through
 			// even though the message was delivered before.
@@ -162,7 +162,9 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	dl.states.succeeded(ep.GetId(), time.Now())
 	a.State = eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED
 	dl.record(ctx, log, a)
-	log.InfoContext(ctx, "delivered", "status", r.status, "duration", r.duration)
+	// Every attempt is in the ATTEMPTS stream; per-delivery log lines would
+	// cost a write per delivery at info level, so they are debug.
+	log.DebugContext(ctx, "delivered", "status", r.status, "duration", r.duration)
 	if n > uint32(dl.cfg.FailingAfter) {
 		dl.ops.publish(ctx, attemptEvent(streams.OpAttemptRecovered, a, fmt.Sprintf("delivered at attempt %d", n)))
 	}

@@ -64,7 +64,7 @@ func (dl *deliverer) failed(ctx context.Context, log *slog.Logger, j *job, ep *c
 	if n == uint32(dl.cfg.FailingAfter) {
 		dl.ops.publish(ctx, attemptEvent(streams.OpAttemptFailing, a, fmt.Sprintf("%d attempts failed in a row", n)))
 	}
-	log.InfoContext(ctx, "retry scheduled", "next_attempt_at", next, "delay", delay)
+	log.DebugContext(ctx, "retry scheduled", "next_attempt_at", next, "delay", delay)
 	dl.schedule(ctx, log, j, retryq.Item{
 		Seq:      d.GetEventSequence(),
 		Endpoint: d.GetEndpointId(),
