@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
@@ -37,26 +38,9 @@ func (s *Service) routes() http.Handler {
 	mux.Handle("PUT /admin/v1/event-types/{name}", admin(s.putEventType))
 	mux.Handle("DELETE /admin/v1/event-types/{name}", admin(s.deleteEventType))
 
-	tenant := s.requireAPIKey
-	mux.Handle("GET /v1/endpoints", tenant(s.listEndpoints))
-	mux.Handle("POST /v1/endpoints", tenant(s.createEndpoint))
-	mux.Handle("GET /v1/endpoints/{id}", tenant(s.getEndpoint))
-	mux.Handle("PATCH /v1/endpoints/{id}", tenant(s.patchEndpoint))
-	mux.Handle("DELETE /v1/endpoints/{id}", tenant(s.deleteEndpoint))
-	mux.Handle("GET /v1/endpoints/{id}/secret", tenant(s.getSecret))
-	mux.Handle("POST /v1/endpoints/{id}/secret/rotate", tenant(s.rotateSecret))
-	mux.Handle("GET /v1/event-types", tenant(func(w http.ResponseWriter, r *http.Request, _ string) { s.listEventTypes(w, r) }))
-	mux.Handle("POST /webhook", tenant(s.createPortalLink))
-
-	mux.Handle("GET /v1/messages", tenant(s.listMessages))
-	mux.Handle("GET /v1/messages/{msg_id}", tenant(s.getMessage))
-	mux.Handle("GET /v1/messages/{msg_id}/attempts", tenant(s.listMessageAttempts))
-	mux.Handle("GET /v1/endpoints/{id}/attempts", tenant(s.listEndpointAttempts))
-	mux.Handle("GET /v1/endpoints/{id}/messages", tenant(s.listEndpointMessages))
-	mux.Handle("GET /v1/endpoints/{id}/stats", tenant(s.endpointStats))
-	mux.Handle("GET /v1/attempts/{attempt_id}", tenant(s.getAttempt))
-	mux.Handle("POST /v1/endpoints/{id}/messages/{msg_id}/resend", tenant(s.resendMessage))
-	mux.Handle("POST /v1/endpoints/{id}/recover", tenant(s.recoverEndpoint))
+	for _, rt := range s.apiRoutes() {
+		mux.Handle(rt.method+" "+rt.pattern, rt.handler)
+	}
 
 	mux.HandleFunc("GET /portal/login", s.portalLogin)
 	mux.HandleFunc("GET /portal/{$}", s.portalHome)
@@ -67,6 +51,50 @@ func (s *Service) routes() http.Handler {
 		otelhttp.WithTracerProvider(s.tp),
 		otelhttp.WithPropagators(propagation.TraceContext{}),
 	)
+}
+
+// apiRoute is one route of the tenant REST API.
+type apiRoute struct {
+	method  string
+	pattern string // a ServeMux path pattern, such as /v1/endpoints/{id}
+	handler http.Handler
+}
+
+// apiRoutes is the tenant REST API: every /v1 route and POST /webhook, as
+// routes registers them and as openapi.json documents them (a test holds
+// the two together). All but the document itself need an API key.
+func (s *Service) apiRoutes() []apiRoute {
+	ts := &testSender{s: s}
+	if s.nc != nil {
+		if js, err := jetstream.New(s.nc); err == nil {
+			ts.js = js
+		}
+	}
+	tenant := s.requireAPIKey
+	return []apiRoute{
+		{"GET", "/v1/openapi.json", http.HandlerFunc(serveOpenAPI)},
+
+		{"GET", "/v1/endpoints", tenant(s.listEndpoints)},
+		{"POST", "/v1/endpoints", tenant(s.createEndpoint)},
+		{"GET", "/v1/endpoints/{id}", tenant(s.getEndpoint)},
+		{"PATCH", "/v1/endpoints/{id}", tenant(s.patchEndpoint)},
+		{"DELETE", "/v1/endpoints/{id}", tenant(s.deleteEndpoint)},
+		{"GET", "/v1/endpoints/{id}/secret", tenant(s.getSecret)},
+		{"POST", "/v1/endpoints/{id}/secret/rotate", tenant(s.rotateSecret)},
+		{"POST", "/v1/endpoints/{id}/test", tenant(ts.sendTest)},
+		{"GET", "/v1/event-types", tenant(func(w http.ResponseWriter, r *http.Request, _ string) { s.listEventTypes(w, r) })},
+		{"POST", "/webhook", tenant(s.createPortalLink)},
+
+		{"GET", "/v1/messages", tenant(s.listMessages)},
+		{"GET", "/v1/messages/{msg_id}", tenant(s.getMessage)},
+		{"GET", "/v1/messages/{msg_id}/attempts", tenant(s.listMessageAttempts)},
+		{"GET", "/v1/endpoints/{id}/attempts", tenant(s.listEndpointAttempts)},
+		{"GET", "/v1/endpoints/{id}/messages", tenant(s.listEndpointMessages)},
+		{"GET", "/v1/endpoints/{id}/stats", tenant(s.endpointStats)},
+		{"GET", "/v1/attempts/{attempt_id}", tenant(s.getAttempt)},
+		{"POST", "/v1/endpoints/{id}/messages/{msg_id}/resend", tenant(s.resendMessage)},
+		{"POST", "/v1/endpoints/{id}/recover", tenant(s.recoverEndpoint)},
+	}
 }
 
 // jsonFallback answers requests no route matches with a JSON 404 or 405

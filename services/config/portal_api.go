@@ -11,8 +11,6 @@ import (
 	"path"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The portal's browser app talks JSON to /portal/api/…, which runs the same
@@ -41,19 +39,12 @@ var portalAssets = map[string]string{
 	"app.js":     "text/javascript; charset=utf-8",
 }
 
-// registerPortal adds the portal app, its session API, and the routes this
-// file owns to mux. api is the handler /portal/api/… requests are passed to
+// registerPortal adds the portal app and its session API to mux. api is the handler /portal/api/… requests are passed to
 // after their path is rewritten to /v1/….
 func (s *Service) registerPortal(mux *http.ServeMux, api http.Handler) {
 	mux.HandleFunc("GET /portal/static/{name}", s.portalAsset)
 	mux.HandleFunc("GET /portal/api/session", s.portalSession)
 	mux.Handle("/portal/api/{path...}", s.portalAPI(api))
-
-	ts := &testSender{s: s}
-	if js, err := jetstream.New(s.nc); err == nil {
-		ts.js = js
-	}
-	mux.Handle("POST /v1/endpoints/{id}/test", s.requireAPIKey(ts.sendTest))
 }
 
 // portalAsset serves one embedded file of the portal app.

@@ -264,6 +264,7 @@
     api("GET", "endpoints/" + enc).then(function (ep) {
       holder.textContent = "";
       var title = el("h2", null, "Endpoint ", el("code", null, ep.url));
+      var verify = verifyPanel();
       var toggle = el("button", { type: "button", onclick: function () {
         api("PATCH", "endpoints/" + enc, { enabled: !ep.enabled }).then(function () { toast(ep.enabled ? "Endpoint disabled" : "Endpoint enabled"); viewEndpoint(id); })
           .catch(function (err) { toast(err.message); });
@@ -282,22 +283,24 @@
           el("dt", null, "Custom headers"), el("dd", null, Object.keys(ep.headers || {}).length ? Object.keys(ep.headers).join(", ") : "none"),
           el("dt", null, "Basic auth"), el("dd", null, ep.basic_auth ? ep.basic_auth.username + " (password set)" : "none")),
         el("div", { class: "actions" }, toggle, del, el("a", { href: "#/ep/" + enc + "/logs" }, "Delivery logs")),
-        testPanel(ep), secretPanel(ep), verifyPanel(),
+        testPanel(ep), secretPanel(ep, verify.setSecret), verify.node,
         el("details", { class: "panel" }, el("summary", null, "Edit endpoint"),
           endpointForm(ep, function () { viewEndpoint(id); })));
     }).catch(function (err) { holder.textContent = ""; append(holder, errorBox(err)); });
   }
 
-  function secretPanel(ep) {
+  // secretPanel shows, copies and rotates the signing secret; onSecret hears
+  // the secret when it is shown and null when it is hidden.
+  function secretPanel(ep, onSecret) {
     var enc = encodeURIComponent(ep.id);
     var shown = el("p", { class: "secret", id: nextID("secret") }, "••••••••••••••••••••");
     var secret = null;
     var reveal = el("button", { type: "button", "aria-controls": shown.id }, "Reveal");
     var copy = el("button", { type: "button", disabled: true }, "Copy");
     reveal.addEventListener("click", function () {
-      if (secret) { secret = null; shown.textContent = "••••••••••••••••••••"; reveal.textContent = "Reveal"; copy.disabled = true; return; }
+      if (secret) { secret = null; shown.textContent = "••••••••••••••••••••"; reveal.textContent = "Reveal"; copy.disabled = true; onSecret(null); return; }
       api("GET", "endpoints/" + enc + "/secret").then(function (s) {
-        secret = s.key; shown.textContent = s.key; reveal.textContent = "Hide"; copy.disabled = false;
+        secret = s.key; shown.textContent = s.key; reveal.textContent = "Hide"; copy.disabled = false; onSecret(s.key);
       }).catch(function (err) { toast(err.message); });
     });
     copy.addEventListener("click", function () {
@@ -311,7 +314,7 @@
     var rotate = el("button", { type: "button", onclick: function () {
       if (!window.confirm("Rotate the signing secret? The old one keeps signing during the grace period.")) return;
       api("POST", "endpoints/" + enc + "/secret/rotate", { grace_period_seconds: parseInt(grace.value, 10) }).then(function (s) {
-        secret = s.key; shown.textContent = s.key; reveal.textContent = "Hide"; copy.disabled = false;
+        secret = s.key; shown.textContent = s.key; reveal.textContent = "Hide"; copy.disabled = false; onSecret(s.key);
         toast("Secret rotated");
       }).catch(function (err) { toast(err.message); });
     } }, "Rotate secret");
@@ -393,36 +396,139 @@
   }
 
   // ---- verification snippets ----
-  function verifyPanel() {
+  // verifySnippets returns receivers in Python, Node and Go that check the
+  // signature by hand (no library): HMAC-SHA256 of "id.timestamp.body" under
+  // the base64 key after "whsec_", base64, compared with each space-separated
+  // "v1,<sig>", and a timestamp within 5 minutes. secret is a string literal.
+  function verifySnippets(secret) {
     var py = [
-      "# pip install standardwebhooks",
-      "from standardwebhooks import Webhook",
-      "wh = Webhook(SECRET)  # the whsec_… secret above",
-      "def handler(request):",
-      "    payload = wh.verify(request.body, request.headers)  # raises if invalid",
-      "    return 204"].join("\n");
+      "import base64, hashlib, hmac, time",
+      "from http.server import BaseHTTPRequestHandler, HTTPServer",
+      "",
+      "SECRET = " + secret,
+      "",
+      "def verify(headers, body: bytes) -> bool:",
+      "    msg_id, ts = headers.get(\"webhook-id\", \"\"), headers.get(\"webhook-timestamp\", \"\")",
+      "    if not msg_id or not ts.isdigit() or abs(time.time() - int(ts)) > 5 * 60:",
+      "        return False",
+      "    key = base64.b64decode(SECRET.removeprefix(\"whsec_\"))",
+      "    mac = hmac.new(key, f\"{msg_id}.{ts}.\".encode() + body, hashlib.sha256)",
+      "    expected = base64.b64encode(mac.digest())",
+      "    for sig in headers.get(\"webhook-signature\", \"\").split(\" \"):",
+      "        version, _, value = sig.partition(\",\")",
+      "        if version == \"v1\" and hmac.compare_digest(value.encode(), expected):",
+      "            return True",
+      "    return False",
+      "",
+      "class Handler(BaseHTTPRequestHandler):",
+      "    def do_POST(self):",
+      "        body = self.rfile.read(int(self.headers.get(\"content-length\", 0)))  # raw bytes: verify before parsing",
+      "        self.send_response(204 if verify(self.headers, body) else 400)",
+      "        self.end_headers()",
+      "",
+      "HTTPServer((\"\", 8000), Handler).serve_forever()"].join("\n");
     var node = [
-      "// npm install standardwebhooks",
-      "const { Webhook } = require(\"standardwebhooks\");",
-      "const wh = new Webhook(process.env.SECRET); // whsec_…",
-      "app.post(\"/webhooks\", express.raw({ type: \"application/json\" }), (req, res) => {",
-      "  try { wh.verify(req.body, req.headers); } catch (e) { return res.sendStatus(400); }",
-      "  res.sendStatus(204);",
-      "});"].join("\n");
+      "const crypto = require(\"node:crypto\");",
+      "const http = require(\"node:http\");",
+      "",
+      "const SECRET = " + secret + ";",
+      "",
+      "function verify(headers, body) {",
+      "  const id = headers[\"webhook-id\"], ts = headers[\"webhook-timestamp\"] || \"\";",
+      "  if (!id || !/^[0-9]+$/.test(ts) || Math.abs(Date.now() / 1000 - Number(ts)) > 5 * 60) return false;",
+      "  const key = Buffer.from(SECRET.replace(/^whsec_/, \"\"), \"base64\");",
+      "  const expected = crypto.createHmac(\"sha256\", key).update(`${id}.${ts}.`).update(body).digest();",
+      "  return (headers[\"webhook-signature\"] || \"\").split(\" \").some((sig) => {",
+      "    const [version, value] = sig.split(\",\");",
+      "    const got = Buffer.from(value || \"\", \"base64\");",
+      "    return version === \"v1\" && got.length === expected.length && crypto.timingSafeEqual(got, expected);",
+      "  });",
+      "}",
+      "",
+      "http.createServer((req, res) => {",
+      "  const chunks = [];",
+      "  req.on(\"data\", (c) => chunks.push(c));",
+      "  req.on(\"end\", () => {",
+      "    const body = Buffer.concat(chunks); // raw bytes: verify before parsing",
+      "    res.writeHead(verify(req.headers, body) ? 204 : 400).end();",
+      "  });",
+      "}).listen(8000);"].join("\n");
     var go = [
-      "// go get github.com/standard-webhooks/standard-webhooks/libraries",
-      "wh, _ := standardwebhooks.NewWebhook(secret) // whsec_…",
-      "http.HandleFunc(\"/webhooks\", func(w http.ResponseWriter, r *http.Request) {",
-      "\tbody, _ := io.ReadAll(r.Body)",
-      "\tif err := wh.Verify(body, r.Header); err != nil {",
-      "\t\thttp.Error(w, \"bad signature\", http.StatusBadRequest)",
-      "\t\treturn",
+      "package main",
+      "",
+      "import (",
+      "\t\"crypto/hmac\"",
+      "\t\"crypto/sha256\"",
+      "\t\"encoding/base64\"",
+      "\t\"io\"",
+      "\t\"net/http\"",
+      "\t\"strconv\"",
+      "\t\"strings\"",
+      "\t\"time\"",
+      ")",
+      "",
+      "const secret = " + secret,
+      "",
+      "func verify(h http.Header, body []byte) bool {",
+      "\tid, ts := h.Get(\"webhook-id\"), h.Get(\"webhook-timestamp\")",
+      "\tsec, err := strconv.ParseInt(ts, 10, 64)",
+      "\tif id == \"\" || err != nil || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute {",
+      "\t\treturn false",
       "\t}",
-      "\tw.WriteHeader(http.StatusNoContent)",
-      "})"].join("\n");
-    return el("details", { class: "panel verify" }, el("summary", null, "How to verify signatures"),
-      el("p", { class: "hint" }, "Each delivery carries webhook-id, webhook-timestamp and webhook-signature (v1,<base64 HMAC-SHA256 of id.timestamp.body>). Verify it against the raw body before parsing, and reject timestamps more than 5 minutes old."),
-      el("h4", null, "Python"), el("pre", null, py), el("h4", null, "Node"), el("pre", null, node), el("h4", null, "Go"), el("pre", null, go));
+      "\tkey, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, \"whsec_\"))",
+      "\tif err != nil {",
+      "\t\treturn false",
+      "\t}",
+      "\tmac := hmac.New(sha256.New, key)",
+      "\tmac.Write([]byte(id + \".\" + ts + \".\"))",
+      "\tmac.Write(body)",
+      "\twant := mac.Sum(nil)",
+      "\tfor _, sig := range strings.Split(h.Get(\"webhook-signature\"), \" \") {",
+      "\t\tversion, value, _ := strings.Cut(sig, \",\")",
+      "\t\tgot, err := base64.StdEncoding.DecodeString(value)",
+      "\t\tif version == \"v1\" && err == nil && hmac.Equal(got, want) {",
+      "\t\t\treturn true",
+      "\t\t}",
+      "\t}",
+      "\treturn false",
+      "}",
+      "",
+      "func main() {",
+      "\thttp.HandleFunc(\"POST /webhooks\", func(w http.ResponseWriter, r *http.Request) {",
+      "\t\tbody, err := io.ReadAll(io.LimitReader(r.Body, 1<<20)) // raw bytes: verify before parsing",
+      "\t\tif err != nil || !verify(r.Header, body) {",
+      "\t\t\thttp.Error(w, \"bad signature\", http.StatusBadRequest)",
+      "\t\t\treturn",
+      "\t\t}",
+      "\t\tw.WriteHeader(http.StatusNoContent)",
+      "\t})",
+      "\tpanic(http.ListenAndServe(\":8000\", nil))",
+      "}"].join("\n");
+    return { python: py, node: node, go: go };
+  }
+  // end of verification snippets
+
+  // verifyPanel shows the snippets; setSecret(key) fills in the endpoint's
+  // secret once it is revealed, setSecret(null) puts the placeholder back.
+  function verifyPanel() {
+    var blocks = {
+      python: el("pre", { class: "verify-code", "data-lang": "python" }),
+      node: el("pre", { class: "verify-code", "data-lang": "node" }),
+      go: el("pre", { class: "verify-code", "data-lang": "go" })
+    };
+    var note = el("p", { class: "hint" });
+    function setSecret(key) {
+      var code = verifySnippets(JSON.stringify(key || "whsec_…"));
+      Object.keys(blocks).forEach(function (k) { blocks[k].textContent = code[k]; });
+      note.textContent = key ? "The snippets hold this endpoint's secret: keep them out of version control."
+        : "Reveal the signing secret above to fill it in, or replace whsec_… with it.";
+    }
+    setSecret(null);
+    var node = el("details", { class: "panel verify" }, el("summary", null, "How to verify signatures"),
+      el("p", { class: "hint" }, "Each delivery carries webhook-id, webhook-timestamp and webhook-signature: space-separated v1,<base64 HMAC-SHA256 of id.timestamp.body>, keyed with the base64-decoded secret after whsec_. Verify the raw body before parsing it, accept if any v1 signature matches, and reject timestamps more than 5 minutes away."),
+      note,
+      el("h4", null, "Python"), blocks.python, el("h4", null, "Node"), blocks.node, el("h4", null, "Go"), blocks.go);
+    return { node: node, setSecret: setSecret };
   }
 
   // ---- logs ----
@@ -505,6 +611,8 @@
     api("GET", "attempts/" + encodeURIComponent(id)).then(function (a) {
       holder.textContent = "";
       var ok = isSuccess(a);
+      var requestBody = el("pre", { class: "request-body" }, "Loading…");
+      loadRequestBody(a.message_id, requestBody);
       append(holder,
         el("p", null, el("a", { href: "#/ep/" + encodeURIComponent(a.endpoint_id) + "/logs" }, "← Delivery logs")),
         el("dl", { class: "facts" },
@@ -516,10 +624,20 @@
           el("dt", null, "Message"), el("dd", null, el("code", null, a.message_id || "")),
           el("dt", null, "URL"), el("dd", null, el("code", null, a.url || ""))),
         el("h3", null, "Request headers (secrets redacted)"), headerTable(a.request_headers),
-        el("h3", null, "Request body"), el("pre", null, bodyText(a.request_body || a.payload) || "(not kept)"),
+        el("h3", null, "Request body"), requestBody,
         el("h3", null, "Response headers"), headerTable(a.response_headers),
         el("h3", null, "Response body"), el("pre", { class: "response-body" }, bodyText(a.response_body) || "(empty)"));
     }).catch(function (err) { holder.textContent = ""; append(holder, errorBox(err)); });
+  }
+
+  // loadRequestBody shows a message's payload, the body every attempt sent,
+  // read from GET messages/{id} (null once the event stream dropped it).
+  function loadRequestBody(msgID, node) {
+    if (!msgID) { node.textContent = "(unknown message)"; return; }
+    api("GET", "messages/" + encodeURIComponent(msgID)).then(function (m) {
+      node.textContent = m && m.payload !== null && m.payload !== undefined ? bodyText(m.payload)
+        : "(no longer kept: the message has left the event stream)";
+    }).catch(function (err) { node.textContent = "(could not load the message: " + (err.message || String(err)) + ")"; });
   }
 
   // ---- catalog ----

@@ -95,6 +95,10 @@ test("redeem a link, add an endpoint with a filter, a header and basic auth, sen
   await page.getByRole("button", { name: "Reveal" }).click();
   results.old_secret = (await page.locator(".secret").textContent()).trim();
   assert.match(results.old_secret, /^whsec_/);
+  for (const lang of ["python", "node", "go"]) {
+    const code = await page.locator(`.verify-code[data-lang=${lang}]`).textContent();
+    assert.ok(code.includes(JSON.stringify(results.old_secret)), `the ${lang} snippet holds the revealed secret`);
+  }
 
   await sendTest({ job_id: "job_test", status: "test", message: "hello", note: "sent from the portal" });
   if (ATTEMPT_LOG) {
@@ -128,6 +132,7 @@ test("a failing receiver shows in the logs; resend succeeds after it recovers", 
   await failed.getByRole("link", { name: "Details" }).click();
   await page.locator(".status-code").filter({ hasText: "500" }).waitFor();
   await page.locator(".response-body").filter({ hasText: DOWN_BODY }).waitFor();
+  await page.locator(".request-body").filter({ hasText: '"type": "pulsehooks.test"' }).waitFor();
   await shot("04-failed-attempt");
 
   await fetch(`${RECEIVER}/_control?mode=ok`, { method: "POST" });
