@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"time"
 
@@ -136,7 +137,7 @@ func ScheduledDeliveryMsgID(messageID, endpointID string, attempt, scheduleCount
 // EnsureEvents creates or updates the EVENTS stream.
 func EnsureEvents(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.Stream, error) {
 	o = o.withDefaults()
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        Events,
 		Description: "pulsehooks events (Standard Webhooks envelopes), kept for the retention window",
 		Subjects:    []string{EventsPrefix + ".>"},
@@ -166,7 +167,7 @@ func EnsureDeliveries(ctx context.Context, js jetstream.JetStream, o Options, ac
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("look up stream %s: %w", Deliveries, err)
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        Deliveries,
 		Description: "pending deliveries, one subject per endpoint",
 		Subjects:    []string{DeliveriesPrefix + ".>"},
@@ -215,7 +216,7 @@ func PartitionsOf(ctx context.Context, js jetstream.JetStream) (int, error) {
 // EnsureAttempts creates or updates the ATTEMPTS stream.
 func EnsureAttempts(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.Stream, error) {
 	o = o.withDefaults()
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        Attempts,
 		Description: "every delivery attempt, kept for the retention window",
 		Subjects:    []string{AttemptsPrefix + ".>"},
@@ -244,4 +245,49 @@ func EnsureAll(ctx context.Context, js jetstream.JetStream, o Options, deliveryA
 		return err
 	}
 	return nil
+}
+
+// ensureStream creates the stream, or updates it when its configuration
+// differs from cfg. An unchanged stream is left alone: several services
+// ensure the same streams at start-up, and a no-op update racing another
+// service's consumer creation is needless work for the server (and has
+// tripped a data race inside nats-server 2.15 under the race detector).
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Create only: when several services start at once, the losers of
+		// the race find the stream made and compare, instead of updating.
+		s, err = js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, cfg.Name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create or look up stream %s: %w", cfg.Name, err)
+	}
+	if sameStream(s.CachedInfo().Config, cfg) {
+		return s, nil
+	}
+	s, err = js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("update stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// sameStream reports whether the existing configuration has every setting
+// want sets (the server adds metadata of its own, which is ignored).
+func sameStream(have, want jetstream.StreamConfig) bool {
+	if !slices.Equal(have.Subjects, want.Subjects) || have.Description != want.Description ||
+		have.Retention != want.Retention || have.MaxAge != want.MaxAge || have.Storage != want.Storage ||
+		have.Replicas != want.Replicas || have.Duplicates != want.Duplicates ||
+		have.AllowDirect != want.AllowDirect || have.Discard != want.Discard {
+		return false
+	}
+	for k, v := range want.Metadata {
+		if have.Metadata[k] != v {
+			return false
+		}
+	}
+	return true
 }
