@@ -601,7 +601,7 @@
     if (Array.isArray(hs)) hs.forEach(function (h) { rows.push([h.name, h.value]); });
     else if (hs) Object.keys(hs).forEach(function (k) { rows.push([k, [].concat(hs[k]).join(", ")]); });
     if (!rows.length) return el("p", { class: "muted" }, "none");
-    return el("table", null, el("tbody", null, rows.map(function (r) { return el("tr", null, el("td", null, el("code", null, r[0])), el("td", null, r[1])); })));
+    return el("table", { class: "header-table" }, el("tbody", null, rows.map(function (r) { return el("tr", null, el("td", null, el("code", null, r[0])), el("td", null, r[1])); })));
   }
 
   function viewAttempt(id) {
