@@ -111,7 +111,7 @@ func (v *View) watchOnce(ctx context.Context) error {
 		seq = resp.GetSequence()
 		if inSnapshot {
 			for _, c := range resp.GetChanges() {
-				snap.apply(c, false)
+				snap.apply(c, nil)
 			}
 			if !resp.GetSnapshotComplete() {
 				continue
@@ -128,9 +128,15 @@ func (v *View) watchOnce(ctx context.Context) error {
 			v.log.Info("config snapshot loaded", "tenants", len(snap.tenants), "event_types", len(snap.eventTypes), "endpoints", len(snap.endpoints))
 			continue
 		}
+		dirty := map[string]struct{}{}
 		v.mu.Lock()
 		for _, c := range resp.GetChanges() {
-			v.state.apply(c, true)
+			v.state.apply(c, dirty)
+		}
+		// Once per batch, not per change: a batch of 1,000 endpoint changes
+		// for one tenant re-sorts that tenant once.
+		for tenant := range dirty {
+			v.state.reindex(tenant)
 		}
 		v.notifyLocked()
 		v.mu.Unlock()
@@ -142,9 +148,15 @@ func (v *View) notifyLocked() {
 	v.changed = make(chan struct{})
 }
 
-// apply applies one change; reindex rebuilds the tenant's fan-out index now
-// (false during a snapshot, which indexes every tenant once at its end).
-func (s *state) apply(c *configv1.Change, reindex bool) {
+// apply applies one change. The fan-out index of each tenant whose endpoints
+// changed is rebuilt by the caller: apply adds the tenant to dirty (nil during
+// a snapshot, which indexes every tenant once at its end).
+func (s *state) apply(c *configv1.Change, dirty map[string]struct{}) {
+	mark := func(tenant string) {
+		if dirty != nil {
+			dirty[tenant] = struct{}{}
+		}
+	}
 	del := c.GetOp() == configv1.Op_OP_DELETE
 	switch o := c.GetObject().(type) {
 	case *configv1.Change_Tenant:
@@ -165,9 +177,7 @@ func (s *state) apply(c *configv1.Change, reindex bool) {
 		if old, ok := s.endpoints[ep.GetId()]; ok && old.GetTenantId() != tenant {
 			if ti := s.byTenant[old.GetTenantId()]; ti != nil {
 				delete(ti.endpoints, ep.GetId())
-				if reindex {
-					s.reindex(old.GetTenantId())
-				}
+				mark(old.GetTenantId())
 			}
 		}
 		ti := s.byTenant[tenant]
@@ -182,9 +192,7 @@ func (s *state) apply(c *configv1.Change, reindex bool) {
 			s.endpoints[ep.GetId()] = ep
 			ti.endpoints[ep.GetId()] = ep
 		}
-		if reindex {
-			s.reindex(tenant)
-		}
+		mark(tenant)
 	}
 }
 

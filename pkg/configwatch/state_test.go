@@ -10,6 +10,16 @@ func upsertEndpoint(ep *configv1.Endpoint) *configv1.Change {
 	return &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_Endpoint{Endpoint: ep}}
 }
 
+// applyNow applies one change and rebuilds the indexes it touched, as a live
+// batch of one change would.
+func applyNow(s *state, c *configv1.Change) {
+	dirty := map[string]struct{}{}
+	s.apply(c, dirty)
+	for tenant := range dirty {
+		s.reindex(tenant)
+	}
+}
+
 func ids(eps []*configv1.Endpoint) []string {
 	out := make([]string, len(eps))
 	for i, ep := range eps {
@@ -28,7 +38,7 @@ func TestMatchIndex(t *testing.T) {
 		{Id: "ep_d", TenantId: "a", Enabled: false},
 		{Id: "ep_e", TenantId: "b", Enabled: true},
 	} {
-		s.apply(upsertEndpoint(ep), true)
+		applyNow(s, upsertEndpoint(ep))
 	}
 	for _, tc := range []struct {
 		tenant, typ   string
@@ -53,18 +63,18 @@ func TestMatchIndex(t *testing.T) {
 	}
 
 	// Disabling, moving and deleting take effect on the index.
-	s.apply(upsertEndpoint(&configv1.Endpoint{Id: "ep_a", TenantId: "a", Enabled: false}), true)
+	applyNow(s, upsertEndpoint(&configv1.Endpoint{Id: "ep_a", TenantId: "a", Enabled: false}))
 	if _, all := v.Match("a", "job.created"); len(all) != 0 {
 		t.Errorf("disabled endpoint still matched: %v", ids(all))
 	}
-	s.apply(upsertEndpoint(&configv1.Endpoint{Id: "ep_b", TenantId: "b", Enabled: true, EventTypes: []string{"job.completed"}}), true)
+	applyNow(s, upsertEndpoint(&configv1.Endpoint{Id: "ep_b", TenantId: "b", Enabled: true, EventTypes: []string{"job.completed"}}))
 	if f, _ := v.Match("a", "job.completed"); len(f) != 0 {
 		t.Errorf("endpoint moved to tenant b still matched for a: %v", ids(f))
 	}
 	if f, _ := v.Match("b", "job.completed"); len(f) != 1 {
 		t.Errorf("endpoint moved to tenant b not matched for b: %v", ids(f))
 	}
-	s.apply(&configv1.Change{Op: configv1.Op_OP_DELETE, Object: &configv1.Change_Endpoint{Endpoint: &configv1.Endpoint{Id: "ep_e", TenantId: "b"}}}, true)
+	applyNow(s, &configv1.Change{Op: configv1.Op_OP_DELETE, Object: &configv1.Change_Endpoint{Endpoint: &configv1.Endpoint{Id: "ep_e", TenantId: "b"}}})
 	if _, ok := v.Endpoint("ep_e"); ok {
 		t.Errorf("deleted endpoint still found")
 	}
@@ -75,15 +85,15 @@ func TestMatchIndex(t *testing.T) {
 
 func TestTenantsAndEventTypes(t *testing.T) {
 	v := New(nil, nil)
-	v.state.apply(&configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_Tenant{Tenant: &configv1.Tenant{Id: "a"}}}, true)
-	v.state.apply(&configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_EventType{EventType: &configv1.EventType{Name: "job.completed"}}}, true)
+	applyNow(v.state, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_Tenant{Tenant: &configv1.Tenant{Id: "a"}}})
+	applyNow(v.state, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_EventType{EventType: &configv1.EventType{Name: "job.completed"}}})
 	if _, ok := v.Tenant("a"); !ok {
 		t.Error("Tenant(a) not found after upsert")
 	}
 	if _, ok := v.EventType("job.completed"); !ok {
 		t.Error("EventType(job.completed) not found after upsert")
 	}
-	v.state.apply(&configv1.Change{Op: configv1.Op_OP_DELETE, Object: &configv1.Change_Tenant{Tenant: &configv1.Tenant{Id: "a"}}}, true)
+	applyNow(v.state, &configv1.Change{Op: configv1.Op_OP_DELETE, Object: &configv1.Change_Tenant{Tenant: &configv1.Tenant{Id: "a"}}})
 	if _, ok := v.Tenant("a"); ok {
 		t.Error("Tenant(a) found after delete")
 	}
