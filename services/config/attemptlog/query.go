@@ -134,12 +134,26 @@ func (s *Store) run(ctx context.Context, sc scan, f func(sort, val []byte) error
 // iterate calls f for the keys in [lower, upper) in order while it returns
 // true, and reports whether every key was visited.
 func (s *Store) iterate(ctx context.Context, lower, upper []byte, f func(k, v []byte) (bool, error)) (bool, error) {
+	return s.scan(ctx, lower, upper, false, f)
+}
+
+// iterateReverse is iterate from the last key back to the first.
+func (s *Store) iterateReverse(ctx context.Context, lower, upper []byte, f func(k, v []byte) (bool, error)) (bool, error) {
+	return s.scan(ctx, lower, upper, true, f)
+}
+
+// scan visits the keys in [lower, upper), backwards when reverse is true.
+func (s *Store) scan(ctx context.Context, lower, upper []byte, reverse bool, f func(k, v []byte) (bool, error)) (bool, error) {
 	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return false, fmt.Errorf("attemptlog: iterator: %w", err)
 	}
 	defer func() { _ = it.Close() }()
-	for valid := it.First(); valid; valid = it.Next() {
+	first, next := it.First, it.Next
+	if reverse {
+		first, next = it.Last, it.Prev
+	}
+	for valid := first(); valid; valid = next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return false, fmt.Errorf("attemptlog: read: %w", err)
@@ -465,27 +479,4 @@ func (s *Store) FailedDeliveries(ctx context.Context, tenant, endpointID string,
 // last attempt exhausted the schedule, or it was dropped.
 func Failed(st eventv1.DeliveryState) bool {
 	return st == eventv1.DeliveryState_DELIVERY_STATE_EXHAUSTED || st == eventv1.DeliveryState_DELIVERY_STATE_DROPPED
-}
-
-// iterateReverse is iterate from the last key back to the first.
-func (s *Store) iterateReverse(ctx context.Context, lower, upper []byte, f func(k, v []byte) (bool, error)) (bool, error) {
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return false, fmt.Errorf("attemptlog: iterator: %w", err)
-	}
-	defer func() { _ = it.Close() }()
-	for valid := it.Last(); valid; valid = it.Prev() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return false, fmt.Errorf("attemptlog: read: %w", err)
-		}
-		cont, err := f(it.Key(), v)
-		if err != nil || !cont {
-			return false, err
-		}
-	}
-	if err := it.Error(); err != nil {
-		return false, fmt.Errorf("attemptlog: read: %w", err)
-	}
-	return true, nil
 }
