@@ -315,12 +315,18 @@ func firstFails(_ string, n int) (int, http.Header) {
 	return http.StatusOK, nil
 }
 
-// TestRedisOutageLosesNothing stops Redis under a steady load, with retries
-// waiting in the schedule, and starts it again: deliveries pause (nothing is
-// sent without the idempotency check, nothing is acked that Redis did not
-// take), then resume, and every stored delivery reaches its endpoint.
-// Production Redis persists its data (AOF); the test's redis-server does not,
-// so it saves on shutdown to model that.
+// redisOutage is how long TestRedisOutageLosesNothing keeps Redis down.
+const redisOutage = 10 * time.Second
+
+// TestRedisOutageLosesNothing stops Redis for 10 s under a steady load, with
+// retries waiting in the schedule, and starts it again: what needs Redis
+// pauses — no retry is claimed, no redelivery is sent unchecked, nothing is
+// acked that Redis did not take — and resumes, and every stored delivery
+// reaches its endpoint. (A first delivery straight from fanout needs no
+// record to be sent, so the healthy endpoint may get some during the
+// outage; every delivery to the flaky endpoint needs a retry, so it gets
+// none.) Production Redis persists its data (AOF); the test's redis-server
+// does not, so it saves on shutdown to model that.
 func TestRedisOutageLosesNothing(t *testing.T) {
 	e := newEnv(t)
 	flaky, healthy := newSink(t), newSink(t)
@@ -341,27 +347,41 @@ func TestRedisOutageLosesNothing(t *testing.T) {
 		}
 		return nil
 	})
+	scheduled := e.scheduleLen(t, 1)
 	rdb := e.redis.Client(t)
 	_ = rdb.ShutdownSave(context.Background()).Err() // the connection closes: no reply
 	e.redis.Stop()
-	// While Redis is down, deliveries are stored but not sent: they are
-	// nakked and come back.
+	stopped := time.Now()
+	// While Redis is down, deliveries are stored but those that need it are
+	// not sent: they are nakked and come back.
 	before := l.count()
 	c, err := e.js.Consumer(context.Background(), streams.Deliveries, streams.PartitionConsumer(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitRedelivered(t, c)
-	testenv.WaitFor(t, waitTimeout, func() error {
+	_, flakyOK := flaky.counts()
+	_, healthyOK := healthy.counts()
+	testenv.WaitFor(t, redisOutage+waitTimeout, func() error {
+		if down := time.Since(stopped); down < redisOutage {
+			return fmt.Errorf("Redis down for %v of %v", down.Round(time.Millisecond), redisOutage)
+		}
 		if got := l.count(); got < before+100 {
 			return fmt.Errorf("%d deliveries stored during the outage", got-before)
 		}
 		return nil
 	})
+	_, flakyOKDown := flaky.counts()
+	_, healthyOKDown := healthy.counts()
+	storedDown := l.count() - before
 	e.redis.Start()
+	down := time.Since(stopped)
+	if flakyOKDown != flakyOK {
+		t.Errorf("the flaky endpoint got %d deliveries through while Redis was down, want none: each needs a retry from the schedule", flakyOKDown-flakyOK)
+	}
 	testenv.WaitFor(t, waitTimeout, func() error {
-		if got := l.count(); got < before+200 {
-			return fmt.Errorf("%d deliveries stored since the outage began", got-before)
+		if got := l.count(); got < before+storedDown+200 {
+			return fmt.Errorf("%d deliveries stored since Redis came back", got-before-storedDown)
 		}
 		return nil
 	})
@@ -377,7 +397,30 @@ func TestRedisOutageLosesNothing(t *testing.T) {
 	flaky.waitSucceeded(t, toFlaky)
 	healthy.waitSucceeded(t, toOK)
 	e.waitSettled(t, 1)
-	t.Logf("%d deliveries stored; duplicates (same webhook-id): %d flaky, %d healthy", len(stored), flaky.duplicates(), healthy.duplicates())
+	// Exactly the stored deliveries got through, each at least once; a
+	// repeat has the same webhook-id.
+	for _, c := range []struct {
+		name string
+		s    *sink
+		want []string
+	}{{"flaky", flaky, toFlaky}, {"healthy", healthy, toOK}} {
+		want := map[string]bool{}
+		for _, id := range c.want {
+			want[id] = true
+		}
+		got := map[string]bool{}
+		for _, id := range c.s.succeeded() {
+			if !want[id] {
+				t.Errorf("%s endpoint got %s, which was not stored for it", c.name, id)
+			}
+			got[id] = true
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s endpoint got %d distinct deliveries, want %d", c.name, len(got), len(want))
+		}
+	}
+	t.Logf("Redis down %v with %d retries scheduled; %d deliveries stored in all, %d during the outage; 2xx during the outage: flaky %d, healthy %d; duplicates (same webhook-id): %d flaky, %d healthy",
+		down.Round(time.Millisecond), scheduled, len(stored), storedDown, flakyOKDown-flakyOK, healthyOKDown-healthyOK, flaky.duplicates(), healthy.duplicates())
 }
 
 // TestNATSRestartLosesNothing restarts the NATS server on its store
