@@ -7,26 +7,34 @@ import (
 	"strings"
 )
 
-// Member encoding (format 1). A scheduled item is a sorted-set member of a
-// few dozen bytes:
+// Member encoding. A scheduled item is a sorted-set member of a few dozen
+// bytes:
 //
 //	seq      1 byte n (0–8), then the n low bytes of Seq, big-endian
 //	header   1 byte: format (high nibble) | Flags (low nibble)
 //	attempt  uvarint
 //	hops     uvarint
+//	resend   only when the format has the resend bit (8): uvarint length,
+//	         then the resend id as is
 //	endpoint format 1: the 16 bytes of the ULID of an "ep_<ULID>" id
 //	         format 2: the id as is (any other id)
 //
 // The sequence comes first and its length prefix keeps byte order equal to
 // numeric order, so items due at the same time are claimed in event order.
+// Items without a resend id encode exactly as before the resend bit
+// existed; workers older than it cannot read members with one (they remove
+// them as malformed).
 const (
-	formatULID byte = 1
-	formatRaw  byte = 2
+	formatULID   byte = 1
+	formatRaw    byte = 2
+	formatResend byte = 8
 
 	endpointPrefix = "ep_"
 	ulidLen        = 26
-	// maxEndpointID bounds the endpoint id, and so a member (≤ 276 bytes).
+	// maxEndpointID bounds the endpoint id, and maxResendID the resend id,
+	// and so a member (≤ 534 bytes).
 	maxEndpointID = 256
+	maxResendID   = 256
 )
 
 // MaxFlags is the largest value of Item.Flags.
@@ -58,16 +66,26 @@ func Encode(it Item) (string, error) {
 	if it.Flags > MaxFlags {
 		return "", fmt.Errorf("retryq: flags %d above %d", it.Flags, MaxFlags)
 	}
-	b := make([]byte, 0, 32)
+	if len(it.ResendID) > maxResendID {
+		return "", fmt.Errorf("retryq: resend id of %d bytes (want at most %d)", len(it.ResendID), maxResendID)
+	}
+	b := make([]byte, 0, 32+len(it.ResendID))
 	b = appendOrdered(b, it.Seq)
 	ulid, compact := parseULID(it.Endpoint)
 	format := formatRaw
 	if compact {
 		format = formatULID
 	}
+	if it.ResendID != "" {
+		format |= formatResend
+	}
 	b = append(b, format<<4|it.Flags)
 	b = binary.AppendUvarint(b, uint64(it.Attempt))
 	b = binary.AppendUvarint(b, uint64(it.Hops))
+	if it.ResendID != "" {
+		b = binary.AppendUvarint(b, uint64(len(it.ResendID)))
+		b = append(b, it.ResendID...)
+	}
 	if compact {
 		b = append(b, ulid[:]...)
 	} else {
@@ -102,6 +120,15 @@ func Decode(member string) (Item, error) {
 	}
 	b = b[k:]
 	it.Attempt, it.Hops = uint32(attempt), uint32(hops)
+	if format&formatResend != 0 {
+		format &^= formatResend
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n == 0 || n > maxResendID || uint64(len(b)-k) < n {
+			return Item{}, fmt.Errorf("%w: resend id", ErrMalformed)
+		}
+		it.ResendID = string(b[k : k+int(n)])
+		b = b[k+int(n):]
+	}
 	switch format {
 	case formatULID:
 		if len(b) != 16 {

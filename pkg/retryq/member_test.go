@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
@@ -18,6 +19,9 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{Seq: 42, Endpoint: "ep_not-a-ulid"},
 		{Seq: 42, Endpoint: "ep_81HZX3Q6M0V8TB5R3K2J9N4W7C"}, // first char > 7: not canonical
 		{Seq: 42, Endpoint: "ep_01hzx3q6m0v8tb5r3k2j9n4w7c"}, // lower case: kept as is
+		{Seq: 7, Endpoint: ids.New(ids.Endpoint), Attempt: 1, Hops: 1, ResendID: "rsnd_01HZX3Q6M0V8TB5R3K2J9N4W7C"},
+		{Seq: 7, Endpoint: "custom-endpoint.id", Attempt: 2, Hops: 5, Flags: 1, ResendID: "r"},
+		{Seq: 8, Endpoint: ids.New(ids.Endpoint), ResendID: string(make([]byte, 256))},
 	} {
 		m, err := Encode(it)
 		if err != nil {
@@ -74,6 +78,7 @@ func TestEncodeRejects(t *testing.T) {
 		{Seq: 1},
 		{Seq: 1, Endpoint: string(make([]byte, 257))},
 		{Seq: 1, Endpoint: "ep_x", Flags: 16},
+		{Seq: 1, Endpoint: "ep_x", ResendID: string(make([]byte, 257))},
 	} {
 		if _, err := Encode(it); err == nil {
 			t.Errorf("Encode(%+v) = nil error, want one", it)
@@ -94,9 +99,53 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		"\x01\x05\x30\x00\x00ep_x",             // unknown format 3
 		"\x01\x05\x20\x00\x00",                 // raw format, no endpoint
 		"\x01\x05\x20\xff\xff\xff\xff\xff\xff", // attempt varint runs off
+		"\x01\x05\xa0\x00\x00\x09rsnd",         // resend id longer than what follows
+		"\x01\x05\xa0\x00\x00\x00ep_x",         // empty resend id
+		"\x01\x05\x90\x00\x00\x01r",            // resend id, then no ULID
 	} {
 		if _, err := Decode(m); !errors.Is(err, ErrMalformed) {
 			t.Errorf("Decode(%q) = %v, want ErrMalformed", m, err)
 		}
+	}
+}
+
+// TestMemberWithoutResendIsUnchanged: items without a resend id encode as
+// they did before resend ids existed, byte for byte, so members already in
+// Redis keep their meaning and workers of either version read them.
+func TestMemberWithoutResendIsUnchanged(t *testing.T) {
+	for _, tc := range []struct {
+		it   Item
+		want string
+	}{
+		{Item{Seq: 5, Endpoint: "custom", Attempt: 1, Hops: 2}, "\x01\x05\x20\x01\x02custom"},
+		{Item{Seq: 0x0102, Endpoint: "x", Attempt: 300, Hops: 0, Flags: 1}, "\x02\x01\x02\x21\xac\x02\x00x"},
+		{Item{Seq: 0, Endpoint: "ep_00000000000000000000000001", Attempt: 3, Hops: 4}, "\x00\x10\x03\x04" + strings.Repeat("\x00", 15) + "\x01"},
+	} {
+		got, err := Encode(tc.it)
+		if err != nil {
+			t.Fatalf("Encode(%+v) = %v", tc.it, err)
+		}
+		if got != tc.want {
+			t.Errorf("Encode(%+v) = %q, want %q", tc.it, got, tc.want)
+		}
+	}
+}
+
+// TestResendMembersAreDistinct: a resend's item and the original's with the
+// same sequence, endpoint, attempt and hops are different members, and so
+// are two resends', so the sorted set keeps every one of them.
+func TestResendMembersAreDistinct(t *testing.T) {
+	ep := ids.New(ids.Endpoint)
+	seen := map[string]Item{}
+	for _, resend := range []string{"", "rsnd_01HZX3Q6M0V8TB5R3K2J9N4W7C", "rsnd_01HZX3Q6M0V8TB5R3K2J9N4W7D", "rcvr_01HZX3Q6M0V8TB5R3K2J9N4W7C"} {
+		it := Item{Seq: 99, Endpoint: ep, Attempt: 1, Hops: 1, ResendID: resend}
+		m, err := Encode(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := seen[m]; ok {
+			t.Errorf("%+v and %+v encode to the same member %q", prev, it, m)
+		}
+		seen[m] = it
 	}
 }

@@ -42,6 +42,10 @@ type Item struct {
 	Hops uint32
 	// Flags are four bits for the caller (0–MaxFlags).
 	Flags uint8
+	// ResendID is the resend a scheduled delivery belongs to (empty for
+	// the original delivery). It is part of the member, so a resend's
+	// retry and the original's at the same attempt and hops are two items.
+	ResendID string
 }
 
 // Claimed is an item taken by Claim, with the time it was due.

@@ -130,6 +130,43 @@ func TestScheduleClaimDone(t *testing.T) {
 	})
 }
 
+// TestResendAndOriginalAreSeparateItems: the retries of a delivery and of
+// a resend of it, at the same attempt and hops, are two items; each is
+// claimed with its resend id and done on its own.
+func TestResendAndOriginalAreSeparateItems(t *testing.T) {
+	servers(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		q := newQueue(t, rdb, 1)
+		ep := ids.New(ids.Endpoint)
+		base := time.UnixMilli(1_800_000_000_000)
+		original := Item{Seq: 7, Endpoint: ep, Attempt: 1, Hops: 1}
+		resent := original
+		resent.ResendID = "rsnd_01HZX3Q6M0V8TB5R3K2J9N4W7C"
+		if err := q.Schedule(ctx, original, base); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Schedule(ctx, resent, base.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := q.Len(ctx, 0); err != nil || n != 2 {
+			t.Fatalf("Len = %d, %v; want 2 (the original's retry and the resend's)", n, err)
+		}
+		res, err := q.Claim(ctx, 0, base.Add(2*time.Second), 10, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Items) != 2 || res.Items[0].Item != original || res.Items[1].Item != resent {
+			t.Fatalf("claimed %+v, want the original's item then the resend's", res.Items)
+		}
+		if err := q.Done(ctx, res.Items[1]); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := q.Len(ctx, 0); n != 1 {
+			t.Errorf("Len after the resend's Done = %d, want 1 (the original's)", n)
+		}
+	})
+}
+
 func TestClaimRemovesMalformedMembers(t *testing.T) {
 	servers(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()

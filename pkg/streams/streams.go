@@ -16,9 +16,10 @@ import (
 
 // Stream names.
 const (
-	Events     = "EVENTS"
-	Deliveries = "DELIVERIES"
-	Attempts   = "ATTEMPTS"
+	Events      = "EVENTS"
+	Deliveries  = "DELIVERIES"
+	Attempts    = "ATTEMPTS"
+	Operational = "OPERATIONAL"
 )
 
 // Subjects and subject prefixes.
@@ -61,6 +62,10 @@ func OperationalSubject(eventType string) string {
 // DefaultPartitions is the default number of delivery partitions.
 const DefaultPartitions = 64
 
+// DefaultOperationalRetention is how long the OPERATIONAL stream keeps
+// operational events by default.
+const DefaultOperationalRetention = 7 * 24 * time.Hour
+
 // Options are the deployment settings of the streams.
 type Options struct {
 	// Replicas is the number of stream replicas (1 in development, 3 in production).
@@ -71,6 +76,9 @@ type Options struct {
 	Partitions int
 	// DuplicateWindow is the window in which a repeated Nats-Msg-Id is stored once.
 	DuplicateWindow time.Duration
+	// OperationalRetention is how long operational events are kept
+	// (default DefaultOperationalRetention).
+	OperationalRetention time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -85,6 +93,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DuplicateWindow <= 0 {
 		o.DuplicateWindow = 2 * time.Minute
+	}
+	if o.OperationalRetention <= 0 {
+		o.OperationalRetention = DefaultOperationalRetention
 	}
 	return o
 }
@@ -126,12 +137,34 @@ func DeliveryMsgID(messageID, endpointID string) string {
 	return messageID + "." + endpointID
 }
 
+// ResendMsgID is the Nats-Msg-Id of a resend (by hand or by a recover
+// request) of a message to an endpoint: <msg>.<endpoint>.<resend id>.
+func ResendMsgID(messageID, endpointID, resendID string) string {
+	return DeliveryMsgID(messageID, endpointID) + "." + resendID
+}
+
 // ScheduledDeliveryMsgID is the Nats-Msg-Id of a delivery returned to
-// DELIVERIES from the retry schedule: attempt is the attempts already made and
-// scheduleCount how often it has entered the schedule, which differs on every
-// return, so only a repeat of the same return is stored once.
-func ScheduledDeliveryMsgID(messageID, endpointID string, attempt, scheduleCount uint32) string {
-	return DeliveryMsgID(messageID, endpointID) + "." + strconv.FormatUint(uint64(attempt), 10) + "." + strconv.FormatUint(uint64(scheduleCount), 10)
+// DELIVERIES from the retry schedule: <msg>.<endpoint>.<attempt>.<hops>, or
+// <msg>.<endpoint>.<resend id>.<attempt>.<hops> for a resend's. attempt is the
+// attempts already made and scheduleCount how often the delivery has entered
+// the schedule, which differs on every return, so only a repeat of the same
+// return is stored once. The resend id keeps a resend's returns apart from
+// the original delivery's (and another resend's), which count their attempts
+// and hops from the same start.
+func ScheduledDeliveryMsgID(messageID, endpointID, resendID string, attempt, scheduleCount uint32) string {
+	id := DeliveryMsgID(messageID, endpointID)
+	if resendID != "" {
+		id += "." + resendID
+	}
+	return id + "." + strconv.FormatUint(uint64(attempt), 10) + "." + strconv.FormatUint(uint64(scheduleCount), 10)
+}
+
+// OperationalMsgID is the Nats-Msg-Id of an operational event:
+// <type>.<key>, where key names what the event is about once (the attempt
+// id for attempt events, <endpoint>.<revision> for endpoint.disabled), so a
+// retried publish is stored once.
+func OperationalMsgID(eventType, key string) string {
+	return eventType + "." + key
 }
 
 // EnsureEvents creates or updates the EVENTS stream.
@@ -233,6 +266,42 @@ func EnsureAttempts(ctx context.Context, js jetstream.JetStream, o Options) (jet
 	return s, nil
 }
 
+// ErrOperationalCaptured is wrapped by EnsureOperational's error when another
+// stream (made by an operator before OPERATIONAL existed) already captures
+// the operational subjects. Publishing still works then: that stream stores
+// and acknowledges the events.
+var ErrOperationalCaptured = errors.New("operational subjects are captured by another stream")
+
+// EnsureOperational creates or updates the OPERATIONAL stream, which keeps
+// the operational events (OperationalPrefix.>) for OperationalRetention.
+// Core NATS subscribers of the subjects still receive every event.
+func EnsureOperational(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.Stream, error) {
+	o = o.withDefaults()
+	s, err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        Operational,
+		Description: "pulsehooks operational events (endpoint disabled, attempts failing, exhausted, recovered)",
+		Subjects:    []string{OperationalPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      o.OperationalRetention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		Duplicates:  o.DuplicateWindow,
+		Discard:     jetstream.DiscardOld,
+	})
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeSubjectOverlap {
+		return nil, fmt.Errorf("ensure stream %s: %w: %w", Operational, ErrOperationalCaptured, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", Operational, err)
+	}
+	return s, nil
+}
+
+// jsErrCodeSubjectOverlap is the JetStream API error "subjects overlap with
+// an existing stream".
+const jsErrCodeSubjectOverlap jetstream.ErrorCode = 10065
+
 // EnsureAll creates or updates every stream.
 func EnsureAll(ctx context.Context, js jetstream.JetStream, o Options, deliveryAckWait time.Duration) error {
 	if _, err := EnsureEvents(ctx, js, o); err != nil {
@@ -242,6 +311,9 @@ func EnsureAll(ctx context.Context, js jetstream.JetStream, o Options, deliveryA
 		return err
 	}
 	if _, err := EnsureAttempts(ctx, js, o); err != nil {
+		return err
+	}
+	if _, err := EnsureOperational(ctx, js, o); err != nil {
 		return err
 	}
 	return nil

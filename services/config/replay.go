@@ -172,7 +172,7 @@ func (r *replayer) publish(ctx context.Context, ev *eventv1.Event, seq uint64, e
 	}
 	msg := &nats.Msg{Subject: streams.DeliverySubject(endpointID, p), Data: data, Header: nats.Header{}}
 	natsx.Inject(ctx, msg)
-	id := streams.DeliveryMsgID(d.GetMessageId(), endpointID) + "." + resendID
+	id := streams.ResendMsgID(d.GetMessageId(), endpointID, resendID)
 	if _, err := r.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("queue delivery of %s to %s: %w", d.GetMessageId(), endpointID, err)
 	}

@@ -27,6 +27,9 @@ const (
 	DefaultLaneConcurrency = 8
 	// DefaultLaneQueue is how many deliveries of one endpoint may wait for a slot.
 	DefaultLaneQueue = 64
+	// DefaultMaxInFlight is how many attempts one worker may have in flight
+	// across all endpoints.
+	DefaultMaxInFlight = 1024
 	// DefaultIdempotencyTTL is how long a completed delivery is remembered.
 	DefaultIdempotencyTTL = 7 * 24 * time.Hour
 	// DefaultRetryDelay is how long a delivery waits when it cannot be
@@ -103,6 +106,10 @@ type Config struct {
 	// LaneQueue bounds the deliveries of one endpoint waiting for a slot
 	// (default 64). See lane for what happens beyond it.
 	LaneQueue int
+	// MaxInFlight caps the attempts in flight in this worker across all
+	// endpoints (default 1024), so that a fan-out to thousands of endpoints
+	// queues for connections instead of opening thousands at once.
+	MaxInFlight int
 	// IdempotencyTTL is how long Redis remembers a completed delivery
 	// (default 7 days).
 	IdempotencyTTL time.Duration
@@ -172,6 +179,9 @@ func (c Config) withDefaults() Config {
 	if c.LaneQueue == 0 {
 		c.LaneQueue = DefaultLaneQueue
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
 	if c.IdempotencyTTL == 0 {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
 	}
@@ -227,6 +237,9 @@ func (c Config) validate() error {
 	}
 	if c.LaneQueue < 1 {
 		errs = append(errs, fmt.Errorf("LaneQueue %d is below 1", c.LaneQueue))
+	}
+	if c.MaxInFlight < c.LaneConcurrency {
+		errs = append(errs, fmt.Errorf("MaxInFlight %d is below LaneConcurrency %d", c.MaxInFlight, c.LaneConcurrency))
 	}
 	if c.IdempotencyTTL < 0 || c.RetryDelay < 0 || c.UnknownEndpointGrace < 0 {
 		errs = append(errs, errors.New("IdempotencyTTL, RetryDelay and UnknownEndpointGrace must not be negative"))

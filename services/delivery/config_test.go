@@ -38,6 +38,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{"short ack wait", Config{AckWait: 10 * time.Millisecond}, "AckWait"},
 		{"timeout above 30s", Config{DefaultTimeout: time.Minute}, "DefaultTimeout"},
 		{"negative concurrency", Config{LaneConcurrency: -1}, "LaneConcurrency"},
+		{"worker cap below the lane cap", Config{LaneConcurrency: 16, MaxInFlight: 8}, "MaxInFlight"},
 		{"negative queue", Config{LaneQueue: -1}, "LaneQueue"},
 		{"negative retry delay", Config{RetryDelay: -time.Second}, "RetryDelay"},
 		{"first attempt delayed", Config{Schedule: []time.Duration{time.Second, time.Second}}, "Schedule[0]"},
@@ -62,7 +63,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		})
 	}
 	cfg := Config{}.withDefaults()
-	if cfg.AckWait != DefaultAckWait || cfg.LaneConcurrency != DefaultLaneConcurrency || cfg.LaneQueue != DefaultLaneQueue ||
+	if cfg.AckWait != DefaultAckWait || cfg.LaneConcurrency != DefaultLaneConcurrency || cfg.LaneQueue != DefaultLaneQueue || cfg.MaxInFlight != DefaultMaxInFlight ||
 		cfg.IdempotencyTTL != DefaultIdempotencyTTL || cfg.RetryDelay != DefaultRetryDelay || !strings.HasPrefix(cfg.UserAgent, "pulsehooks/") {
 		t.Errorf("defaults = %+v", cfg)
 	}

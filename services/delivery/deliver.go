@@ -53,6 +53,8 @@ type deliverer struct {
 	streaks streaks
 	config  configv1.ConfigServiceClient
 	ops     opEvents
+	// inFlight holds a token per attempt in flight (Config.MaxInFlight).
+	inFlight chan struct{}
 }
 
 // deliver runs j to the end. ctx is not cancelled at shutdown: an attempt
@@ -102,25 +104,30 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		}
 	}
 
-	done, err := dl.idem.done(ctx, d)
-	if err != nil {
-		// Without the check a redelivery after a crash could be sent twice;
-		// waiting loses nothing, since the delivery stays in the stream.
-		log.ErrorContext(ctx, "idempotency check failed, not sending now", "err", err, "retry_in", dl.cfg.RetryDelay)
-		span.SetStatus(codes.Error, "idempotency check failed")
-		dl.nak(ctx, log, j, dl.cfg.RetryDelay)
-		return
-	}
-	if done {
-		log.InfoContext(ctx, "delivery already completed, acking without sending")
-		dl.ack(ctx, log, j)
-		return
+	if j.mayBeDone() {
+		done, err := dl.idem.done(ctx, d)
+		if err != nil {
+			// Without the check a redelivery after a crash could be sent
+			// twice; waiting loses nothing, since the delivery stays in the
+			// stream.
+			log.ErrorContext(ctx, "idempotency check failed, not sending now", "err", err, "retry_in", dl.cfg.RetryDelay)
+			span.SetStatus(codes.Error, "idempotency check failed")
+			dl.nak(ctx, log, j, dl.cfg.RetryDelay)
+			return
+		}
+		if done {
+			log.InfoContext(ctx, "delivery already completed, acking without sending")
+			dl.ack(ctx, log, j)
+			return
+		}
 	}
 	if !dl.waitRateLimit(ctx, log, j, ep, now) {
 		return
 	}
 
+	dl.inFlight <- struct{}{}
 	r, err := dl.sender.send(ctx, ep, d)
+	<-dl.inFlight
 	if err != nil {
 		log.ErrorContext(ctx, "cannot make the request, not sending now", "err", err, "retry_in", dl.cfg.RetryDelay)
 		span.SetStatus(codes.Error, "cannot make the request")
@@ -224,13 +231,11 @@ func (dl *deliverer) record(ctx context.Context, log *slog.Logger, a *eventv1.At
 	}
 }
 
-// ack removes the delivery from the stream, waiting for the server's
-// confirmation. A lost ack means a redelivery, which the idempotency record
-// catches.
+// ack removes the delivery from the stream. It does not wait for the
+// server's confirmation: a lost ack means a redelivery, which is not fresh
+// (see job.fresh) and so is checked against the idempotency record.
 func (dl *deliverer) ack(ctx context.Context, log *slog.Logger, j *job) {
-	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
-	defer cancel()
-	if err := j.settle().DoubleAck(ctx); err != nil {
+	if err := j.settle().Ack(); err != nil {
 		log.ErrorContext(ctx, "ack failed; JetStream redelivers after the ack wait", "err", err)
 	}
 }

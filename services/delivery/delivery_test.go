@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -292,30 +293,43 @@ func TestEndpointArrivingAfterItsDeliveryIsServed(t *testing.T) {
 	e.waitDeliveriesEmpty(t)
 }
 
-func TestRedisDownDefersSending(t *testing.T) {
+// TestRedisDownDefersOnlyWhatMayRepeat stops Redis. A fresh delivery, which
+// no worker can have completed, is sent all the same: the record of its
+// success cannot be written, but the delivery is acked, so nothing repeats
+// it. A delivery that may have been completed before (here one marked as a
+// redo) is not sent until its record can be checked, and goes out once
+// Redis is back.
+func TestRedisDownDefersOnlyWhatMayRepeat(t *testing.T) {
 	e := newEnv(t)
-	rc := newReceiver(t, nil)
-	ep := newEndpoint(t, rc.srv.URL)
-	e.config.put(ep)
+	freshRC, redoRC := newReceiver(t, nil), newReceiver(t, nil)
+	freshEP, redoEP := newEndpoint(t, freshRC.srv.URL), newEndpoint(t, redoRC.srv.URL)
+	e.config.put(freshEP)
+	e.config.put(redoEP)
 	cfg := testConfig()
 	cfg.RetryDelay = 100 * time.Millisecond
 	e.startWorker(t, cfg, workerOptions{})
 	e.redis.Stop()
-	e.publish(context.Background(), t, newDelivery(ep))
+	ctx := context.Background()
+	e.publishDelivery(ctx, t, newDelivery(redoEP), nats.Header{streams.RedoHeader: []string{"1"}})
+	e.publish(ctx, t, newDelivery(freshEP))
 
-	// Wait until the worker has looked at the delivery, failed to check
-	// Redis, and had it redelivered at least once.
-	c, err := e.js.Consumer(context.Background(), streams.Deliveries, streams.PartitionConsumer(0))
+	freshRC.next(t)
+	// Wait until the worker has looked at the redo, failed to check Redis,
+	// and had it redelivered at least once.
+	c, err := e.js.Consumer(ctx, streams.Deliveries, streams.PartitionConsumer(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitRedelivered(t, c)
-	if got := rc.count(); got != 0 {
-		t.Errorf("receiver got %d requests while Redis was down, want 0", got)
+	if got := redoRC.count(); got != 0 {
+		t.Errorf("endpoint of the redo got %d requests while Redis was down, want 0", got)
 	}
 	e.redis.Start()
-	rc.next(t)
+	redoRC.next(t)
 	e.waitDeliveriesEmpty(t)
+	if got := freshRC.count(); got != 1 {
+		t.Errorf("fresh delivery sent %d times, want 1", got)
+	}
 }
 
 // waitRedelivered waits until the consumer reports a redelivered message.

@@ -70,6 +70,7 @@ func (dl *deliverer) failed(ctx context.Context, log *slog.Logger, j *job, ep *c
 		Endpoint: d.GetEndpointId(),
 		Attempt:  n,
 		Hops:     d.GetScheduleCount() + 1,
+		ResendID: d.GetResendId(),
 	}, next)
 }
 
@@ -83,6 +84,7 @@ func (dl *deliverer) putOff(ctx context.Context, log *slog.Logger, j *job, due t
 		Endpoint: d.GetEndpointId(),
 		Attempt:  d.GetAttempt(),
 		Hops:     d.GetScheduleCount() + 1,
+		ResendID: d.GetResendId(),
 	}
 	if reserved {
 		it.Flags = flagRateReserved
@@ -134,7 +136,7 @@ func (dl *deliverer) disable(ctx context.Context, log *slog.Logger, ep *configv1
 	}
 	if resp.GetChanged() {
 		log.WarnContext(ctx, "endpoint disabled", "reason", reason)
-		dl.ops.publish(ctx, attemptEvent(streams.OpEndpointDisabled, a, reason))
+		dl.ops.publishDisabled(ctx, attemptEvent(streams.OpEndpointDisabled, a, reason), resp.GetEndpoint().GetRevision())
 	}
 	return true
 }

@@ -299,6 +299,7 @@ func deliveryMsg(c retryq.Claimed, f fetched, partitions int) (*nats.Msg, string
 		Attempt:       c.Attempt,
 		ScheduleCount: c.Hops,
 		RateReserved:  c.Flags&flagRateReserved != 0,
+		ResendId:      c.ResendID,
 	}
 	data, err := proto.Marshal(d)
 	if err != nil {
@@ -310,7 +311,7 @@ func deliveryMsg(c retryq.Claimed, f fetched, partitions int) (*nats.Msg, string
 			msg.Header.Set(k, v)
 		}
 	}
-	return msg, streams.ScheduledDeliveryMsgID(d.GetMessageId(), d.GetEndpointId(), d.GetAttempt(), d.GetScheduleCount()), nil
+	return msg, streams.ScheduledDeliveryMsgID(d.GetMessageId(), d.GetEndpointId(), d.GetResendId(), d.GetAttempt(), d.GetScheduleCount()), nil
 }
 
 // minTime is the earlier of a and b, where zero means none.

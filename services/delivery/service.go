@@ -60,9 +60,9 @@ type Service struct {
 	ready      atomic.Bool
 }
 
-// New checks the configuration, ensures the DELIVERIES and ATTEMPTS streams
-// and the partition consumers, and prepares the worker. It starts nothing:
-// Run does.
+// New checks the configuration, ensures the DELIVERIES, ATTEMPTS and
+// OPERATIONAL streams and the partition consumers, and prepares the worker.
+// It starts nothing: Run does.
 func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -80,6 +80,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
 	if _, err := streams.EnsureAttempts(ctx, js, cfg.Streams); err != nil {
+		return nil, fmt.Errorf("delivery: %w", err)
+	}
+	if _, err := streams.EnsureOperational(ctx, js, cfg.Streams); errors.Is(err, streams.ErrOperationalCaptured) {
+		// A stream made by hand for them stores (and acks) the events.
+		deps.Logger.WarnContext(ctx, "operational events are kept by another stream, not "+streams.Operational+"; delete it to let "+streams.Operational+" keep them", "err", err)
+	} else if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
 	n, err := streams.PartitionsOf(ctx, js)
@@ -103,7 +109,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		log:       log,
 		tracer:    deps.TracerProvider.Tracer(tracerName),
 		endpoints: view,
-		idem:      idempotency{rdb: deps.Redis, ttl: cfg.IdempotencyTTL},
+		idem:      newIdempotency(deps.Redis, cfg.IdempotencyTTL),
 		sender:    &sender{client: newHTTPClient(cfg, deps.TracerProvider), cfg: cfg},
 		recorder:  recorder{js: js},
 		queue:     queue,
@@ -113,7 +119,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		limiter:   limiter{rdb: deps.Redis},
 		streaks:   streaks{rdb: deps.Redis, keep: cfg.DisableAfter + slices.Max(cfg.Schedule)},
 		config:    deps.Config,
-		ops:       opEvents{nc: deps.NATS, log: log},
+		ops:       opEvents{js: js, log: log},
+		inFlight:  make(chan struct{}, cfg.MaxInFlight),
 	}
 	s.deferrer = newDeferrer(s.deliverer)
 	for i := 0; i < n; i++ {

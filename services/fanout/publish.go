@@ -16,8 +16,8 @@ import (
 // fanOut publishes one delivery of w.event per matching endpoint and waits
 // until the stream has stored every one. It returns how many deliveries it
 // published; an error means some may not be stored and the event must be
-// redone.
-func (w *worker) fanOut(ctx context.Context, msg jetstream.Msg, eventSequence uint64) (int, error) {
+// redone. With redo, the deliveries carry streams.RedoHeader.
+func (w *worker) fanOut(ctx context.Context, msg jetstream.Msg, eventSequence uint64, redo bool) (int, error) {
 	ev := &w.event
 	if _, ok := w.s.view.Tenant(ev.GetTenantId()); !ok {
 		w.s.log.WarnContext(ctx, "event of an unknown tenant acknowledged without deliveries",
@@ -34,6 +34,9 @@ func (w *worker) fanOut(ctx context.Context, msg jetstream.Msg, eventSequence ui
 	// The deliveries continue the trace of this fan-out.
 	traceHeader := nats.Header{}
 	natsx.Inject(ctx, &nats.Msg{Header: traceHeader})
+	if redo {
+		traceHeader[streams.RedoHeader] = []string{"1"}
+	}
 	// Endpoint ids (ep_<ULID>) have one length: the first sizes the window.
 	first := filtered
 	if len(first) == 0 {

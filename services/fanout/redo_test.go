@@ -106,6 +106,17 @@ func TestFailedPublishRedoesTheFanOut(t *testing.T) {
 	if len(got) != len(eps) {
 		t.Errorf("stored %d deliveries, want %d", len(got), len(eps))
 	}
+	// The two stored by the first fan-out are fresh; those stored by the
+	// redo are marked, so delivery checks them against completed ones.
+	redone := 0
+	for _, d := range got {
+		if d.header.Get(streams.RedoHeader) != "" {
+			redone++
+		}
+	}
+	if redone != len(eps)-2 {
+		t.Errorf("%d deliveries marked as a redo, want the %d stored by the redo", redone, len(eps)-2)
+	}
 }
 
 func TestRestartMidFanOutStoresEachDeliveryOnce(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
 
@@ -72,7 +73,11 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 		))
 	defer span.End()
 
-	n, err := w.fanOut(ctx, msg, meta.Sequence.Stream)
+	// A fan-out done again may store deliveries again (once the stream's
+	// duplicate window has passed): they are marked so that delivery checks
+	// whether they were completed before.
+	redo := meta.NumDelivered > 1 || msg.Headers().Get(streams.RedoHeader) != ""
+	n, err := w.fanOut(ctx, msg, meta.Sequence.Stream, redo)
 	span.SetAttributes(attrDeliveries.Int(n))
 	if err != nil {
 		span.RecordError(err)
@@ -80,7 +85,10 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.retry(ctx, msg, meta.NumDelivered, err)
 		return
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
+	// Not waiting for the server to confirm the ack: a lost ack means a
+	// redelivery, whose deliveries the stream deduplicates (and which are
+	// marked as a redo for the delivery workers).
+	if err := msg.Ack(); err != nil {
 		span.RecordError(err)
 		w.s.log.WarnContext(ctx, "ack event after its fan-out; it will be redelivered and its deliveries deduplicated",
 			"message_id", ev.GetMessageId(), "err", err)

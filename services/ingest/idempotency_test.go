@@ -43,6 +43,9 @@ func TestIdempotencySequential(t *testing.T) {
 	if got := h.eventCount(); got != 3 {
 		t.Errorf("EVENTS holds %d messages, want 3", got)
 	}
+	if raw, _ := h.storedEvent(streams.EventSubject(tenantB, "job.completed")); raw.Header.Get(streams.RedoHeader) != "" {
+		t.Errorf("first publish of a key marked as a redo (%s: %q)", streams.RedoHeader, raw.Header.Get(streams.RedoHeader))
+	}
 
 	// The HTTP path shares the keys: the header form of the same key.
 	status, _, body := h.post(`{"tenant_id":"ten_acme","event_type":"job.completed","data":{"job_id":"j1"}}`,
@@ -141,9 +144,14 @@ func TestIdempotencyPendingRecordIsPublished(t *testing.T) {
 	if resp.GetMessageId() != claimed || resp.GetDuplicate() {
 		t.Errorf("reply = {%s %v}, want {%s false}: the event had not been stored", resp.GetMessageId(), resp.GetDuplicate(), claimed)
 	}
-	_, ev := h.storedEvent(streams.EventSubject(tenantA, "job.failed"))
+	raw, ev := h.storedEvent(streams.EventSubject(tenantA, "job.failed"))
 	if ev.GetMessageId() != claimed || !ev.GetTimestamp().AsTime().Equal(ts) {
 		t.Errorf("stored {%s %v}, want {%s %v}", ev.GetMessageId(), ev.GetTimestamp().AsTime(), claimed, ts)
+	}
+	// It may repeat an event stored before the duplicate window: marked, so
+	// that delivery checks its deliveries against completed ones.
+	if got := raw.Header.Get(streams.RedoHeader); got != "1" {
+		t.Errorf("%s header = %q, want \"1\" on a key published again", streams.RedoHeader, got)
 	}
 	if rec := h.getRecord(tenantA, "crashed"); rec.State != stateDone {
 		t.Errorf("record state = %q, want %q", rec.State, stateDone)

@@ -105,7 +105,12 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 		span.SetAttributes(attrMessageID.String(msgID))
 	}
 
-	ack, err := p.append(ctx, msgID, subject, ev)
+	// A key seen before is published again (the first publisher may have
+	// died before or after storing it): marked as a redo, so that its
+	// deliveries are checked against those completed, should the copy
+	// outlive the stream's duplicate window.
+	redo := ev.idempotencyKey != "" && !claim.created
+	ack, err := p.append(ctx, msgID, subject, ev, redo)
 	if err != nil {
 		return result{}, err
 	}
@@ -120,8 +125,9 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 }
 
 // append publishes the event to EVENTS with msgID as Nats-Msg-Id and the
-// trace context of ctx in its headers, and waits for the stream's ack.
-func (p *publisher) append(ctx context.Context, msgID, subject string, ev event) (*jetstream.PubAck, error) {
+// trace context of ctx in its headers (and streams.RedoHeader with redo),
+// and waits for the stream's ack.
+func (p *publisher) append(ctx context.Context, msgID, subject string, ev event, redo bool) (*jetstream.PubAck, error) {
 	payload, err := envelope(ev.eventType, ev.timestamp, ev.data)
 	if err != nil {
 		return nil, fmt.Errorf("build envelope of %s: %w", msgID, err)
@@ -139,6 +145,9 @@ func (p *publisher) append(ctx context.Context, msgID, subject string, ev event)
 	}
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	if redo {
+		msg.Header.Set(streams.RedoHeader, "1")
+	}
 	natsx.Inject(ctx, msg)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(streams.Events))
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -54,7 +55,9 @@ type Config struct {
 	// AllowNetworks is the delivery allowlist of private ranges; the local
 	// development default allows every address so endpoints on this machine work.
 	AllowNetworks []netip.Prefix
-	// Partitions is the number of delivery partitions; default 64.
+	// Partitions is the number of delivery partitions of a new data
+	// directory; zero keeps the count of an existing one, and gives a new one
+	// DefaultPartitions.
 	Partitions int
 	// RetrySchedule is the delay before each delivery attempt; empty means the
 	// production default (immediately, 5s, 5m, 30m, 2h, 5h, 10h, 10h).
@@ -67,6 +70,12 @@ type Config struct {
 	// Demo creates a demo tenant and API key on first start.
 	Demo bool
 }
+
+// DefaultPartitions is the delivery partition count of a new standalone data
+// directory. One process holds every partition, so more partitions isolate
+// nothing further, while each costs nats-server a consumer state file that
+// it rewrites up to ten times a second under load.
+const DefaultPartitions = 8
 
 // Deps are what the standalone system is given.
 type Deps struct {
@@ -113,9 +122,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AllowNetworks == nil {
 		c.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
-	}
-	if c.Partitions == 0 {
-		c.Partitions = streams.DefaultPartitions
 	}
 	return c
 }
@@ -191,6 +197,36 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 		return nil, fmt.Errorf("delivery service: %w", err)
 	}
 	return s, nil
+}
+
+// partitions resolves the partition count: an existing DELIVERIES stream
+// keeps its own (a different configured count is refused, as the services
+// refuse it), a new one gets configured or DefaultPartitions.
+func (s *Service) partitions(ctx context.Context, configured int) (int, error) {
+	nc, err := nats.Connect(s.nats.ClientURL(), nats.Name("pulsehooks-standalone-setup"))
+	if err != nil {
+		return 0, fmt.Errorf("connect to embedded nats: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: %w", err)
+	}
+	existing, err := streams.PartitionsOf(ctx, js)
+	switch {
+	case err == nil:
+		if configured > 0 && configured != existing {
+			return 0, fmt.Errorf("the data directory has %d delivery partitions, configuration says %d: the partition count is fixed per data directory", existing, configured)
+		}
+		return existing, nil
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if configured > 0 {
+			return configured, nil
+		}
+		return DefaultPartitions, nil
+	default:
+		return 0, fmt.Errorf("delivery partitions: %w", err)
+	}
 }
 
 func (s *Service) startRedis(ctx context.Context) error {

@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string) error {
 	logLevel := fs.String("log-level", "info", "log level of the services")
 	publishers := fs.Int("publishers", 128, "publishes in flight in the throughput scenario")
 	render := fs.Bool("render", false, "run nothing: render the tables from the results directory's <scenario>.json files (to summary.md and -docs)")
-	partitions := fs.Int("partitions", 0, "PULSEHOOKS_PARTITIONS of the processes shape (default: the services' default, 64)")
+	partitions := fs.Int("partitions", 0, "delivery partitions of the system under test (default: its own default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -57,8 +57,10 @@ type Options struct {
 	// Publishers is the publishes in flight in the throughput scenario
 	// (default 128).
 	Publishers int
-	// Partitions, when positive, sets PULSEHOOKS_PARTITIONS of the
-	// processes shape (the standalone binary always uses its default, 64).
+	// Partitions, when positive, sets the delivery partition count of the
+	// system under test (PULSEHOOKS_PARTITIONS of the processes shape, the
+	// -partitions flag of the standalone binary); otherwise each uses its
+	// default.
 	Partitions int
 	// LogLevel of the services (default info, as deployed).
 	LogLevel string
@@ -211,7 +213,7 @@ func (h *Harness) runScenario(ctx context.Context, name string) Result {
 		Scenario: name, Shape: h.opts.Shape, Machine: h.machine, GoVersion: h.goVer,
 		GitCommit: h.commit, Date: h.date, Command: h.opts.Command, RSSPeakMiB: map[string]float64{}, Extra: map[string]any{},
 	}
-	if h.opts.Partitions > 0 && (h.opts.Shape == ShapeProcesses || name == "scale") {
+	if h.opts.Partitions > 0 {
 		res.Extra["partitions"] = h.opts.Partitions
 	}
 	if h.ceiling != nil {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -237,6 +238,9 @@ func (h *Harness) startStandalone(ctx context.Context, name string) (_ *system, 
 	if h.opts.Profile {
 		args = append(args, "-pprof", addrs[4])
 		sys.pprof["pulsehooks"] = addrs[4]
+	}
+	if h.opts.Partitions > 0 {
+		args = append(args, "-partitions", strconv.Itoa(h.opts.Partitions))
 	}
 	p, _, err := startProc(ctx, logDir, procSpec{name: "pulsehooks", bin: h.bin("pulsehooks"), args: args,
 		env: []string{"PULSEHOOKS_LOG_LEVEL=" + h.opts.LogLevel}})

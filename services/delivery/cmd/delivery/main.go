@@ -10,6 +10,7 @@
 //	PULSEHOOKS_INTERNAL_TOKEN  bearer token for the config service, if it requires one
 //	PULSEHOOKS_PARTITIONS      delivery partitions, fixed per deployment (default 64)
 //	PULSEHOOKS_REPLICAS        stream replicas (default 1)
+//	PULSEHOOKS_OPERATIONAL_RETENTION how long the OPERATIONAL stream keeps operational events (default 168h)
 //	PULSEHOOKS_ALLOW_NETWORKS  comma-separated CIDR prefixes endpoints may reach although private
 //	                           (for development; "private" allows all)
 //	PULSEHOOKS_HEALTH_ADDR     /healthz and /readyz listener (default :8083, "off" disables)
@@ -20,6 +21,7 @@
 //	PULSEHOOKS_DEFAULT_TIMEOUT attempt timeout when the endpoint sets none (default 15s)
 //	PULSEHOOKS_LANE_CONCURRENCY attempts in flight per endpoint (default 8)
 //	PULSEHOOKS_LANE_QUEUE      deliveries waiting per endpoint before they are put off (default 64)
+//	PULSEHOOKS_MAX_IN_FLIGHT   attempts in flight in the worker across all endpoints (default 1024)
 //	PULSEHOOKS_ACK_WAIT        ack wait of the partition consumers (default 60s)
 //	PULSEHOOKS_CLAIM_LEASE     lease on claimed retry-schedule items (default 30s)
 //	PULSEHOOKS_CLAIM_BATCH     retry-schedule items claimed at once (default 500)
@@ -73,6 +75,8 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 			Streams: streams.Options{
 				Partitions: env.Int("PULSEHOOKS_PARTITIONS", streams.DefaultPartitions),
 				Replicas:   env.Int("PULSEHOOKS_REPLICAS", 1),
+				// 0: streams.DefaultOperationalRetention.
+				OperationalRetention: env.Duration("PULSEHOOKS_OPERATIONAL_RETENTION", 0),
 			},
 			AllowNetworks:   env.Networks("PULSEHOOKS_ALLOW_NETWORKS"),
 			UserAgent:       "pulsehooks/" + version,
@@ -83,6 +87,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 			DefaultTimeout:  env.Duration("PULSEHOOKS_DEFAULT_TIMEOUT", 0),
 			LaneConcurrency: env.Int("PULSEHOOKS_LANE_CONCURRENCY", 0),
 			LaneQueue:       env.Int("PULSEHOOKS_LANE_QUEUE", 0),
+			MaxInFlight:     env.Int("PULSEHOOKS_MAX_IN_FLIGHT", 0),
 			AckWait:         env.Duration("PULSEHOOKS_ACK_WAIT", 0),
 			ClaimLease:      env.Duration("PULSEHOOKS_CLAIM_LEASE", 0),
 			ClaimBatch:      env.Int("PULSEHOOKS_CLAIM_BATCH", 0),

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -56,6 +57,10 @@ func receive(ctx context.Context, args []string) error {
 	return standalone.RunReceiver(ctx, standalone.ReceiverConfig{Addr: *addr, Secret: *secret, Status: *status}, os.Stdout)
 }
 
+// standaloneGCPercent is the standalone binary's GOGC unless the
+// environment sets one.
+const standaloneGCPercent = 200
+
 func serve(ctx context.Context, args []string) (err error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	env := envconf.New()
@@ -67,6 +72,7 @@ func serve(ctx context.Context, args []string) (err error) {
 	publicURL := fs.String("public-url", env.String("", "PULSEHOOKS_PUBLIC_URL"), "base URL of portal links (default http://<http>)")
 	redisURL := fs.String("redis", env.String("", "REDIS_URL", "PULSEHOOKS_REDIS_URL"), "Redis URL (default: in-process, memory only)")
 	pprofAddr := fs.String("pprof", env.String("", "PULSEHOOKS_PPROF_ADDR"), "net/http/pprof listener address, such as 127.0.0.1:6060 (default off)")
+	partitions := fs.Int("partitions", env.Int("PULSEHOOKS_PARTITIONS", 0), "delivery partitions of a new data directory (default 8; an existing one keeps its count)")
 	allow := env.Networks("PULSEHOOKS_ALLOW_NETWORKS")
 	level := env.String("info", "PULSEHOOKS_LOG_LEVEL")
 	if err := fs.Parse(args); err != nil {
@@ -74,6 +80,11 @@ func serve(ctx context.Context, args []string) (err error) {
 	}
 	if err := env.Err(); err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		// One process runs every service and nats-server: collecting half
+		// as often costs a larger heap and saves CPU on every message.
+		debug.SetGCPercent(standaloneGCPercent)
 	}
 	tp, shutdown, err := telemetry.Setup(ctx, "pulsehooks-standalone", version)
 	if err != nil {
@@ -99,6 +110,7 @@ func serve(ctx context.Context, args []string) (err error) {
 		PublicURL:      *publicURL,
 		RedisURL:       *redisURL,
 		AllowNetworks:  allow,
+		Partitions:     *partitions,
 		Demo:           true,
 	}, standalone.Deps{Logger: log, TracerProvider: tp, Out: os.Stdout})
 	if err != nil {
