@@ -111,10 +111,9 @@ func (s *hookSink) serve(w http.ResponseWriter, r *http.Request) {
 	b := s.behaviour[name]
 	v := s.verifiers[name]
 	s.inflight[k]++
-	switch {
-	case v == nil:
+	if v == nil {
 		s.problems = append(s.problems, fmt.Sprintf("request for unknown endpoint %q (webhook-id %s)", name, k.id))
-	default:
+	} else {
 		if verr := v.Verify(r.Header, body); verr != nil {
 			s.problems = append(s.problems, fmt.Sprintf("%s %s: signature: %v", name, k.id, verr))
 		}

@@ -157,7 +157,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	if err := s.startRedis(ctx); err != nil {
 		return nil, err
 	}
-
+	if cfg.Partitions, err = s.partitions(ctx, cfg.Partitions); err != nil {
+		return nil, err
+	}
+	s.cfg.Partitions = cfg.Partitions
 	so := streams.Options{Replicas: 1, Partitions: cfg.Partitions}
 	if s.config, err = config.New(ctx, config.Config{
 		HTTPAddr:      cfg.ConfigHTTPAddr,
