@@ -341,7 +341,10 @@ func (h *Harness) startProcesses(ctx context.Context, name string) (_ *system, e
 		"PULSEHOOKS_GRPC_ADDR=" + configGRPC,
 		"PULSEHOOKS_ADMIN_TOKEN=" + sys.adminToken,
 		"PULSEHOOKS_MASTER_KEY=" + base64.StdEncoding.EncodeToString(key),
-		"PULSEHOOKS_PUBLIC_URL=http://" + configHTTP})
+		"PULSEHOOKS_PUBLIC_URL=http://" + configHTTP,
+		// The attempt log lives with the run's other data, not in the
+		// directory the harness was started from.
+		"PULSEHOOKS_ATTEMPT_LOG_DIR=" + filepath.Join(logDir, "attemptlog")})
 	sys.env["ingest"] = slices.Concat(common, []string{"PULSEHOOKS_HTTP_ADDR=" + ingestHTTP, "PULSEHOOKS_OPERATOR_TOKEN=" + operatorToken})
 	sys.env["fanout"] = slices.Concat(common, []string{"PULSEHOOKS_HEALTH_ADDR=" + fanoutHealth})
 	sys.env["delivery"] = slices.Concat(common, []string{"PULSEHOOKS_HEALTH_ADDR=" + deliveryHealth, "PULSEHOOKS_REDIS_URL=" + sys.redisURL})

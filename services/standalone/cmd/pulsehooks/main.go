@@ -13,7 +13,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -57,10 +56,6 @@ func receive(ctx context.Context, args []string) error {
 	return standalone.RunReceiver(ctx, standalone.ReceiverConfig{Addr: *addr, Secret: *secret, Status: *status}, os.Stdout)
 }
 
-// standaloneGCPercent is the standalone binary's GOGC unless the
-// environment sets one.
-const standaloneGCPercent = 200
-
 func serve(ctx context.Context, args []string) (err error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	env := envconf.New()
@@ -80,11 +75,6 @@ func serve(ctx context.Context, args []string) (err error) {
 	}
 	if err := env.Err(); err != nil {
 		return err
-	}
-	if os.Getenv("GOGC") == "" {
-		// One process runs every service and nats-server: collecting half
-		// as often costs a larger heap and saves CPU on every message.
-		debug.SetGCPercent(standaloneGCPercent)
 	}
 	tp, shutdown, err := telemetry.Setup(ctx, "pulsehooks-standalone", version)
 	if err != nil {
