@@ -27,6 +27,9 @@ const (
 	DefaultLaneConcurrency = 8
 	// DefaultLaneQueue is how many deliveries of one endpoint may wait for a slot.
 	DefaultLaneQueue = 64
+	// DefaultLaneMaxWait is how long a delivery may wait in its endpoint's
+	// lane queue before it is put off to the schedule.
+	DefaultLaneMaxWait = 5 * time.Second
 	// DefaultMaxInFlight is how many attempts one worker may have in flight
 	// across all endpoints.
 	DefaultMaxInFlight = 1024
@@ -106,6 +109,10 @@ type Config struct {
 	// LaneQueue bounds the deliveries of one endpoint waiting for a slot
 	// (default 64). See lane for what happens beyond it.
 	LaneQueue int
+	// LaneMaxWait is how long a delivery may wait in its lane's queue
+	// (default 5s); one that has waited longer is put off to the schedule,
+	// so a slow or hanging endpoint's backlog leaves the stream.
+	LaneMaxWait time.Duration
 	// MaxInFlight caps the attempts in flight in this worker across all
 	// endpoints (default 1024), so that a fan-out to thousands of endpoints
 	// queues for connections instead of opening thousands at once.
@@ -182,6 +189,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
 	}
+	if c.LaneMaxWait == 0 {
+		c.LaneMaxWait = DefaultLaneMaxWait
+	}
 	if c.IdempotencyTTL == 0 {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
 	}
@@ -237,6 +247,9 @@ func (c Config) validate() error {
 	}
 	if c.LaneQueue < 1 {
 		errs = append(errs, fmt.Errorf("LaneQueue %d is below 1", c.LaneQueue))
+	}
+	if c.LaneMaxWait < 0 {
+		errs = append(errs, fmt.Errorf("LaneMaxWait %v is negative", c.LaneMaxWait))
 	}
 	if c.MaxInFlight < c.LaneConcurrency {
 		errs = append(errs, fmt.Errorf("MaxInFlight %d is below LaneConcurrency %d", c.MaxInFlight, c.LaneConcurrency))

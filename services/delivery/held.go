@@ -46,6 +46,28 @@ func (p *partition) keepAlive(ctx context.Context) {
 	}
 }
 
+// expireQueued puts off to the schedule, every maxWait/2, the deliveries
+// that have waited in a lane for longer than maxWait, until ctx ends. A lane
+// that cannot keep up (an endpoint that hangs, or is slow) would otherwise
+// hold its queued deliveries un-acked in the stream for as long as the
+// queue takes to drain, minutes for an endpoint that times out.
+func (p *partition) expireQueued(ctx context.Context, maxWait time.Duration) {
+	t := time.NewTicker(max(maxWait/2, 10*time.Millisecond))
+	defer t.Stop()
+	dctx := context.WithoutCancel(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, e := range p.lanes.expire(now.Add(-maxWait)) {
+				due := p.states.deferSlot(e.key, now, p.deferDelay, p.concurrency)
+				p.deferrer.submit(dctx, deferral{p: p, j: e.j, due: due, why: "waited too long in its lane"})
+			}
+		}
+	}
+}
+
 // stop stops starting deliveries; those never started are forgotten and
 // stay un-acked, so JetStream redelivers them to the next worker after the
 // ack wait.

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // lanes dispatches jobs to one lane per endpoint, so that one slow or dead
@@ -31,6 +32,8 @@ type lane struct {
 	key     string
 	running int
 	queue   []*job
+	// since holds when each job in queue was queued.
+	since []time.Time
 }
 
 // dispatched is what dispatch did with a job.
@@ -74,6 +77,7 @@ func (ls *lanes) dispatch(ctx context.Context, key string, j *job) dispatched {
 		return started
 	case len(l.queue) < ls.queueCap:
 		l.queue = append(l.queue, j)
+		l.since = append(l.since, time.Now())
 		return queued
 	default:
 		return full
@@ -97,7 +101,7 @@ func (ls *lanes) next(l *lane) *job {
 	if !ls.stopped && len(l.queue) > 0 {
 		j := l.queue[0]
 		l.queue[0] = nil
-		l.queue = l.queue[1:]
+		l.queue, l.since = l.queue[1:], l.since[1:]
 		return j
 	}
 	l.running--
@@ -116,12 +120,37 @@ func (ls *lanes) stop() []*job {
 	var left []*job
 	for k, l := range ls.byKey {
 		left = append(left, l.queue...)
-		l.queue = nil
+		l.queue, l.since = nil, nil
 		if l.running == 0 {
 			delete(ls.byKey, k)
 		}
 	}
 	return left
+}
+
+// expired is a job taken out of its lane's queue by expire.
+type expired struct {
+	key string
+	j   *job
+}
+
+// expire takes out of the queues, oldest first, every job queued before
+// cutoff, and returns them; the caller puts them off. Queues are FIFO, so
+// each lane's expired jobs are a prefix of its queue.
+func (ls *lanes) expire(cutoff time.Time) []expired {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	var out []expired
+	for _, l := range ls.byKey {
+		n := 0
+		for n < len(l.since) && l.since[n].Before(cutoff) {
+			out = append(out, expired{key: l.key, j: l.queue[n]})
+			l.queue[n] = nil
+			n++
+		}
+		l.queue, l.since = l.queue[n:], l.since[n:]
+	}
+	return out
 }
 
 // wait blocks until every running job has finished.

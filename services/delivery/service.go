@@ -172,10 +172,14 @@ func (s *Service) Run(ctx context.Context) error {
 		s.pruneStates(ctx)
 	}()
 	for _, p := range s.partitions {
-		pulling.Add(1)
+		pulling.Add(2)
 		go func() {
 			defer pulling.Done()
 			p.pull(ctx)
+		}()
+		go func() { // ends with the pulls, before the deferrer closes
+			defer pulling.Done()
+			p.expireQueued(ctx, s.cfg.LaneMaxWait)
 		}()
 		keeping.Add(1)
 		go func() {
