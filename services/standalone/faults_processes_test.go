@@ -406,6 +406,30 @@ func (c *cluster) waitDisconnected(t *testing.T, name string) {
 	})
 }
 
+// checkEveryDelivery waits until every accepted event has reached every
+// named endpoint and nothing more will be delivered, fails the test on a
+// problem the sink saw or a delivery nobody expected, and returns the
+// expected deliveries and the sink's report.
+func (c *cluster) checkEveryDelivery(t *testing.T, js jetstream.JetStream, sink *hookSink, accepted, names []string) ([]hookKey, sinkReport) {
+	t.Helper()
+	var want []hookKey
+	for _, id := range accepted {
+		for _, n := range names {
+			want = append(want, hookKey{endpoint: n, id: id})
+		}
+	}
+	sink.waitDelivered(t, want)
+	c.waitSettled(t, js)
+	r := sink.report(want)
+	for _, p := range r.problems {
+		t.Error(p)
+	}
+	if len(r.unexpected) > 0 {
+		t.Errorf("deliveries nobody expected: %v", r.unexpected)
+	}
+	return want, r
+}
+
 // waitSettled waits until nothing more will be delivered: the fanout
 // consumer has nothing pending, DELIVERIES is empty and so is the retry
 // schedule in Redis.
@@ -417,19 +441,8 @@ func (c *cluster) waitSettled(t *testing.T, js jetstream.JetStream) {
 	}
 	ctx := context.Background()
 	testenv.WaitFor(t, faultWait, func() error {
-		fc, err := js.Consumer(ctx, streams.Events, streams.FanoutConsumer)
-		if err != nil {
+		if err := streams.Idle(ctx, js); err != nil {
 			return err
-		}
-		ci, err := fc.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if ci.NumPending != 0 || ci.NumAckPending != 0 {
-			return fmt.Errorf("fanout: %d events pending, %d awaiting ack", ci.NumPending, ci.NumAckPending)
-		}
-		if n := streamMsgs(t, js, streams.Deliveries); n != 0 {
-			return fmt.Errorf("DELIVERIES holds %d deliveries", n)
 		}
 		for p := range faultPartitions {
 			n, err := q.Len(ctx, p)
@@ -640,23 +653,8 @@ func TestDeliveryWorkerKilledMidFlight(t *testing.T) {
 	if loadErr != nil {
 		t.Fatalf("load: %v", loadErr)
 	}
-	var want []hookKey
-	for _, id := range accepted {
-		for _, n := range names {
-			want = append(want, hookKey{endpoint: n, id: id})
-		}
-	}
-	sink.waitDelivered(t, want)
-	c.waitSettled(t, js)
+	want, r := c.checkEveryDelivery(t, js, sink, accepted, names)
 	finished := time.Now()
-
-	r := sink.report(want)
-	for _, p := range r.problems {
-		t.Error(p)
-	}
-	if len(r.unexpected) > 0 {
-		t.Errorf("deliveries nobody expected: %v", r.unexpected)
-	}
 	if r.inflight != 0 {
 		t.Errorf("%d requests still in flight after everything settled", r.inflight)
 	}
@@ -813,11 +811,7 @@ func waitFanoutRedelivered(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	ctx := context.Background()
 	testenv.WaitFor(t, faultWait, func() error {
-		fc, err := js.Consumer(ctx, streams.Events, streams.FanoutConsumer)
-		if err != nil {
-			return err
-		}
-		ci, err := fc.Info(ctx)
+		ci, err := streams.FanoutInfo(ctx, js)
 		if err != nil {
 			return err
 		}
@@ -834,11 +828,7 @@ func waitFanoutIdle(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	ctx := context.Background()
 	testenv.WaitFor(t, faultWait, func() error {
-		fc, err := js.Consumer(ctx, streams.Events, streams.FanoutConsumer)
-		if err != nil {
-			return err
-		}
-		ci, err := fc.Info(ctx)
+		ci, err := streams.FanoutInfo(ctx, js)
 		if err != nil {
 			return err
 		}
@@ -964,23 +954,8 @@ func TestFanoutKilledMidFanOut(t *testing.T) {
 	}
 	redone := time.Now()
 
-	var want []hookKey
-	for _, id := range accepted {
-		for _, n := range names {
-			want = append(want, hookKey{endpoint: n, id: id})
-		}
-	}
-	sink.waitDelivered(t, want)
-	c.waitSettled(t, js)
+	want, r := c.checkEveryDelivery(t, js, sink, accepted, names)
 	finished := time.Now()
-
-	r := sink.report(want)
-	for _, p := range r.problems {
-		t.Error(p)
-	}
-	if len(r.unexpected) > 0 {
-		t.Errorf("deliveries nobody expected: %v", r.unexpected)
-	}
 	if r.duplicates != 0 || r.requests != len(want) || r.cutOff != 0 {
 		t.Errorf("endpoints got %d requests (%d duplicates: %v; %d incomplete), want exactly one per delivery, %d", r.requests, r.duplicates, r.duplicated, r.cutOff, len(want))
 	}

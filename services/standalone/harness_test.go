@@ -231,32 +231,7 @@ func (s *system) nc(t *testing.T) *nats.Conn {
 // will get nothing.
 func settled(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
-	ctx := context.Background()
-	testenv.WaitFor(t, 30*time.Second, func() error {
-		c, err := js.Consumer(ctx, streams.Events, streams.FanoutConsumer)
-		if err != nil {
-			return err
-		}
-		ci, err := c.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if ci.NumPending != 0 || ci.NumAckPending != 0 {
-			return fmt.Errorf("fanout: %d pending, %d awaiting ack", ci.NumPending, ci.NumAckPending)
-		}
-		st, err := js.Stream(ctx, streams.Deliveries)
-		if err != nil {
-			return err
-		}
-		si, err := st.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if si.State.Msgs != 0 {
-			return fmt.Errorf("%d deliveries still pending", si.State.Msgs)
-		}
-		return nil
-	})
+	testenv.WaitFor(t, 30*time.Second, func() error { return streams.Idle(context.Background(), js) })
 }
 
 // streamMsgs is the number of messages in a stream.

@@ -222,27 +222,5 @@ func (h *Harness) waitDelivered(ctx context.Context, t traffic, want int64) erro
 // settled reports nil once every stored event has been fanned out and every
 // delivery handled.
 func settled(ctx context.Context, js jetstream.JetStream) error {
-	c, err := js.Consumer(ctx, streams.Events, streams.FanoutConsumer)
-	if err != nil {
-		return err
-	}
-	ci, err := c.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if ci.NumPending != 0 || ci.NumAckPending != 0 {
-		return fmt.Errorf("fanout: %d pending, %d awaiting ack", ci.NumPending, ci.NumAckPending)
-	}
-	st, err := js.Stream(ctx, streams.Deliveries)
-	if err != nil {
-		return err
-	}
-	si, err := st.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if si.State.Msgs != 0 {
-		return fmt.Errorf("%d deliveries still in %s", si.State.Msgs, streams.Deliveries)
-	}
-	return nil
+	return streams.Idle(ctx, js)
 }
