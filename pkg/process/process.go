@@ -21,6 +21,7 @@ import (
 
 	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/pprofserver"
 	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
@@ -61,6 +62,9 @@ type Options struct {
 	NATSURL string
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string
+	// PprofAddr, when set, serves net/http/pprof there
+	// (PULSEHOOKS_PPROF_ADDR; off by default, bind it to loopback).
+	PprofAddr string
 }
 
 // Process holds the dependencies a service process shares: set up by Start,
@@ -73,8 +77,9 @@ type Process struct {
 	// NATS is a connection that reconnects forever.
 	NATS *nats.Conn
 
-	shutdown func(context.Context) error
-	conns    []*grpc.ClientConn
+	shutdown  func(context.Context) error
+	conns     []*grpc.ClientConn
+	stopPprof func()
 }
 
 // Start sets up telemetry and the logger and connects to NATS. If it fails,
@@ -93,6 +98,15 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	p.NATS, err = natsx.Connect(o.NATSURL, name, p.Logger)
 	if err != nil {
 		return nil, errors.Join(err, shutdown(context.WithoutCancel(ctx)))
+	}
+	if o.PprofAddr != "" {
+		bound, stop, err := pprofserver.Serve(o.PprofAddr)
+		if err != nil {
+			p.NATS.Close()
+			return nil, errors.Join(err, shutdown(context.WithoutCancel(ctx)))
+		}
+		p.stopPprof = stop
+		p.Logger.Info("pprof listening", "addr", bound)
 	}
 	return p, nil
 }
@@ -118,6 +132,9 @@ func (p *Process) DialConfig(addr, token string) (configv1.ConfigServiceClient, 
 // Call Close with a context that has not ended, such as
 // context.WithoutCancel of the one given to Start.
 func (p *Process) Close(ctx context.Context) error {
+	if p.stopPprof != nil {
+		p.stopPprof()
+	}
 	for i := len(p.conns) - 1; i >= 0; i-- {
 		if err := p.conns[i].Close(); err != nil {
 			p.Logger.Warn("close config service connection", "err", err)

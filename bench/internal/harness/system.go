@@ -355,6 +355,16 @@ func (h *Harness) startProcesses(ctx context.Context, name string) (_ *system, e
 		"fanout":   "http://" + fanoutHealth + "/readyz",
 		"delivery": "http://" + deliveryHealth + "/readyz",
 	}
+	if h.opts.Profile {
+		for _, svc := range []string{"config", "ingest", "fanout", "delivery"} {
+			a, err := freeAddr()
+			if err != nil {
+				return nil, err
+			}
+			sys.env[svc] = append(sys.env[svc], "PULSEHOOKS_PPROF_ADDR="+a)
+			sys.pprof[svc] = a
+		}
+	}
 	for _, svc := range []string{"config", "ingest", "fanout", "delivery"} {
 		sys.bins[svc] = h.bin(svc)
 		p, _, err := startProc(ctx, logDir, procSpec{name: svc, bin: sys.bins[svc], env: sys.env[svc]})

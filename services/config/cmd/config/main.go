@@ -36,12 +36,14 @@ func run(ctx context.Context) (err error) {
 		AttemptRetention: env.Duration("PULSEHOOKS_ATTEMPT_RETENTION", config.DefaultAttemptRetention),
 	}
 	level := env.String("info", "PULSEHOOKS_LOG_LEVEL")
+	pprofAddr := env.String("", "PULSEHOOKS_PPROF_ADDR")
 	if err := env.Err(); err != nil {
 		return err
 	}
 
 	proc, err := process.Start(ctx, process.Options{
 		Service: "config", Version: version, NATSURL: natsURL, LogLevel: level,
+		PprofAddr: pprofAddr,
 	})
 	if err != nil {
 		return err

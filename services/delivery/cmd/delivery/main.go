@@ -30,6 +30,7 @@
 //	PULSEHOOKS_DEFER_DELAY     earliest return of a delivery put off by a full lane (default 1s)
 //	PULSEHOOKS_RETRY_DELAY     wait before retrying what cannot be handled now, e.g. Redis down (default 5s)
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
+//	PULSEHOOKS_PPROF_ADDR      net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
 // Tracing is configured by the standard OTEL_* variables.
 package main
@@ -61,6 +62,7 @@ type settings struct {
 	internalToken string
 	healthAddr    string
 	logLevel      string
+	pprofAddr     string
 	service       delivery.Config
 }
 
@@ -72,6 +74,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 		internalToken: env.String("", "PULSEHOOKS_INTERNAL_TOKEN"),
 		healthAddr:    env.String(":8083", "PULSEHOOKS_HEALTH_ADDR"),
 		logLevel:      env.String("info", "PULSEHOOKS_LOG_LEVEL"),
+		pprofAddr:     env.String("", "PULSEHOOKS_PPROF_ADDR"),
 		service: delivery.Config{
 			Streams: streams.Options{
 				Partitions: env.Int("PULSEHOOKS_PARTITIONS", streams.DefaultPartitions),
@@ -122,6 +125,7 @@ func run(ctx context.Context) (err error) {
 	}
 	proc, err := process.Start(ctx, process.Options{
 		Service: "delivery", Version: version, NATSURL: s.natsURL, LogLevel: s.logLevel,
+		PprofAddr: s.pprofAddr,
 	})
 	if err != nil {
 		return err

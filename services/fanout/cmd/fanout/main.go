@@ -11,6 +11,7 @@
 //	PULSEHOOKS_FANOUT_CONCURRENCY events fanned out at once (default 64)
 //	PULSEHOOKS_HEALTH_ADDR        /healthz and /readyz listener (default :8082, "off" disables)
 //	PULSEHOOKS_LOG_LEVEL          debug, info, warn or error (default info)
+//	PULSEHOOKS_PPROF_ADDR         net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
 // Tracing is configured by the standard OTEL_* variables.
 package main
@@ -38,6 +39,7 @@ type settings struct {
 	internalToken string
 	healthAddr    string
 	logLevel      string
+	pprofAddr     string
 	service       fanout.Config
 }
 
@@ -48,6 +50,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 		internalToken: env.String("", "PULSEHOOKS_INTERNAL_TOKEN"),
 		healthAddr:    env.String(":8082", "PULSEHOOKS_HEALTH_ADDR"),
 		logLevel:      env.String("info", "PULSEHOOKS_LOG_LEVEL"),
+		pprofAddr:     env.String("", "PULSEHOOKS_PPROF_ADDR"),
 		service: fanout.Config{
 			Streams: streams.Options{
 				Partitions: env.Int("PULSEHOOKS_PARTITIONS", streams.DefaultPartitions),
@@ -72,6 +75,7 @@ func run(ctx context.Context) (err error) {
 	}
 	proc, err := process.Start(ctx, process.Options{
 		Service: "fanout", Version: version, NATSURL: s.natsURL, LogLevel: s.logLevel,
+		PprofAddr: s.pprofAddr,
 	})
 	if err != nil {
 		return err

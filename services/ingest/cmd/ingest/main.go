@@ -11,6 +11,7 @@
 //	PULSEHOOKS_OPERATOR_TOKEN  token HTTP publishers send as "Authorization: Bearer …" (required)
 //	PULSEHOOKS_REPLICAS        stream and bucket replicas (default 1)
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
+//	PULSEHOOKS_PPROF_ADDR      net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
 // Tracing is configured by the standard OTEL_* variables.
 package main
@@ -36,6 +37,7 @@ type settings struct {
 	configAddr    string
 	internalToken string
 	logLevel      string
+	pprofAddr     string
 	service       ingest.Config
 }
 
@@ -45,6 +47,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 		configAddr:    env.String("127.0.0.1:9090", "PULSEHOOKS_CONFIG_GRPC"),
 		internalToken: env.String("", "PULSEHOOKS_INTERNAL_TOKEN"),
 		logLevel:      env.String("info", "PULSEHOOKS_LOG_LEVEL"),
+		pprofAddr:     env.String("", "PULSEHOOKS_PPROF_ADDR"),
 		service: ingest.Config{
 			HTTPAddr:      env.String(ingest.DefaultHTTPAddr, "PULSEHOOKS_HTTP_ADDR"),
 			OperatorToken: env.Required("PULSEHOOKS_OPERATOR_TOKEN"),
@@ -64,6 +67,7 @@ func run(ctx context.Context) (err error) {
 	}
 	proc, err := process.Start(ctx, process.Options{
 		Service: "ingest", Version: version, NATSURL: s.natsURL, LogLevel: s.logLevel,
+		PprofAddr: s.pprofAddr,
 	})
 	if err != nil {
 		return err

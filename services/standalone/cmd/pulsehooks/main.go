@@ -8,15 +8,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
+	"github.com/pulsehooks/pulsehooks/pkg/pprofserver"
 	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
 	"github.com/pulsehooks/pulsehooks/services/standalone"
 )
@@ -83,12 +80,12 @@ func serve(ctx context.Context, args []string) (err error) {
 	defer func() { err = errors.Join(err, shutdown(context.WithoutCancel(ctx))) }()
 	log := telemetry.NewLogger(os.Stderr, level, "standalone")
 	if *pprofAddr != "" {
-		stopPprof, err := servePprof(*pprofAddr)
+		bound, stopPprof, err := pprofserver.Serve(*pprofAddr)
 		if err != nil {
 			return err
 		}
 		defer stopPprof()
-		log.Info("pprof listening", "addr", *pprofAddr)
+		log.Info("pprof listening", "addr", bound)
 	}
 
 	svc, err := standalone.New(ctx, standalone.Config{
@@ -107,31 +104,4 @@ func serve(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	return svc.Run(ctx)
-}
-
-// servePprof serves the net/http/pprof handlers on their own mux at addr
-// (never on http.DefaultServeMux) and returns the function that stops it.
-// It is off by default: profiles expose the process's internals, so bind it
-// to loopback.
-func servePprof(addr string) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("pprof listener on %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln) // returns http.ErrServerClosed after Close
-	}()
-	return func() {
-		_ = srv.Close() // a CPU profile in progress is cut short
-		<-done
-	}, nil
 }
