@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
@@ -52,6 +55,11 @@ func (s *sender) send(ctx context.Context, ep *configv1.Endpoint, d *eventv1.Del
 		return nil, fmt.Errorf("build request: %w", err)
 	}
 	r := &result{started: started, request: req.Header.Clone(), skipped: skipped}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() {
+		// The client's instrumentation skips unsampled requests (see
+		// newHTTPClient): the endpoint still gets the trace context.
+		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		r.duration = time.Since(started)

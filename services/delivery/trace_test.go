@@ -68,3 +68,36 @@ func TestTraceContinuesFromDelivery(t *testing.T) {
 		t.Errorf("receiver's traceparent parent id = %s, want the HTTP client span %s", got, want)
 	}
 }
+
+// TestUnsampledTraceStillReachesTheEndpoint runs a worker whose traces are
+// not sampled (as without an exporter): no span is recorded, the HTTP client
+// instrumentation is skipped, and the receiver still gets a traceparent of
+// the delivery's trace, flagged unsampled.
+func TestUnsampledTraceStillReachesTheEndpoint(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	ep := newEndpoint(t, rc.srv.URL)
+	e.config.put(ep)
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	e.startWorker(t, testConfig(), workerOptions{tracer: tp})
+
+	fanout := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+	ctx, parent := fanout.Tracer("fanout").Start(context.Background(), "fanout")
+	e.publish(ctx, t, newDelivery(ep))
+	parent.End()
+	traceID := parent.SpanContext().TraceID()
+
+	got := rc.next(t)
+	tp0 := strings.Split(got.header.Get("Traceparent"), "-")
+	if len(tp0) != 4 || tp0[1] != traceID.String() || tp0[3] != "00" {
+		t.Errorf("receiver's traceparent = %q, want trace id %s, flags 00", got.header.Get("Traceparent"), traceID)
+	}
+	if a := e.attempts(t, 1)[0]; a.TraceId != traceID.String() {
+		t.Errorf("attempt trace id = %q, want %s", a.TraceId, traceID)
+	}
+	if n := len(spans.Ended()); n != 0 {
+		t.Errorf("%d spans recorded for an unsampled trace, want none", n)
+	}
+}

@@ -95,7 +95,10 @@ test("redeem a link, add an endpoint with a filter, a header and basic auth, sen
   assert.equal(await page.getByText("s3cret-pass").count(), 0, "the password is never shown back");
 
   await page.getByRole("button", { name: "Reveal" }).click();
-  results.old_secret = (await page.locator(".secret").textContent()).trim();
+  // The secret is fetched when Reveal is clicked: wait for it to replace the dots.
+  const revealed = page.locator(".secret", { hasText: /whsec_/ });
+  await revealed.waitFor();
+  results.old_secret = (await revealed.textContent()).trim();
   assert.match(results.old_secret, /^whsec_/);
   for (const lang of ["python", "node", "go"]) {
     const code = await page.locator(`.verify-code[data-lang=${lang}]`).textContent();
