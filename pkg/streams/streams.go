@@ -154,7 +154,7 @@ func ResendMsgID(messageID, endpointID, resendID string) string {
 func ScheduledDeliveryMsgID(messageID, endpointID, resendID string, attempt, scheduleCount uint32) string {
 	id := DeliveryMsgID(messageID, endpointID)
 	if resendID != "" {
-		id += "." + resendID
+		id = ResendMsgID(messageID, endpointID, resendID)
 	}
 	return id + "." + strconv.FormatUint(uint64(attempt), 10) + "." + strconv.FormatUint(uint64(scheduleCount), 10)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -30,6 +31,7 @@ const (
 // batcher needs no start or stop.
 type doneBatcher struct {
 	rdb redis.UniversalClient
+	ttl time.Duration // of each record
 
 	// roundTrips counts the pipelines written (for tests and debugging).
 	roundTrips atomic.Int64
@@ -47,18 +49,14 @@ type doneRequest struct {
 	result    chan error
 }
 
-func newDoneBatcher(rdb redis.UniversalClient) *doneBatcher {
-	return &doneBatcher{rdb: rdb}
-}
-
 // write queues the record and waits until it is written or ctx ends.
-func (b *doneBatcher) write(ctx context.Context, i idempotency, d *eventv1.Delivery, attemptID string) error {
+func (b *doneBatcher) write(ctx context.Context, d *eventv1.Delivery, attemptID string) error {
 	r := &doneRequest{ctx: ctx, d: d, attemptID: attemptID, result: make(chan error, 1)}
 	b.mu.Lock()
 	b.pending = append(b.pending, r)
 	if b.flushers < maxDoneFlushers {
 		b.flushers++
-		go b.flush(i)
+		go b.flush()
 	}
 	b.mu.Unlock()
 	select {
@@ -70,7 +68,7 @@ func (b *doneBatcher) write(ctx context.Context, i idempotency, d *eventv1.Deliv
 }
 
 // flush writes waiting records, a batch per round trip, until none waits.
-func (b *doneBatcher) flush(i idempotency) {
+func (b *doneBatcher) flush() {
 	for {
 		b.mu.Lock()
 		n := min(len(b.pending), maxDoneBatch)
@@ -84,13 +82,13 @@ func (b *doneBatcher) flush(i idempotency) {
 		copy(batch, b.pending)
 		b.pending = b.pending[n:]
 		b.mu.Unlock()
-		b.writeBatch(i, batch)
+		b.writeBatch(batch)
 	}
 }
 
 // writeBatch writes batch in one pipeline and tells each caller its result.
 // Requests whose callers gave up are left out.
-func (b *doneBatcher) writeBatch(i idempotency, batch []*doneRequest) {
+func (b *doneBatcher) writeBatch(batch []*doneRequest) {
 	live := batch[:0]
 	for _, r := range batch {
 		if r.ctx.Err() == nil {
@@ -106,7 +104,7 @@ func (b *doneBatcher) writeBatch(i idempotency, batch []*doneRequest) {
 	cmds := make([][]redis.Cmder, len(live))
 	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k, r := range live {
-			cmds[k] = i.queueDone(ctx, p, r.d, r.attemptID)
+			cmds[k] = b.queue(ctx, p, r.d, r.attemptID)
 		}
 		return nil
 	})
@@ -115,15 +113,27 @@ func (b *doneBatcher) writeBatch(i idempotency, batch []*doneRequest) {
 	}
 }
 
+// queue queues on p the commands of d's completion record: the record
+// (and, for a resend, the message's record too), and the end of the
+// endpoint's run of failures.
+func (b *doneBatcher) queue(ctx context.Context, p redis.Pipeliner, d *eventv1.Delivery, attemptID string) []redis.Cmder {
+	cmds := []redis.Cmder{p.Set(ctx, deliveryDoneKey(d), attemptID, b.ttl)}
+	if d.GetResendId() != "" {
+		cmds = append(cmds, p.Set(ctx, doneKey(d.GetMessageId(), d.GetEndpointId()), attemptID, b.ttl))
+	}
+	return append(cmds, p.Del(ctx, failingKey(d.GetEndpointId())))
+}
+
 // doneResult is the outcome of one record's commands in a pipeline that
 // returned pipeErr.
 func doneResult(d *eventv1.Delivery, cmds []redis.Cmder, pipeErr error) error {
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
-			return fmt.Errorf("set %s in redis: %w", deliveryDoneKey(d), err)
+			pipeErr = err
+			break
 		}
 	}
-	if pipeErr != nil && len(cmds) == 0 {
+	if pipeErr != nil {
 		return fmt.Errorf("set %s in redis: %w", deliveryDoneKey(d), pipeErr)
 	}
 	return nil

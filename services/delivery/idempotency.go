@@ -26,15 +26,14 @@ const redisTimeout = 3 * time.Second
 type idempotency struct {
 	rdb redis.UniversalClient
 	ttl time.Duration
-	// batch, when set, shares Redis round trips between the completion
-	// records of concurrent deliveries.
+	// batch writes the completion records, sharing Redis round trips
+	// between concurrent deliveries.
 	batch *doneBatcher
 }
 
-// newIdempotency returns the records kept in rdb for ttl, with completion
-// records written in shared round trips.
+// newIdempotency returns the records kept in rdb for ttl.
 func newIdempotency(rdb redis.UniversalClient, ttl time.Duration) idempotency {
-	return idempotency{rdb: rdb, ttl: ttl, batch: newDoneBatcher(rdb)}
+	return idempotency{rdb: rdb, ttl: ttl, batch: &doneBatcher{rdb: rdb, ttl: ttl}}
 }
 
 func doneKey(messageID, endpointID string) string {
@@ -70,24 +69,7 @@ func (i idempotency) done(ctx context.Context, d *eventv1.Delivery) (bool, error
 func (i idempotency) markDone(ctx context.Context, d *eventv1.Delivery, attemptID string) error {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
-	if i.batch != nil {
-		return i.batch.write(ctx, i, d, attemptID)
-	}
-	var cmds []redis.Cmder
-	_, err := i.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		cmds = i.queueDone(ctx, p, d, attemptID)
-		return nil
-	})
-	return doneResult(d, cmds, err)
-}
-
-// queueDone queues on p the commands of markDone and returns them.
-func (i idempotency) queueDone(ctx context.Context, p redis.Pipeliner, d *eventv1.Delivery, attemptID string) []redis.Cmder {
-	cmds := []redis.Cmder{p.Set(ctx, deliveryDoneKey(d), attemptID, i.ttl)}
-	if d.GetResendId() != "" {
-		cmds = append(cmds, p.Set(ctx, doneKey(d.GetMessageId(), d.GetEndpointId()), attemptID, i.ttl))
-	}
-	return append(cmds, p.Del(ctx, failingKey(d.GetEndpointId())))
+	return i.batch.write(ctx, d, attemptID)
 }
 
 // forget removes the record that the message was delivered to the

@@ -31,9 +31,13 @@ type lanes struct {
 type lane struct {
 	key     string
 	running int
-	queue   []*job
-	// since holds when each job in queue was queued.
-	since []time.Time
+	queue   []queuedJob
+}
+
+// queuedJob is a job waiting in a lane, with when it was queued.
+type queuedJob struct {
+	j     *job
+	since time.Time
 }
 
 // dispatched is what dispatch did with a job.
@@ -76,8 +80,7 @@ func (ls *lanes) dispatch(ctx context.Context, key string, j *job) dispatched {
 		go ls.work(ctx, l, j)
 		return started
 	case len(l.queue) < ls.queueCap:
-		l.queue = append(l.queue, j)
-		l.since = append(l.since, time.Now())
+		l.queue = append(l.queue, queuedJob{j: j, since: time.Now()})
 		return queued
 	default:
 		return full
@@ -99,9 +102,9 @@ func (ls *lanes) next(l *lane) *job {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if !ls.stopped && len(l.queue) > 0 {
-		j := l.queue[0]
-		l.queue[0] = nil
-		l.queue, l.since = l.queue[1:], l.since[1:]
+		j := l.queue[0].j
+		l.queue[0] = queuedJob{}
+		l.queue = l.queue[1:]
 		return j
 	}
 	l.running--
@@ -119,8 +122,10 @@ func (ls *lanes) stop() []*job {
 	ls.stopped = true
 	var left []*job
 	for k, l := range ls.byKey {
-		left = append(left, l.queue...)
-		l.queue, l.since = nil, nil
+		for _, q := range l.queue {
+			left = append(left, q.j)
+		}
+		l.queue = nil
 		if l.running == 0 {
 			delete(ls.byKey, k)
 		}
@@ -143,12 +148,12 @@ func (ls *lanes) expire(cutoff time.Time) []expired {
 	var out []expired
 	for _, l := range ls.byKey {
 		n := 0
-		for n < len(l.since) && l.since[n].Before(cutoff) {
-			out = append(out, expired{key: l.key, j: l.queue[n]})
-			l.queue[n] = nil
+		for n < len(l.queue) && l.queue[n].since.Before(cutoff) {
+			out = append(out, expired{key: l.key, j: l.queue[n].j})
+			l.queue[n] = queuedJob{}
 			n++
 		}
-		l.queue, l.since = l.queue[n:], l.since[n:]
+		l.queue = l.queue[n:]
 	}
 	return out
 }

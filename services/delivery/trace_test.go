@@ -17,30 +17,9 @@ import (
 // trace carried in the Delivery's NATS headers, that the HTTP client span is
 // its child, and that the receiver gets a traceparent of the same trace.
 func TestTraceContinuesFromDelivery(t *testing.T) {
-	e := newEnv(t)
-	rc := newReceiver(t, nil)
-	ep := newEndpoint(t, rc.srv.URL)
-	e.config.put(ep)
 	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	e.startWorker(t, testConfig(), workerOptions{tracer: tp})
-
-	// The fanout's span, in another process as far as the worker knows.
-	fanout := sdktrace.NewTracerProvider()
-	ctx, parent := fanout.Tracer("fanout").Start(context.Background(), "fanout")
-	e.publish(ctx, t, newDelivery(ep))
-	parent.End()
+	parent, tp0 := traceOneDelivery(t, spans)
 	traceID := parent.SpanContext().TraceID()
-
-	got := rc.next(t)
-	tp0 := strings.Split(got.header.Get("Traceparent"), "-")
-	if len(tp0) != 4 || tp0[1] != traceID.String() {
-		t.Errorf("receiver's traceparent = %q, want trace id %s", got.header.Get("Traceparent"), traceID)
-	}
-	if a := e.attempts(t, 1)[0]; a.TraceId != traceID.String() {
-		t.Errorf("attempt trace id = %q, want %s", a.TraceId, traceID)
-	}
 
 	var delivery, client sdktrace.ReadOnlySpan
 	testenv.WaitFor(t, waitTimeout, func() error {
@@ -74,16 +53,33 @@ func TestTraceContinuesFromDelivery(t *testing.T) {
 // instrumentation is skipped, and the receiver still gets a traceparent of
 // the delivery's trace, flagged unsampled.
 func TestUnsampledTraceStillReachesTheEndpoint(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	_, tp0 := traceOneDelivery(t, spans, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	if tp0[3] != "00" {
+		t.Errorf("receiver's traceparent flags = %q, want 00 (unsampled)", tp0[3])
+	}
+	if n := len(spans.Ended()); n != 0 {
+		t.Errorf("%d spans recorded for an unsampled trace, want none", n)
+	}
+}
+
+// traceOneDelivery runs a worker whose tracer provider records into spans,
+// and delivers one delivery whose event was published inside a "fanout"
+// span of another provider (in another process, as far as the worker
+// knows), both sampled as opts say (ParentBased by default). It checks
+// that the receiver's traceparent and the attempt record carry that trace,
+// and returns the fanout span and the traceparent's four fields.
+func traceOneDelivery(t *testing.T, spans *tracetest.SpanRecorder, opts ...sdktrace.TracerProviderOption) (trace.Span, []string) {
+	t.Helper()
 	e := newEnv(t)
 	rc := newReceiver(t, nil)
 	ep := newEndpoint(t, rc.srv.URL)
 	e.config.put(ep)
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	tp := sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(spans)}, opts...)...)
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	e.startWorker(t, testConfig(), workerOptions{tracer: tp})
 
-	fanout := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+	fanout := sdktrace.NewTracerProvider(opts...)
 	ctx, parent := fanout.Tracer("fanout").Start(context.Background(), "fanout")
 	e.publish(ctx, t, newDelivery(ep))
 	parent.End()
@@ -91,13 +87,11 @@ func TestUnsampledTraceStillReachesTheEndpoint(t *testing.T) {
 
 	got := rc.next(t)
 	tp0 := strings.Split(got.header.Get("Traceparent"), "-")
-	if len(tp0) != 4 || tp0[1] != traceID.String() || tp0[3] != "00" {
-		t.Errorf("receiver's traceparent = %q, want trace id %s, flags 00", got.header.Get("Traceparent"), traceID)
+	if len(tp0) != 4 || tp0[1] != traceID.String() {
+		t.Fatalf("receiver's traceparent = %q, want trace id %s", got.header.Get("Traceparent"), traceID)
 	}
 	if a := e.attempts(t, 1)[0]; a.TraceId != traceID.String() {
 		t.Errorf("attempt trace id = %q, want %s", a.TraceId, traceID)
 	}
-	if n := len(spans.Ended()); n != 0 {
-		t.Errorf("%d spans recorded for an unsampled trace, want none", n)
-	}
+	return parent, tp0
 }

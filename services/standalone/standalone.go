@@ -202,10 +202,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	return s, nil
 }
 
-// partitions resolves the partition count: an existing DELIVERIES stream
-// keeps its own (a different configured count is refused, as the services
-// refuse it), a new one gets configured or DefaultPartitions.
+// partitions resolves the partition count: a configured one is used as it
+// is (the services refuse one that differs from an existing DELIVERIES
+// stream's); otherwise an existing stream keeps its own and a new one gets
+// DefaultPartitions.
 func (s *Service) partitions(ctx context.Context, configured int) (int, error) {
+	if configured > 0 {
+		return configured, nil
+	}
 	nc, err := nats.Connect(s.nats.ClientURL(), nats.Name("pulsehooks-standalone-setup"))
 	if err != nil {
 		return 0, fmt.Errorf("connect to embedded nats: %w", err)
@@ -218,14 +222,8 @@ func (s *Service) partitions(ctx context.Context, configured int) (int, error) {
 	existing, err := streams.PartitionsOf(ctx, js)
 	switch {
 	case err == nil:
-		if configured > 0 && configured != existing {
-			return 0, fmt.Errorf("the data directory has %d delivery partitions, configuration says %d: the partition count is fixed per data directory", existing, configured)
-		}
 		return existing, nil
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		if configured > 0 {
-			return configured, nil
-		}
 		return DefaultPartitions, nil
 	default:
 		return 0, fmt.Errorf("delivery partitions: %w", err)

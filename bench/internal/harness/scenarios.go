@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
 )
 
 // Bars of the scenarios (the targets).
@@ -407,7 +409,7 @@ func (h *Harness) waitPropagated(ctx context.Context, sys *system, f fleet, n in
 	if err != nil {
 		return 0, err
 	}
-	for deadline := time.Now().Add(time.Minute); settled(ctx, js) != nil && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(time.Minute); streams.Idle(ctx, js) != nil && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return took, h.rc.Reset(ctx)

@@ -202,7 +202,7 @@ func (h *Harness) waitDelivered(ctx context.Context, t traffic, want int64) erro
 				time.Sleep(time.Second)
 				return nil
 			}
-			if err := settled(ctx, js); err == nil {
+			if err := streams.Idle(ctx, js); err == nil {
 				time.Sleep(200 * time.Millisecond)
 				return nil
 			} else if time.Since(lastChange) > stall {
@@ -217,10 +217,4 @@ func (h *Harness) waitDelivered(ctx context.Context, t traffic, want int64) erro
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// settled reports nil once every stored event has been fanned out and every
-// delivery handled.
-func settled(ctx context.Context, js jetstream.JetStream) error {
-	return streams.Idle(ctx, js)
 }
