@@ -136,8 +136,8 @@ func (h *harness) start(o options) {
 	})
 }
 
-// waitReady waits until /readyz answers 200 and the micro service answers
-// pings.
+// waitReady waits until /readyz answers 200 (which it does only once the
+// server has the publish subscription) and the micro service answers pings.
 func (h *harness) waitReady() {
 	h.t.Helper()
 	ping, err := micro.ControlSubject(micro.PingVerb, ServiceName, "")

@@ -22,8 +22,8 @@ func (s *Service) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, healthReply{Status: "ok"})
 }
 
-// handleReadyz answers 200 once the configuration snapshot is loaded and the
-// EVENTS stream answers, and 503 before that and during shutdown.
+// handleReadyz answers 200 once the configuration snapshot is loaded, the
+// NATS queue subscription is in place and the EVENTS stream answers, and 503 before that and during shutdown.
 func (s *Service) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if reason := s.notReady(r.Context()); reason != "" {
 		writeJSON(w, http.StatusServiceUnavailable, healthReply{Status: "unavailable", Reason: reason})
@@ -41,6 +41,9 @@ func (s *Service) notReady(ctx context.Context) string {
 	case <-s.view.Ready():
 	default:
 		return "configuration snapshot not loaded yet"
+	}
+	if !s.serving.Load() {
+		return "not subscribed to " + streams.IngestSubject + " yet"
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
 	defer cancel()

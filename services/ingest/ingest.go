@@ -55,6 +55,9 @@ type Service struct {
 	http      *http.Server
 	// stopping is set when shutdown starts; /readyz then fails.
 	stopping atomic.Bool
+	// serving is set once the NATS server has the queue subscription, so
+	// /readyz does not pass while NATS publishers would get no responders.
+	serving atomic.Bool
 }
 
 // New checks cfg, ensures the EVENTS stream and the idempotency bucket, and
@@ -161,6 +164,7 @@ func (s *Service) serveNATS(ctx, base context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
+	s.awaitSubscribed(ctx)
 	s.log.Info("ingest serving", "subject", streams.IngestSubject, "queue", streams.IngestQueue, "http", s.HTTPAddr())
 	<-ctx.Done()
 	s.stopping.Store(true)
@@ -179,6 +183,27 @@ func (s *Service) serveNATS(ctx, base context.Context) error {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	return nil
+}
+
+// awaitSubscribed sets serving once a flush proves the server has processed
+// the queue subscription; from then on requests from any connection reach
+// this replica. While NATS is unreachable it tries again each second: the
+// client re-sends the subscription when it reconnects.
+func (s *Service) awaitSubscribed(ctx context.Context) {
+	for {
+		fctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := s.nc.FlushWithContext(fctx)
+		cancel()
+		if err == nil {
+			s.serving.Store(true)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // accept validates in and stores it: the path both transports share.
