@@ -96,6 +96,9 @@ func (s *Service) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, publishReply{MessageID: res.messageID, Duplicate: res.duplicate})
+	// The reply goes out before the idempotency bookkeeping.
+	_ = http.NewResponseController(w).Flush()
+	s.publisher.finish(ctx, res)
 }
 
 // authorize accepts the operator token as a bearer token, compared in

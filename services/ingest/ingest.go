@@ -206,7 +206,8 @@ func (s *Service) awaitSubscribed(ctx context.Context) {
 	}
 }
 
-// accept validates in and stores it: the path both transports share.
+// accept validates in and stores it: the path both transports share. Once
+// the caller has replied, it calls s.publisher.finish with the result.
 func (s *Service) accept(ctx context.Context, in input) (result, error) {
 	select {
 	case <-s.view.Ready():

@@ -155,6 +155,8 @@ func (h *Harness) Run(ctx context.Context) (_ []Result, err error) {
 		if h.opts.Work, err = os.MkdirTemp("", "pulsehooks-bench-"); err != nil {
 			return nil, err
 		}
+	} else if err := os.MkdirAll(h.opts.Work, 0o755); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
 	}
 	h.work = h.opts.Work
 	h.logf("work directory %s (logs and data)", h.work)
