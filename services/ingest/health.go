@@ -23,7 +23,8 @@ func (s *Service) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // handleReadyz answers 200 once the configuration snapshot is loaded, the
-// NATS queue subscription is in place and the EVENTS stream answers, and 503 before that and during shutdown.
+// NATS queue subscription is in place and the EVENTS stream answers, and
+// 503 before that and during shutdown.
 func (s *Service) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if reason := s.notReady(r.Context()); reason != "" {
 		writeJSON(w, http.StatusServiceUnavailable, healthReply{Status: "unavailable", Reason: reason})

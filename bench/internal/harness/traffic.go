@@ -136,6 +136,11 @@ func (h *Harness) runTraffic(ctx context.Context, t traffic, res *Result) error 
 	if err != nil {
 		return err
 	}
+	if h.opts.Keep {
+		if err := writeReceipts(filepath.Join(dir, "receipts.tsv"), got); err != nil {
+			return err
+		}
+	}
 	st, err := h.rc.Stats(ctx)
 	if err != nil {
 		return err
@@ -217,4 +222,18 @@ func (h *Harness) waitDelivered(ctx context.Context, t traffic, want int64) erro
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// writeReceipts writes the receiver's receipts as TSV (webhook-id,
+// endpoint, receive time in Unix nanoseconds, status), kept beside the load
+// generator's acks.tsv for looking into a run afterwards.
+func writeReceipts(path string, receipts []records.Receipt) error {
+	var b strings.Builder
+	for _, r := range receipts {
+		fmt.Fprintf(&b, "%s\t%s\t%d\t%d\n", r.ID, r.Endpoint, r.At, r.Status)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write receipts: %w", err)
+	}
+	return nil
 }
