@@ -96,10 +96,6 @@ func (s *Service) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, publishReply{MessageID: res.messageID, Duplicate: res.duplicate})
-	// The reply goes out before the idempotency bookkeeping, which goes on
-	// if the client hangs up meanwhile.
-	_ = http.NewResponseController(w).Flush()
-	s.publisher.finish(context.WithoutCancel(ctx), res)
 }
 
 // authorize accepts the operator token as a bearer token, compared in

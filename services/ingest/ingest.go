@@ -206,8 +206,7 @@ func (s *Service) awaitSubscribed(ctx context.Context) {
 	}
 }
 
-// accept validates in and stores it: the path both transports share. Once
-// the caller has replied, it calls s.publisher.finish with the result.
+// accept validates in and stores it: the path both transports share.
 func (s *Service) accept(ctx context.Context, in input) (result, error) {
 	select {
 	case <-s.view.Ready():

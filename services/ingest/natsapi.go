@@ -97,9 +97,6 @@ func (s *Service) handleNATS(ctx context.Context, in inbound) {
 		s.replyError(ctx, in, err)
 		return
 	}
-	// The idempotency bookkeeping comes after the reply, the publisher
-	// does not wait for it.
-	defer s.publisher.finish(ctx, res)
 	body, err := proto.Marshal(&eventv1.PublishResponse{MessageId: res.messageID, Duplicate: res.duplicate})
 	if err != nil {
 		s.replyError(ctx, in, fmt.Errorf("encode reply: %w", err))

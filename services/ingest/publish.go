@@ -35,9 +35,6 @@ type result struct {
 	// duplicate is true when nothing new was stored: the idempotency key had
 	// been used, or the stream already held the message id.
 	duplicate bool
-	// pending is the idempotency claim to mark done once the publisher has
-	// its reply (publisher.finish); nil when there is none.
-	pending *idemClaim
 }
 
 // publisher stores validated events in EVENTS, honouring idempotency keys.
@@ -51,10 +48,7 @@ type publisher struct {
 // store stores ev and returns its message id once the stream acknowledged
 // it. With an idempotency key, the first publish of the key claims a message
 // id; later ones get that id back, re-publishing it unless it is known to be
-// stored (the stream's duplicate window drops the copy). The caller replies
-// and then calls finish, which marks the key's record done: the publisher
-// does not wait for that bookkeeping, and a retry that arrives before it
-// re-publishes the same message id, which the duplicate window drops.
+// stored (the stream's duplicate window drops the copy).
 //
 // The one case that can store an event twice: a publisher stored the event
 // but died before marking its record done, and the key is retried after the
@@ -120,23 +114,14 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 	if err != nil {
 		return result{}, err
 	}
-	res := result{messageID: msgID, duplicate: ack.Duplicate}
 	if ev.idempotencyKey != "" {
-		res.pending = &claim
+		if err := p.idem.markDone(ctx, claim); err != nil {
+			// The event is stored; a retry of this key re-publishes the
+			// same message id, which the duplicate window drops.
+			p.log.WarnContext(ctx, "idempotency record not marked done", "message_id", msgID, "err", err)
+		}
 	}
-	return res, nil
-}
-
-// finish marks the idempotency record of res done, if it has one to mark.
-func (p *publisher) finish(ctx context.Context, res result) {
-	if res.pending == nil {
-		return
-	}
-	if err := p.idem.markDone(ctx, *res.pending); err != nil {
-		// The event is stored; a retry of this key re-publishes the same
-		// message id, which the duplicate window drops.
-		p.log.WarnContext(ctx, "idempotency record not marked done", "message_id", res.messageID, "err", err)
-	}
+	return result{messageID: msgID, duplicate: ack.Duplicate}, nil
 }
 
 // append publishes the event to EVENTS with msgID as Nats-Msg-Id and the
