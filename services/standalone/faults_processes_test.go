@@ -1,7 +1,6 @@
 package standalone_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -293,41 +292,19 @@ func (p ingestPublisher) publish(tenantID, jobID string) (string, error) {
 	return accepted.MessageID, nil
 }
 
-// tryCall is call without the testing.T: it returns what fails.
+// tryCall is call without the testing.T: it returns what fails, and
+// decodes only a successful answer.
 func tryCall(method, url string, headers map[string]string, body any, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		buf, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, url, rd)
+	status, raw, err := request(method, url, headers, body)
 	if err != nil {
 		return 0, err
 	}
-	if rd != nil {
-		req.Header.Set("content-type", "application/json")
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	if out != nil && len(raw) > 0 && resp.StatusCode < 300 {
+	if out != nil && len(raw) > 0 && status < 300 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: decode %q: %w", method, url, raw, err)
+			return status, fmt.Errorf("%s %s: decode %q: %w", method, url, raw, err)
 		}
 	}
-	return resp.StatusCode, nil
+	return status, nil
 }
 
 // createEndpoints makes one endpoint per name, subscribed to

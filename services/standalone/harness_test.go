@@ -105,6 +105,21 @@ func (s *system) stop() {
 // call makes an HTTP request with a JSON body and decodes a JSON answer.
 func call(t *testing.T, method, url string, headers map[string]string, body any, out any) int {
 	t.Helper()
+	status, raw, err := request(method, url, headers, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode %q: %v", method, url, raw, err)
+		}
+	}
+	return status
+}
+
+// request sends an HTTP request with body (nil, raw []byte or string, or a
+// value encoded as JSON) and returns the status and the whole answer.
+func request(method, url string, headers map[string]string, body any) (int, []byte, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -115,13 +130,13 @@ func call(t *testing.T, method, url string, headers map[string]string, body any,
 	default:
 		buf, err := json.Marshal(b)
 		if err != nil {
-			t.Fatalf("encode body: %v", err)
+			return 0, nil, fmt.Errorf("encode body: %w", err)
 		}
 		rd = bytes.NewReader(buf)
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		t.Fatalf("new request: %v", err)
+		return 0, nil, fmt.Errorf("new request: %w", err)
 	}
 	if rd != nil {
 		req.Header.Set("content-type", "application/json")
@@ -131,19 +146,14 @@ func call(t *testing.T, method, url string, headers map[string]string, body any,
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("read %s %s: %v", method, url, err)
+		return 0, nil, fmt.Errorf("read %s %s: %w", method, url, err)
 	}
-	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: decode %q: %v", method, url, raw, err)
-		}
-	}
-	return resp.StatusCode
+	return resp.StatusCode, raw, nil
 }
 
 // tenant is a tenant made through the operator API, with an API key.
