@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pulsehooks/pulsehooks/pkg/lazylog"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/retryq"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
@@ -63,22 +64,33 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	d := j.delivery
 	n := d.GetAttempt() + 1 // the attempt about to be made
 	ctx = natsx.Extract(ctx, j.current().Headers())
-	ctx, span := dl.tracer.Start(ctx, "delivery",
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
+	ctx, span := dl.tracer.Start(ctx, "delivery", trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	// Attributes cost allocations on every delivery; unsampled spans (the
+	// default without an exporter) and logs below error level on the
+	// success path never use them, so both are added only when needed.
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(
 			attribute.String("pulsehooks.tenant_id", d.GetTenantId()),
 			attribute.String("pulsehooks.endpoint_id", d.GetEndpointId()),
 			attribute.String("pulsehooks.message_id", d.GetMessageId()),
 			attribute.String("pulsehooks.event_type", d.GetEventType()),
 			attribute.Int("pulsehooks.attempt", int(n)),
-		))
-	defer span.End()
-	log := dl.log.With("tenant_id", d.GetTenantId(), "endpoint_id", d.GetEndpointId(),
-		"message_id", d.GetMessageId(), "event_type", d.GetEventType(), "attempt", n)
-	if id := d.GetResendId(); id != "" {
-		log = log.With("resend_id", id)
-		span.SetAttributes(attribute.String("pulsehooks.resend_id", id))
+		)
 	}
+	attrs := []slog.Attr{
+		slog.String("tenant_id", d.GetTenantId()), slog.String("endpoint_id", d.GetEndpointId()),
+		slog.String("message_id", d.GetMessageId()), slog.String("event_type", d.GetEventType()),
+		slog.Uint64("attempt", uint64(n)),
+	}
+	if id := d.GetResendId(); id != "" {
+		attrs = append(attrs, slog.String("resend_id", id))
+		if recording {
+			span.SetAttributes(attribute.String("pulsehooks.resend_id", id))
+		}
+	}
+	log := lazylog.With(dl.log, attrs...)
 
 	ep, ok := dl.endpoints.Endpoint(d.GetEndpointId())
 	switch {
@@ -139,9 +151,11 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		log.WarnContext(ctx, "custom headers not sent: reserved or malformed", "headers", r.skipped)
 	}
 	a := newAttempt(ctx, d, ep, n, r)
-	span.SetAttributes(attribute.String("pulsehooks.outcome", a.GetOutcome().String()), attribute.String("pulsehooks.attempt_id", a.GetId()))
-	if r.status != 0 {
-		span.SetAttributes(attribute.Int("http.response.status_code", r.status))
+	if recording {
+		span.SetAttributes(attribute.String("pulsehooks.outcome", a.GetOutcome().String()), attribute.String("pulsehooks.attempt_id", a.GetId()))
+		if r.status != 0 {
+			span.SetAttributes(attribute.Int("http.response.status_code", r.status))
+		}
 	}
 	if r.outcome != eventv1.Outcome_OUTCOME_SUCCESS {
 		span.SetStatus(codes.Error, a.GetOutcome().String())

@@ -21,6 +21,12 @@ type lanes struct {
 	queueCap    int
 	run         func(context.Context, *job)
 	wg          sync.WaitGroup
+	// idle hands a lane run to a worker goroutine waiting for one, so that
+	// a burst of deliveries (one per endpoint in a fan-out) reuses
+	// goroutines, and their grown stacks, instead of starting one each.
+	idle chan laneRun
+	// quit ends the idle workers at stop.
+	quit chan struct{}
 
 	mu      sync.Mutex
 	byKey   map[string]*lane
@@ -33,6 +39,17 @@ type lane struct {
 	running int
 	queue   []queuedJob
 }
+
+// laneRun is a job to run in a lane, followed by the lane's waiting jobs.
+type laneRun struct {
+	ctx context.Context
+	l   *lane
+	j   *job
+}
+
+// idleWorkerTTL is how long a worker goroutine waits for another lane run
+// before it ends.
+const idleWorkerTTL = 2 * time.Second
 
 // queuedJob is a job waiting in a lane, with when it was queued.
 type queuedJob struct {
@@ -56,7 +73,10 @@ const (
 )
 
 func newLanes(concurrency, queueCap int, run func(context.Context, *job)) *lanes {
-	return &lanes{concurrency: concurrency, queueCap: queueCap, run: run, byKey: map[string]*lane{}}
+	return &lanes{
+		concurrency: concurrency, queueCap: queueCap, run: run, byKey: map[string]*lane{},
+		idle: make(chan laneRun), quit: make(chan struct{}),
+	}
 }
 
 // dispatch hands j to the lane of key: it starts now if the lane has a free
@@ -77,13 +97,36 @@ func (ls *lanes) dispatch(ctx context.Context, key string, j *job) dispatched {
 	case l.running < ls.concurrency:
 		l.running++
 		ls.wg.Add(1)
-		go ls.work(ctx, l, j)
+		r := laneRun{ctx: ctx, l: l, j: j}
+		select {
+		case ls.idle <- r:
+		default:
+			go ls.worker(r)
+		}
 		return started
 	case len(l.queue) < ls.queueCap:
 		l.queue = append(l.queue, queuedJob{j: j, since: time.Now()})
 		return queued
 	default:
 		return full
+	}
+}
+
+// worker carries out r, then further lane runs handed to it while it waits
+// idle, until none comes for idleWorkerTTL or the lanes stop.
+func (ls *lanes) worker(r laneRun) {
+	t := time.NewTimer(idleWorkerTTL)
+	defer t.Stop()
+	for {
+		ls.work(r.ctx, r.l, r.j)
+		t.Reset(idleWorkerTTL)
+		select {
+		case r = <-ls.idle:
+		case <-t.C:
+			return
+		case <-ls.quit:
+			return
+		}
 	}
 }
 
@@ -119,6 +162,9 @@ func (ls *lanes) next(l *lane) *job {
 func (ls *lanes) stop() []*job {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	if !ls.stopped {
+		close(ls.quit)
+	}
 	ls.stopped = true
 	var left []*job
 	for k, l := range ls.byKey {

@@ -2,7 +2,10 @@ package delivery
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,5 +167,58 @@ func TestLanesStop(t *testing.T) {
 	ls.wait()
 	if got, want := r.startedOrder(), []uint64{1}; !slices.Equal(got, want) {
 		t.Errorf("jobs run = %v, want only the one in flight %v", got, want)
+	}
+}
+
+// goroutineID is the id of the calling goroutine, from its stack header.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	f := strings.Fields(string(buf))
+	if len(f) < 2 {
+		return ""
+	}
+	return f[1]
+}
+
+func TestLanesReuseIdleWorkers(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		ids = map[string]int{}
+	)
+	done := make(chan struct{}, 1)
+	ls := newLanes(1, 0, func(context.Context, *job) {
+		mu.Lock()
+		ids[goroutineID()]++
+		mu.Unlock()
+		done <- struct{}{}
+	})
+	const runs = 50
+	for i := range runs {
+		// A different endpoint each time, as in a fan-out.
+		if got := ls.dispatch(context.Background(), fmt.Sprintf("ep_%d", i), &job{seq: uint64(i)}); got != started {
+			t.Fatalf("dispatch %d = %v, want started", i, got)
+		}
+		<-done
+		time.Sleep(5 * time.Millisecond) // let the worker go idle
+	}
+	mu.Lock()
+	distinct := len(ids)
+	mu.Unlock()
+	// Without reuse every run has a goroutine of its own (50); a slow
+	// machine may occasionally start a second worker before the first is idle.
+	if distinct > runs/5 {
+		t.Errorf("%d runs used %d goroutines; idle workers were not reused", runs, distinct)
+	}
+
+	base := runtime.NumGoroutine()
+	ls.stop()
+	ls.wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() >= base && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n >= base {
+		t.Errorf("idle workers still running after stop: %d goroutines, %d before stop", n, base)
 	}
 }

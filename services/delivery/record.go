@@ -45,7 +45,7 @@ func newAttempt(ctx context.Context, d *eventv1.Delivery, ep *configv1.Endpoint,
 		DurationUs:      r.duration.Microseconds(),
 		Outcome:         r.outcome,
 		StatusCode:      int32(r.status),
-		RequestHeaders:  headerList(r.request),
+		RequestHeaders:  r.request,
 		ResponseHeaders: headerList(r.response),
 		ResponseBody:    r.body,
 	}

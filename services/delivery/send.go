@@ -29,8 +29,9 @@ type result struct {
 	outcome  eventv1.Outcome
 	status   int
 	err      error
-	// request is the header sent, before redaction.
-	request  http.Header
+	// request is the header sent, as recorded: redacted and bounded (the
+	// trace context added for unsampled requests is not included).
+	request  []*eventv1.Header
 	response http.Header
 	body     []byte
 	// skipped lists custom headers that were not sent.
@@ -54,7 +55,7 @@ func (s *sender) send(ctx context.Context, ep *configv1.Endpoint, d *eventv1.Del
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
-	r := &result{started: started, request: req.Header.Clone(), skipped: skipped}
+	r := &result{started: started, request: headerList(req.Header), skipped: skipped}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() {
 		// The client's instrumentation skips unsampled requests (see
 		// newHTTPClient): the endpoint still gets the trace context.
