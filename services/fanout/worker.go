@@ -64,21 +64,25 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	ev := &w.event
 	ctx = natsx.Extract(ctx, msg.Headers())
-	ctx, span := w.s.tracer.Start(ctx, "fanout",
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
+	ctx, span := w.s.tracer.Start(ctx, "fanout", trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	// Attributes allocate on every event; unsampled spans drop them.
+	if span.IsRecording() {
+		span.SetAttributes(
 			attrTenant.String(ev.GetTenantId()),
 			attrEventType.String(ev.GetEventType()),
 			attrMessageID.String(ev.GetMessageId()),
-		))
-	defer span.End()
+		)
+	}
 
 	// A fan-out done again may store deliveries again (once the stream's
 	// duplicate window has passed): they are marked so that delivery checks
 	// whether they were completed before.
 	redo := meta.NumDelivered > 1 || msg.Headers().Get(streams.RedoHeader) != ""
 	n, err := w.fanOut(ctx, msg, meta.Sequence.Stream, redo)
-	span.SetAttributes(attrDeliveries.Int(n))
+	if span.IsRecording() {
+		span.SetAttributes(attrDeliveries.Int(n))
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "fan-out failed")

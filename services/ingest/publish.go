@@ -55,16 +55,19 @@ type publisher struct {
 // EVENTS duplicate window (streams.Options.DuplicateWindow) has passed.
 func (p *publisher) store(ctx context.Context, ev event) (result, error) {
 	subject := streams.EventSubject(ev.tenantID, ev.eventType)
-	ctx, span := p.tracer.Start(ctx, "ingest publish",
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+	ctx, span := p.tracer.Start(ctx, "ingest publish", trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	// Attributes allocate on every event; unsampled spans (the default
+	// without an exporter) drop them, so they are set only when recorded.
+	if span.IsRecording() {
+		span.SetAttributes(
 			attrTenant.String(ev.tenantID),
 			attrEventType.String(ev.eventType),
 			attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.operation.type", "send"),
 			attribute.String("messaging.destination.name", subject),
-		))
-	defer span.End()
+		)
+	}
 
 	res, err := p.storeTraced(ctx, ev, subject, span)
 	if err != nil {
@@ -72,7 +75,9 @@ func (p *publisher) store(ctx context.Context, ev event) (result, error) {
 		span.SetStatus(codes.Error, asProblem(err).message)
 		return result{}, err
 	}
-	span.SetAttributes(attrDuplicate.Bool(res.duplicate))
+	if span.IsRecording() {
+		span.SetAttributes(attrDuplicate.Bool(res.duplicate))
+	}
 	return res, nil
 }
 
@@ -93,7 +98,9 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 			return result{}, unavailable("idempotency store unavailable, retry later", err)
 		}
 		msgID = claim.MessageID
-		span.SetAttributes(attrMessageID.String(msgID))
+		if span.IsRecording() {
+			span.SetAttributes(attrMessageID.String(msgID))
+		}
 		if claim.State == stateDone {
 			return result{messageID: msgID, duplicate: true}, nil
 		}
@@ -102,7 +109,9 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 			ev.timestamp = time.UnixMilli(claim.TimestampMS).UTC()
 		}
 	} else {
-		span.SetAttributes(attrMessageID.String(msgID))
+		if span.IsRecording() {
+			span.SetAttributes(attrMessageID.String(msgID))
+		}
 	}
 
 	// A key seen before is published again (the first publisher may have
