@@ -1,6 +1,9 @@
 // Command natsd runs a nats-server with JetStream, embedded from its Go
 // module, for the benchmark's processes shape (each service its own process).
-// It prints {"url":…} on stdout once it accepts connections.
+// It prints {"url":…} on stdout once it accepts connections, and, when it
+// stops, the messages and bytes it received from and sent to its clients on
+// stderr (a line of JSON: in_msgs, out_msgs, in_bytes, out_bytes), so a kept
+// run shows how many NATS messages the system exchanged.
 //
 //	natsd -port 4222 -store /tmp/js
 package main
@@ -62,6 +65,12 @@ func run(ctx context.Context, args []string) error {
 	line, _ := json.Marshal(map[string]string{"url": srv.ClientURL()})
 	fmt.Println(string(line))
 	<-ctx.Done()
+	if v, err := srv.Varz(nil); err == nil {
+		counts, _ := json.Marshal(map[string]int64{
+			"in_msgs": v.InMsgs, "out_msgs": v.OutMsgs, "in_bytes": v.InBytes, "out_bytes": v.OutBytes,
+		})
+		fmt.Fprintln(os.Stderr, string(counts))
+	}
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	return nil
