@@ -66,9 +66,11 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	ctx = natsx.Extract(ctx, j.current().Headers())
 	ctx, span := dl.tracer.Start(ctx, "delivery", trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
-	// Attributes cost allocations on every delivery; unsampled spans (the
-	// default without an exporter) and logs below error level on the
-	// success path never use them, so both are added only when needed.
+	// Attributes cost allocations on every delivery, and most deliveries
+	// use none: unsampled spans (the default without an exporter) drop
+	// them, and a successful delivery writes no log record at info level.
+	// So span attributes are set only on recorded spans, and the log's are
+	// rendered only into records actually written (lazylog).
 	recording := span.IsRecording()
 	if recording {
 		span.SetAttributes(
