@@ -13,15 +13,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/pulsehooks/pulsehooks/pkg/embedded"
+	"github.com/pulsehooks/pulsehooks/pkg/pprofserver"
 )
 
 func main() {
@@ -46,17 +43,11 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("-store is required")
 	}
 	if *pprofAddr != "" {
-		ln, err := net.Listen("tcp", *pprofAddr)
+		_, stop, err := pprofserver.Serve(*pprofAddr)
 		if err != nil {
 			return err
 		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = hs.Serve(ln) }()
-		defer func() { _ = hs.Close() }()
+		defer stop()
 	}
 	srv, err := embedded.StartNATS(embedded.NATSConfig{Port: *port, StoreDir: *store, ServerName: "pulsehooks-bench"})
 	if err != nil {
