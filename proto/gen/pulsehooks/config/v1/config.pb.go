@@ -138,7 +138,10 @@ type Tenant struct {
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// revision is the store revision of this version of the object.
-	Revision      uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// quotas are the operator's overrides of the deployment's quotas for this
+	// tenant; an unset field takes the deployment default.
+	Quotas        *TenantQuotas `protobuf:"bytes,5,opt,name=quotas,proto3" json:"quotas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,6 +204,88 @@ func (x *Tenant) GetRevision() uint64 {
 	return 0
 }
 
+func (x *Tenant) GetQuotas() *TenantQuotas {
+	if x != nil {
+		return x.Quotas
+	}
+	return nil
+}
+
+// TenantQuotas are per-tenant overrides of the deployment's quotas. Each
+// field, when set, is at least 1.
+type TenantQuotas struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// endpoints is the most endpoints the tenant may have.
+	Endpoints *uint32 `protobuf:"varint,1,opt,name=endpoints,proto3,oneof" json:"endpoints,omitempty"`
+	// headers_per_endpoint is the most custom headers one endpoint may have.
+	HeadersPerEndpoint *uint32 `protobuf:"varint,2,opt,name=headers_per_endpoint,json=headersPerEndpoint,proto3,oneof" json:"headers_per_endpoint,omitempty"`
+	// ingest_events_per_second is the sustained rate of events ingest accepts
+	// for the tenant.
+	IngestEventsPerSecond *uint32 `protobuf:"varint,3,opt,name=ingest_events_per_second,json=ingestEventsPerSecond,proto3,oneof" json:"ingest_events_per_second,omitempty"`
+	// ingest_burst is how many events ingest accepts at once above that rate.
+	IngestBurst   *uint32 `protobuf:"varint,4,opt,name=ingest_burst,json=ingestBurst,proto3,oneof" json:"ingest_burst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantQuotas) Reset() {
+	*x = TenantQuotas{}
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantQuotas) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantQuotas) ProtoMessage() {}
+
+func (x *TenantQuotas) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantQuotas.ProtoReflect.Descriptor instead.
+func (*TenantQuotas) Descriptor() ([]byte, []int) {
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TenantQuotas) GetEndpoints() uint32 {
+	if x != nil && x.Endpoints != nil {
+		return *x.Endpoints
+	}
+	return 0
+}
+
+func (x *TenantQuotas) GetHeadersPerEndpoint() uint32 {
+	if x != nil && x.HeadersPerEndpoint != nil {
+		return *x.HeadersPerEndpoint
+	}
+	return 0
+}
+
+func (x *TenantQuotas) GetIngestEventsPerSecond() uint32 {
+	if x != nil && x.IngestEventsPerSecond != nil {
+		return *x.IngestEventsPerSecond
+	}
+	return 0
+}
+
+func (x *TenantQuotas) GetIngestBurst() uint32 {
+	if x != nil && x.IngestBurst != nil {
+		return *x.IngestBurst
+	}
+	return 0
+}
+
 // EventType is one entry of the event-type catalog.
 type EventType struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -218,7 +303,7 @@ type EventType struct {
 
 func (x *EventType) Reset() {
 	*x = EventType{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[1]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +315,7 @@ func (x *EventType) String() string {
 func (*EventType) ProtoMessage() {}
 
 func (x *EventType) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[1]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +328,7 @@ func (x *EventType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventType.ProtoReflect.Descriptor instead.
 func (*EventType) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{1}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *EventType) GetName() string {
@@ -303,7 +388,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[2]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +400,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[2]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +413,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Secret) GetKey() string {
@@ -363,7 +448,7 @@ type BasicAuth struct {
 
 func (x *BasicAuth) Reset() {
 	*x = BasicAuth{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[3]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +460,7 @@ func (x *BasicAuth) String() string {
 func (*BasicAuth) ProtoMessage() {}
 
 func (x *BasicAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[3]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +473,7 @@ func (x *BasicAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BasicAuth.ProtoReflect.Descriptor instead.
 func (*BasicAuth) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BasicAuth) GetUsername() string {
@@ -435,7 +520,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[4]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +532,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[4]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +545,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Endpoint) GetId() string {
@@ -579,7 +664,7 @@ type GetEndpointRequest struct {
 
 func (x *GetEndpointRequest) Reset() {
 	*x = GetEndpointRequest{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[5]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +676,7 @@ func (x *GetEndpointRequest) String() string {
 func (*GetEndpointRequest) ProtoMessage() {}
 
 func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[5]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +689,7 @@ func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEndpointRequest.ProtoReflect.Descriptor instead.
 func (*GetEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetEndpointRequest) GetTenantId() string {
@@ -631,7 +716,7 @@ type GetEndpointResponse struct {
 
 func (x *GetEndpointResponse) Reset() {
 	*x = GetEndpointResponse{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[6]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +728,7 @@ func (x *GetEndpointResponse) String() string {
 func (*GetEndpointResponse) ProtoMessage() {}
 
 func (x *GetEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[6]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +741,7 @@ func (x *GetEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEndpointResponse.ProtoReflect.Descriptor instead.
 func (*GetEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetEndpointResponse) GetEndpoint() *Endpoint {
@@ -676,7 +761,7 @@ type ListEndpointsRequest struct {
 
 func (x *ListEndpointsRequest) Reset() {
 	*x = ListEndpointsRequest{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[7]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +773,7 @@ func (x *ListEndpointsRequest) String() string {
 func (*ListEndpointsRequest) ProtoMessage() {}
 
 func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[7]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +786,7 @@ func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListEndpointsRequest) GetTenantId() string {
@@ -721,7 +806,7 @@ type ListEndpointsResponse struct {
 
 func (x *ListEndpointsResponse) Reset() {
 	*x = ListEndpointsResponse{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[8]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +818,7 @@ func (x *ListEndpointsResponse) String() string {
 func (*ListEndpointsResponse) ProtoMessage() {}
 
 func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[8]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +831,7 @@ func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListEndpointsResponse) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListEndpointsResponse) GetEndpoints() []*Endpoint {
@@ -770,7 +855,7 @@ type DisableEndpointRequest struct {
 
 func (x *DisableEndpointRequest) Reset() {
 	*x = DisableEndpointRequest{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[9]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +867,7 @@ func (x *DisableEndpointRequest) String() string {
 func (*DisableEndpointRequest) ProtoMessage() {}
 
 func (x *DisableEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[9]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +880,7 @@ func (x *DisableEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableEndpointRequest.ProtoReflect.Descriptor instead.
 func (*DisableEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DisableEndpointRequest) GetTenantId() string {
@@ -832,7 +917,7 @@ type DisableEndpointResponse struct {
 
 func (x *DisableEndpointResponse) Reset() {
 	*x = DisableEndpointResponse{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[10]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +929,7 @@ func (x *DisableEndpointResponse) String() string {
 func (*DisableEndpointResponse) ProtoMessage() {}
 
 func (x *DisableEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[10]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +942,7 @@ func (x *DisableEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableEndpointResponse.ProtoReflect.Descriptor instead.
 func (*DisableEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DisableEndpointResponse) GetEndpoint() *Endpoint {
@@ -884,7 +969,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[11]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -896,7 +981,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[11]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -909,7 +994,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchRequest) GetKinds() []Kind {
@@ -935,7 +1020,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[12]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1032,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[12]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1045,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Change) GetOp() Op {
@@ -1041,7 +1126,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[13]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1138,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[13]
+	mi := &file_pulsehooks_config_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1151,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_pulsehooks_config_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchResponse) GetChanges() []*Change {
@@ -1094,13 +1179,24 @@ var File_pulsehooks_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_pulsehooks_config_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"!pulsehooks/config/v1/config.proto\x12\x14pulsehooks.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n" +
+	"!pulsehooks/config/v1/config.proto\x12\x14pulsehooks.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x01\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x04R\brevision\"\xe2\x01\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\x12:\n" +
+	"\x06quotas\x18\x05 \x01(\v2\".pulsehooks.config.v1.TenantQuotasR\x06quotas\"\xa3\x02\n" +
+	"\fTenantQuotas\x12!\n" +
+	"\tendpoints\x18\x01 \x01(\rH\x00R\tendpoints\x88\x01\x01\x125\n" +
+	"\x14headers_per_endpoint\x18\x02 \x01(\rH\x01R\x12headersPerEndpoint\x88\x01\x01\x12<\n" +
+	"\x18ingest_events_per_second\x18\x03 \x01(\rH\x02R\x15ingestEventsPerSecond\x88\x01\x01\x12&\n" +
+	"\fingest_burst\x18\x04 \x01(\rH\x03R\vingestBurst\x88\x01\x01B\f\n" +
+	"\n" +
+	"_endpointsB\x17\n" +
+	"\x15_headers_per_endpointB\x1b\n" +
+	"\x19_ingest_events_per_secondB\x0f\n" +
+	"\r_ingest_burst\"\xe2\x01\n" +
 	"\tEventType\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
@@ -1204,59 +1300,61 @@ func file_pulsehooks_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_pulsehooks_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pulsehooks_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_pulsehooks_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_pulsehooks_config_v1_config_proto_goTypes = []any{
 	(Kind)(0),                       // 0: pulsehooks.config.v1.Kind
 	(Op)(0),                         // 1: pulsehooks.config.v1.Op
 	(*Tenant)(nil),                  // 2: pulsehooks.config.v1.Tenant
-	(*EventType)(nil),               // 3: pulsehooks.config.v1.EventType
-	(*Secret)(nil),                  // 4: pulsehooks.config.v1.Secret
-	(*BasicAuth)(nil),               // 5: pulsehooks.config.v1.BasicAuth
-	(*Endpoint)(nil),                // 6: pulsehooks.config.v1.Endpoint
-	(*GetEndpointRequest)(nil),      // 7: pulsehooks.config.v1.GetEndpointRequest
-	(*GetEndpointResponse)(nil),     // 8: pulsehooks.config.v1.GetEndpointResponse
-	(*ListEndpointsRequest)(nil),    // 9: pulsehooks.config.v1.ListEndpointsRequest
-	(*ListEndpointsResponse)(nil),   // 10: pulsehooks.config.v1.ListEndpointsResponse
-	(*DisableEndpointRequest)(nil),  // 11: pulsehooks.config.v1.DisableEndpointRequest
-	(*DisableEndpointResponse)(nil), // 12: pulsehooks.config.v1.DisableEndpointResponse
-	(*WatchRequest)(nil),            // 13: pulsehooks.config.v1.WatchRequest
-	(*Change)(nil),                  // 14: pulsehooks.config.v1.Change
-	(*WatchResponse)(nil),           // 15: pulsehooks.config.v1.WatchResponse
-	nil,                             // 16: pulsehooks.config.v1.Endpoint.HeadersEntry
-	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(*TenantQuotas)(nil),            // 3: pulsehooks.config.v1.TenantQuotas
+	(*EventType)(nil),               // 4: pulsehooks.config.v1.EventType
+	(*Secret)(nil),                  // 5: pulsehooks.config.v1.Secret
+	(*BasicAuth)(nil),               // 6: pulsehooks.config.v1.BasicAuth
+	(*Endpoint)(nil),                // 7: pulsehooks.config.v1.Endpoint
+	(*GetEndpointRequest)(nil),      // 8: pulsehooks.config.v1.GetEndpointRequest
+	(*GetEndpointResponse)(nil),     // 9: pulsehooks.config.v1.GetEndpointResponse
+	(*ListEndpointsRequest)(nil),    // 10: pulsehooks.config.v1.ListEndpointsRequest
+	(*ListEndpointsResponse)(nil),   // 11: pulsehooks.config.v1.ListEndpointsResponse
+	(*DisableEndpointRequest)(nil),  // 12: pulsehooks.config.v1.DisableEndpointRequest
+	(*DisableEndpointResponse)(nil), // 13: pulsehooks.config.v1.DisableEndpointResponse
+	(*WatchRequest)(nil),            // 14: pulsehooks.config.v1.WatchRequest
+	(*Change)(nil),                  // 15: pulsehooks.config.v1.Change
+	(*WatchResponse)(nil),           // 16: pulsehooks.config.v1.WatchResponse
+	nil,                             // 17: pulsehooks.config.v1.Endpoint.HeadersEntry
+	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
 }
 var file_pulsehooks_config_v1_config_proto_depIdxs = []int32{
-	17, // 0: pulsehooks.config.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
-	17, // 1: pulsehooks.config.v1.EventType.created_at:type_name -> google.protobuf.Timestamp
-	17, // 2: pulsehooks.config.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	17, // 3: pulsehooks.config.v1.Secret.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 4: pulsehooks.config.v1.Endpoint.headers:type_name -> pulsehooks.config.v1.Endpoint.HeadersEntry
-	5,  // 5: pulsehooks.config.v1.Endpoint.basic_auth:type_name -> pulsehooks.config.v1.BasicAuth
-	4,  // 6: pulsehooks.config.v1.Endpoint.secrets:type_name -> pulsehooks.config.v1.Secret
-	17, // 7: pulsehooks.config.v1.Endpoint.created_at:type_name -> google.protobuf.Timestamp
-	17, // 8: pulsehooks.config.v1.Endpoint.updated_at:type_name -> google.protobuf.Timestamp
-	6,  // 9: pulsehooks.config.v1.GetEndpointResponse.endpoint:type_name -> pulsehooks.config.v1.Endpoint
-	6,  // 10: pulsehooks.config.v1.ListEndpointsResponse.endpoints:type_name -> pulsehooks.config.v1.Endpoint
-	6,  // 11: pulsehooks.config.v1.DisableEndpointResponse.endpoint:type_name -> pulsehooks.config.v1.Endpoint
-	0,  // 12: pulsehooks.config.v1.WatchRequest.kinds:type_name -> pulsehooks.config.v1.Kind
-	1,  // 13: pulsehooks.config.v1.Change.op:type_name -> pulsehooks.config.v1.Op
-	2,  // 14: pulsehooks.config.v1.Change.tenant:type_name -> pulsehooks.config.v1.Tenant
-	3,  // 15: pulsehooks.config.v1.Change.event_type:type_name -> pulsehooks.config.v1.EventType
-	6,  // 16: pulsehooks.config.v1.Change.endpoint:type_name -> pulsehooks.config.v1.Endpoint
-	14, // 17: pulsehooks.config.v1.WatchResponse.changes:type_name -> pulsehooks.config.v1.Change
-	7,  // 18: pulsehooks.config.v1.ConfigService.GetEndpoint:input_type -> pulsehooks.config.v1.GetEndpointRequest
-	9,  // 19: pulsehooks.config.v1.ConfigService.ListEndpoints:input_type -> pulsehooks.config.v1.ListEndpointsRequest
-	13, // 20: pulsehooks.config.v1.ConfigService.Watch:input_type -> pulsehooks.config.v1.WatchRequest
-	11, // 21: pulsehooks.config.v1.ConfigService.DisableEndpoint:input_type -> pulsehooks.config.v1.DisableEndpointRequest
-	8,  // 22: pulsehooks.config.v1.ConfigService.GetEndpoint:output_type -> pulsehooks.config.v1.GetEndpointResponse
-	10, // 23: pulsehooks.config.v1.ConfigService.ListEndpoints:output_type -> pulsehooks.config.v1.ListEndpointsResponse
-	15, // 24: pulsehooks.config.v1.ConfigService.Watch:output_type -> pulsehooks.config.v1.WatchResponse
-	12, // 25: pulsehooks.config.v1.ConfigService.DisableEndpoint:output_type -> pulsehooks.config.v1.DisableEndpointResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	18, // 0: pulsehooks.config.v1.Tenant.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 1: pulsehooks.config.v1.Tenant.quotas:type_name -> pulsehooks.config.v1.TenantQuotas
+	18, // 2: pulsehooks.config.v1.EventType.created_at:type_name -> google.protobuf.Timestamp
+	18, // 3: pulsehooks.config.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	18, // 4: pulsehooks.config.v1.Secret.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 5: pulsehooks.config.v1.Endpoint.headers:type_name -> pulsehooks.config.v1.Endpoint.HeadersEntry
+	6,  // 6: pulsehooks.config.v1.Endpoint.basic_auth:type_name -> pulsehooks.config.v1.BasicAuth
+	5,  // 7: pulsehooks.config.v1.Endpoint.secrets:type_name -> pulsehooks.config.v1.Secret
+	18, // 8: pulsehooks.config.v1.Endpoint.created_at:type_name -> google.protobuf.Timestamp
+	18, // 9: pulsehooks.config.v1.Endpoint.updated_at:type_name -> google.protobuf.Timestamp
+	7,  // 10: pulsehooks.config.v1.GetEndpointResponse.endpoint:type_name -> pulsehooks.config.v1.Endpoint
+	7,  // 11: pulsehooks.config.v1.ListEndpointsResponse.endpoints:type_name -> pulsehooks.config.v1.Endpoint
+	7,  // 12: pulsehooks.config.v1.DisableEndpointResponse.endpoint:type_name -> pulsehooks.config.v1.Endpoint
+	0,  // 13: pulsehooks.config.v1.WatchRequest.kinds:type_name -> pulsehooks.config.v1.Kind
+	1,  // 14: pulsehooks.config.v1.Change.op:type_name -> pulsehooks.config.v1.Op
+	2,  // 15: pulsehooks.config.v1.Change.tenant:type_name -> pulsehooks.config.v1.Tenant
+	4,  // 16: pulsehooks.config.v1.Change.event_type:type_name -> pulsehooks.config.v1.EventType
+	7,  // 17: pulsehooks.config.v1.Change.endpoint:type_name -> pulsehooks.config.v1.Endpoint
+	15, // 18: pulsehooks.config.v1.WatchResponse.changes:type_name -> pulsehooks.config.v1.Change
+	8,  // 19: pulsehooks.config.v1.ConfigService.GetEndpoint:input_type -> pulsehooks.config.v1.GetEndpointRequest
+	10, // 20: pulsehooks.config.v1.ConfigService.ListEndpoints:input_type -> pulsehooks.config.v1.ListEndpointsRequest
+	14, // 21: pulsehooks.config.v1.ConfigService.Watch:input_type -> pulsehooks.config.v1.WatchRequest
+	12, // 22: pulsehooks.config.v1.ConfigService.DisableEndpoint:input_type -> pulsehooks.config.v1.DisableEndpointRequest
+	9,  // 23: pulsehooks.config.v1.ConfigService.GetEndpoint:output_type -> pulsehooks.config.v1.GetEndpointResponse
+	11, // 24: pulsehooks.config.v1.ConfigService.ListEndpoints:output_type -> pulsehooks.config.v1.ListEndpointsResponse
+	16, // 25: pulsehooks.config.v1.ConfigService.Watch:output_type -> pulsehooks.config.v1.WatchResponse
+	13, // 26: pulsehooks.config.v1.ConfigService.DisableEndpoint:output_type -> pulsehooks.config.v1.DisableEndpointResponse
+	23, // [23:27] is the sub-list for method output_type
+	19, // [19:23] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_pulsehooks_config_v1_config_proto_init() }
@@ -1264,7 +1362,8 @@ func file_pulsehooks_config_v1_config_proto_init() {
 	if File_pulsehooks_config_v1_config_proto != nil {
 		return
 	}
-	file_pulsehooks_config_v1_config_proto_msgTypes[12].OneofWrappers = []any{
+	file_pulsehooks_config_v1_config_proto_msgTypes[1].OneofWrappers = []any{}
+	file_pulsehooks_config_v1_config_proto_msgTypes[13].OneofWrappers = []any{
 		(*Change_Tenant)(nil),
 		(*Change_EventType)(nil),
 		(*Change_Endpoint)(nil),
@@ -1275,7 +1374,7 @@ func file_pulsehooks_config_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pulsehooks_config_v1_config_proto_rawDesc), len(file_pulsehooks_config_v1_config_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
