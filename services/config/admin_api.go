@@ -8,8 +8,9 @@ import (
 // Handlers of the operator API (/admin/v1), behind requireAdmin.
 
 type createTenantBody struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID     string        `json:"id"`
+	Name   string        `json:"name"`
+	Quotas *TenantQuotas `json:"quotas"`
 }
 
 func (s *Service) createTenant(w http.ResponseWriter, r *http.Request) {
@@ -18,7 +19,7 @@ func (s *Service) createTenant(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, r, s.log, err)
 		return
 	}
-	t, err := s.store.CreateTenant(r.Context(), body.ID, body.Name)
+	t, err := s.store.CreateTenantWithQuotas(r.Context(), body.ID, body.Name, body.Quotas)
 	if err != nil {
 		writeErr(w, r, s.log, err)
 		return

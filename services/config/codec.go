@@ -45,7 +45,7 @@ func tenantProto(value []byte, rev uint64) (*configv1.Tenant, error) {
 	if err := json.Unmarshal(value, &rec); err != nil {
 		return nil, fmt.Errorf("decode tenant record: %w", err)
 	}
-	return &configv1.Tenant{Id: rec.ID, Name: rec.Name, CreatedAt: timestamppb.New(rec.CreatedAt), Revision: rev}, nil
+	return &configv1.Tenant{Id: rec.ID, Name: rec.Name, CreatedAt: timestamppb.New(rec.CreatedAt), Revision: rev, Quotas: rec.Quotas.proto()}, nil
 }
 
 // eventTypeProto decodes a ph_event_types value.

@@ -63,6 +63,8 @@ type Config struct {
 	// AttemptRetention is how long the attempt log keeps messages and
 	// attempts; default 30 days, at least 1 h.
 	AttemptRetention time.Duration
+	// Quotas are the per-tenant limits; zero fields take the defaults.
+	Quotas Quotas
 }
 
 // Deps are the connections and telemetry the service uses.
@@ -121,6 +123,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.AttemptRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("AttemptRetention must be at least 1h, got %v (PULSEHOOKS_ATTEMPT_RETENTION)", c.AttemptRetention))
+	}
+	var qerr error
+	if c.Quotas, qerr = c.Quotas.withDefaults(); qerr != nil {
+		errs = append(errs, qerr)
 	}
 	if c.PublicURL != "" {
 		if _, err := parsePublicURL(c.PublicURL); err != nil {

@@ -12,7 +12,6 @@ import (
 const (
 	maxDescriptionLen   = 1024
 	maxFilterTypes      = 100
-	maxHeaders          = 32
 	maxHeaderNameLen    = 128
 	maxHeaderValueLen   = 4096
 	maxCredentialLen    = 256
@@ -102,11 +101,9 @@ func reservedHeader(name string, basicAuth bool) string {
 }
 
 // checkHeaders checks an endpoint's custom headers: valid names and values,
-// none reserved, no name twice in different case.
+// none reserved, no name twice in different case. How many an endpoint may
+// have is the tenant's quota (checkHeaderQuota).
 func checkHeaders(h map[string]string, basicAuth bool) error {
-	if len(h) > maxHeaders {
-		return invalid("headers", "has %d headers; at most %d are allowed", len(h), maxHeaders)
-	}
 	seen := map[string]string{}
 	for name, value := range h {
 		field := "headers." + name

@@ -33,7 +33,8 @@ type EndpointInput struct {
 // CreateEndpoint validates and stores a new endpoint of a tenant and returns
 // it with its secrets in clear text. Invalid input is a *ValidationError.
 func (s *Store) CreateEndpoint(ctx context.Context, tenantID string, in EndpointInput) (*configv1.Endpoint, error) {
-	if _, err := s.GetTenant(ctx, tenantID); err != nil {
+	tenant, err := s.GetTenant(ctx, tenantID)
+	if err != nil {
 		return nil, err
 	}
 	now := s.now().UTC()
@@ -60,9 +61,11 @@ func (s *Store) CreateEndpoint(ctx context.Context, tenantID string, in Endpoint
 	if err := s.applyPatch(ctx, rec, patch); err != nil {
 		return nil, err
 	}
+	if err := s.checkHeaderQuota(tenant, rec.Headers); err != nil {
+		return nil, err
+	}
 	secret := in.Secret
 	if secret == "" {
-		var err error
 		if secret, err = newSigningSecret(); err != nil {
 			return nil, err
 		}
@@ -78,7 +81,16 @@ func (s *Store) CreateEndpoint(ctx context.Context, tenantID string, in Endpoint
 	if err != nil {
 		return nil, err
 	}
-	rev, err := s.endpoints.kv.Create(ctx, endpointKey(tenantID, rec.ID), data)
+	token, err := s.reserveEndpoint(ctx, tenant, rec.ID)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, pendingDeadline)
+	rev, err := s.endpoints.kv.Create(wctx, endpointKey(tenantID, rec.ID), data)
+	cancel()
+	if err == nil {
+		s.settleEndpoint(ctx, tenantID, token, true)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store endpoint %s: %w", rec.ID, err)
 	}
@@ -115,8 +127,15 @@ func (s *Store) ListEndpoints(ctx context.Context, tenantID, after string, limit
 // UpdateEndpoint applies a patch to a tenant's endpoint. Invalid input is a
 // *ValidationError and changes nothing.
 func (s *Store) UpdateEndpoint(ctx context.Context, tenantID, id string, patch EndpointPatch) (*configv1.Endpoint, error) {
+	tenant, err := s.GetTenant(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
 	return s.modifyEndpoint(ctx, tenantID, id, func(rec *endpointRecord) error {
-		return s.applyPatch(ctx, rec, patch)
+		if err := s.applyPatch(ctx, rec, patch); err != nil {
+			return err
+		}
+		return s.checkHeaderQuota(tenant, rec.Headers)
 	})
 }
 
@@ -126,7 +145,11 @@ func (s *Store) DeleteEndpoint(ctx context.Context, tenantID, id string) error {
 		return notFound("endpoint", id)
 	}
 	key := endpointKey(tenantID, id)
-	err := retryOnConflict(ctx, "delete endpoint "+id, func() error {
+	token, err := s.beginEndpointDelete(ctx, tenantID, id)
+	if err != nil {
+		return fmt.Errorf("delete endpoint: %w", err)
+	}
+	err = retryOnConflict(ctx, "delete endpoint "+id, func() error {
 		var rec endpointRecord
 		rev, found, err := getJSON(ctx, s.endpoints, key, &rec)
 		if err != nil {
@@ -137,6 +160,7 @@ func (s *Store) DeleteEndpoint(ctx context.Context, tenantID, id string) error {
 		}
 		return s.endpoints.kv.Delete(ctx, key, jetstream.LastRevision(rev))
 	})
+	s.endEndpointDelete(ctx, tenantID, token, err)
 	if err != nil {
 		return fmt.Errorf("delete endpoint: %w", err)
 	}

@@ -31,6 +31,7 @@ func (s *Service) routes() http.Handler {
 	mux.Handle("POST /admin/v1/tenants", admin(s.createTenant))
 	mux.Handle("GET /admin/v1/tenants", admin(s.listTenants))
 	mux.Handle("GET /admin/v1/tenants/{id}", admin(s.getTenant))
+	mux.Handle("PATCH /admin/v1/tenants/{id}", admin(s.patchTenant))
 	mux.Handle("POST /admin/v1/tenants/{id}/api-keys", admin(s.createAPIKey))
 	mux.Handle("GET /admin/v1/tenants/{id}/api-keys", admin(s.listAPIKeys))
 	mux.Handle("DELETE /admin/v1/tenants/{id}/api-keys/{key_id}", admin(s.revokeAPIKey))

@@ -14,6 +14,8 @@ type tenantRecord struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	// Quotas are the operator's overrides of the deployment's quotas.
+	Quotas *TenantQuotas `json:"quotas,omitempty"`
 }
 
 // apiKeyRecord is the value of ph_apikeys, key = hex SHA-256 of the key.

@@ -47,13 +47,6 @@ func TestCheckHeaders(t *testing.T) {
 			}
 		})
 	}
-	many := map[string]string{}
-	for i := range maxHeaders + 1 {
-		many["X-H"+strings.Repeat("i", i)] = "v"
-	}
-	if err := checkHeaders(many, false); err == nil {
-		t.Errorf("checkHeaders(%d headers) = nil, want an error", len(many))
-	}
 }
 
 func TestCheckSigningSecret(t *testing.T) {

@@ -47,6 +47,9 @@ type bucket struct {
 // of Run keep current, so list methods wait until Run has loaded it.
 type Store struct {
 	tenants, apiKeys, endpoints, eventTypes, portalTokens, sessions, meta bucket
+	// usage holds the per-tenant endpoint counters (quotas.go).
+	usage  bucket
+	quotas Quotas
 
 	box        *secretbox.Box
 	state      *state
@@ -75,6 +78,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, cfg Config, st *stat
 		policy:     ssrf.Policy{Allow: cfg.AllowNetworks},
 		linkTTL:    cfg.PortalLinkTTL,
 		sessionTTL: cfg.SessionTTL,
+		quotas:     cfg.Quotas,
 		log:        log,
 		now:        time.Now,
 	}
@@ -86,6 +90,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, cfg Config, st *stat
 		{&s.portalTokens, BucketPortalTokens, "pulsehooks single-use portal link tokens by SHA-256", 1, cfg.PortalLinkTTL},
 		{&s.sessions, BucketSessions, "pulsehooks portal sessions by SHA-256 of the session id", 1, cfg.SessionTTL},
 		{&s.meta, BucketMeta, "pulsehooks config service markers", 1, 0},
+		{&s.usage, BucketUsage, "pulsehooks per-tenant endpoint counters for quotas", 1, 0},
 	}
 	for _, sp := range specs {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -28,18 +28,30 @@ type Tenant struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	// Quotas are the operator's overrides of the deployment's quotas; nil
+	// when every quota is the deployment default.
+	Quotas *TenantQuotas `json:"quotas,omitempty"`
 }
 
 func tenantFromProto(t *configv1.Tenant) Tenant {
-	return Tenant{ID: t.GetId(), Name: t.GetName(), CreatedAt: t.GetCreatedAt().AsTime()}
+	return Tenant{ID: t.GetId(), Name: t.GetName(), CreatedAt: t.GetCreatedAt().AsTime(), Quotas: tenantQuotasFromProto(t.GetQuotas())}
 }
 
 // CreateTenant creates a tenant. An empty id gets a generated "ten_…" id; a
 // given one must match ^[a-zA-Z0-9_-]{1,64}$. An existing id is an error
 // wrapping ErrConflict.
 func (s *Store) CreateTenant(ctx context.Context, id, name string) (Tenant, error) {
+	return s.CreateTenantWithQuotas(ctx, id, name, nil)
+}
+
+// CreateTenantWithQuotas is CreateTenant with quota overrides (nil for
+// none).
+func (s *Store) CreateTenantWithQuotas(ctx context.Context, id, name string, quotas *TenantQuotas) (Tenant, error) {
 	name, err := checkName("name", name, true)
 	if err != nil {
+		return Tenant{}, err
+	}
+	if err := quotas.check(); err != nil {
 		return Tenant{}, err
 	}
 	if id == "" {
@@ -47,7 +59,7 @@ func (s *Store) CreateTenant(ctx context.Context, id, name string) (Tenant, erro
 	} else if !tenantIDPattern.MatchString(id) {
 		return Tenant{}, invalid("id", "must be 1 to 64 letters, digits, '_' or '-' (it is used in NATS subjects)")
 	}
-	rec := tenantRecord{ID: id, Name: name, CreatedAt: s.now().UTC()}
+	rec := tenantRecord{ID: id, Name: name, CreatedAt: s.now().UTC(), Quotas: quotas.orNil()}
 	data, err := marshal("tenant", rec)
 	if err != nil {
 		return Tenant{}, err

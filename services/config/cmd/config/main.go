@@ -34,6 +34,10 @@ func run(ctx context.Context) (err error) {
 
 		AttemptLogDir:    env.String(config.DefaultAttemptLogDir, "PULSEHOOKS_ATTEMPT_LOG_DIR"),
 		AttemptRetention: env.Duration("PULSEHOOKS_ATTEMPT_RETENTION", config.DefaultAttemptRetention),
+		Quotas: config.Quotas{
+			Endpoints:          env.Int("PULSEHOOKS_QUOTA_ENDPOINTS", config.DefaultQuotaEndpoints),
+			HeadersPerEndpoint: env.Int("PULSEHOOKS_QUOTA_HEADERS_PER_ENDPOINT", config.DefaultQuotaHeadersPerEndpoint),
+		},
 	}
 	level := env.String("info", "PULSEHOOKS_LOG_LEVEL")
 	pprofAddr := env.String("", "PULSEHOOKS_PPROF_ADDR")
