@@ -24,6 +24,9 @@ const (
 	CodeUnknownTenant = "unknown_tenant"
 	// CodeUnknownEventType: the event type is not in the catalog.
 	CodeUnknownEventType = "unknown_event_type"
+	// CodeRateLimited: the tenant is over its ingest quota (HTTP 429);
+	// nothing was stored. Retry later.
+	CodeRateLimited = "rate_limited"
 	// CodeUnavailable: ingest cannot store events right now; retry later.
 	CodeUnavailable = "unavailable"
 	// CodeInternal: an unexpected failure inside ingest.

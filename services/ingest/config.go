@@ -52,6 +52,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long shutdown waits for in-flight requests
 	// (default 15 s).
 	ShutdownTimeout time.Duration
+	// RateLimit is the per-tenant ingest quota, applied when Deps.Redis is
+	// set (default 1,000 events/s, burst 2,000).
+	RateLimit RateLimit
 }
 
 // withDefaults fills unset fields and checks the others.
@@ -72,6 +75,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	var errs []error
+	var rerr error
+	if c.RateLimit, rerr = c.RateLimit.withDefaults(); rerr != nil {
+		errs = append(errs, rerr)
+	}
 	if c.OperatorToken == "" {
 		errs = append(errs, errors.New("OperatorToken is required"))
 	}

@@ -17,7 +17,9 @@ type fakeConfig struct {
 	configv1.UnimplementedConfigServiceServer
 	tenants    []string
 	eventTypes []string
-	release    chan struct{}
+	// quotas are tenants' quota overrides.
+	quotas  map[string]*configv1.TenantQuotas
+	release chan struct{}
 }
 
 // Watch sends the snapshot in one batch marked complete.
@@ -29,7 +31,7 @@ func (f *fakeConfig) Watch(_ *configv1.WatchRequest, stream grpc.ServerStreaming
 	}
 	var changes []*configv1.Change
 	for _, id := range f.tenants {
-		changes = append(changes, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_Tenant{Tenant: &configv1.Tenant{Id: id, Name: id}}})
+		changes = append(changes, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_Tenant{Tenant: &configv1.Tenant{Id: id, Name: id, Quotas: f.quotas[id]}}})
 	}
 	for _, name := range f.eventTypes {
 		changes = append(changes, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_EventType{EventType: &configv1.EventType{Name: name}}})

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/protobuf/proto"
@@ -61,6 +62,10 @@ type options struct {
 	configure func(*Config)
 	// late leaves the service unstarted; call h.start.
 	late bool
+	// redis, when set, holds the rate limits.
+	redis redis.UniversalClient
+	// quotas are tenants' quota overrides in the fake configuration.
+	quotas map[string]*configv1.TenantQuotas
 }
 
 // newHarness starts NATS, the fake config service and, unless o.late,
@@ -70,7 +75,7 @@ func newHarness(t *testing.T, o options) *harness {
 	h := &harness{
 		t:     t,
 		nats:  testenv.StartNATS(t),
-		fake:  &fakeConfig{tenants: []string{tenantA, tenantB}, eventTypes: []string{"job.created", "job.completed", "job.failed"}},
+		fake:  &fakeConfig{tenants: []string{tenantA, tenantB}, eventTypes: []string{"job.created", "job.completed", "job.failed"}, quotas: o.quotas},
 		spans: tracetest.NewSpanRecorder(),
 	}
 	h.config = startFakeConfig(t, h.fake, o.held)
@@ -98,6 +103,7 @@ func (h *harness) start(o options) {
 		Config:         h.config,
 		Logger:         log,
 		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans)),
+		Redis:          o.redis,
 	})
 	if err != nil {
 		h.t.Fatalf("New: %v", err)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -185,6 +186,9 @@ func (s *Service) writeHTTPError(ctx context.Context, w http.ResponseWriter, err
 	}
 	if p.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
+	}
+	if p.status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(p.retryAfter)))
 	}
 	writeJSON(w, p.status, errorReply{Error: errorBody{Code: p.code, Message: p.message}})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
@@ -39,6 +40,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// TracerProvider makes the spans; nil makes none.
 	TracerProvider trace.TracerProvider
+	// Redis holds the per-tenant rate limits shared by the replicas; nil
+	// applies none.
+	Redis redis.UniversalClient
 }
 
 // Service is the ingest service. Make it with New and run it with Run.
@@ -51,6 +55,7 @@ type Service struct {
 	validator validator
 	publisher *publisher
 	inflight  *inflight
+	limiter   *limiter
 	ln        net.Listener
 	http      *http.Server
 	// stopping is set when shutdown starts; /readyz then fails.
@@ -105,6 +110,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		validator: validator{catalog: view, maxDataBytes: cfg.MaxDataBytes},
 		publisher: &publisher{js: js, idem: idem, tracer: tp.Tracer(tracerName), log: log},
 		inflight:  newInflight(cfg.MaxInFlight),
+		limiter:   newLimiter(deps.Redis, cfg.RateLimit, log),
+	}
+	if deps.Redis == nil {
+		log.Warn("ingest has no Redis: per-tenant rate limits are not applied")
 	}
 	s.http = s.newHTTPServer(tp)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -216,6 +225,11 @@ func (s *Service) accept(ctx context.Context, in input) (result, error) {
 	ev, err := s.validator.validate(in, time.Now())
 	if err != nil {
 		return result{}, err
+	}
+	if t, ok := s.view.Tenant(ev.tenantID); ok {
+		if err := s.limiter.allow(ctx, t); err != nil {
+			return result{}, err
+		}
 	}
 	return s.publisher.store(ctx, ev)
 }

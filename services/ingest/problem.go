@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/pulsehooks/pulsehooks/pkg/pulseclient"
 )
@@ -16,6 +17,8 @@ type problem struct {
 	code    string
 	message string
 	cause   error
+	// retryAfter, for 429, is when the tenant's rate allows the next event.
+	retryAfter time.Duration
 }
 
 // Error formats the problem, with its cause.

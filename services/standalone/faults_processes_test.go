@@ -857,6 +857,11 @@ func TestFanoutKilledMidFanOut(t *testing.T) {
 	for i := range names {
 		names[i] = fmt.Sprintf("ep-%04d", i)
 	}
+	// More endpoints than the default quota of 100 per tenant.
+	admin := map[string]string{"authorization": "Bearer " + c.adminToken}
+	if code := call(t, "PATCH", c.configURL()+"/admin/v1/tenants/"+tn.ID, admin, map[string]any{"quotas": map[string]int{"endpoints": endpoints}}, nil); code != http.StatusOK {
+		t.Fatalf("raise the endpoint quota of %s: status %d", tn.ID, code)
+	}
 	c.createEndpoints(t, tn, sink, names, func(string) hookBehaviour { return hookBehaviour{} })
 	created := time.Now()
 	ing := c.startIngest(t)

@@ -183,7 +183,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 		HTTPAddr:      cfg.IngestHTTPAddr,
 		OperatorToken: s.secrets.OperatorToken,
 		Streams:       so,
-	}, ingest.Deps{NATS: s.conn("ingest"), Config: client, Logger: s.logger("ingest"), TracerProvider: deps.TracerProvider}); err != nil {
+	}, ingest.Deps{NATS: s.conn("ingest"), Config: client, Redis: s.redis, Logger: s.logger("ingest"), TracerProvider: deps.TracerProvider}); err != nil {
 		return nil, fmt.Errorf("ingest service: %w", err)
 	}
 	if s.fanout, err = fanout.New(ctx, fanout.Config{Streams: so},

@@ -10,6 +10,10 @@
 //	PULSEHOOKS_HTTP_ADDR       HTTP listen address (default :8081)
 //	PULSEHOOKS_OPERATOR_TOKEN  token HTTP publishers send as "Authorization: Bearer …" (required)
 //	PULSEHOOKS_REPLICAS        stream and bucket replicas (default 1)
+//	PULSEHOOKS_REDIS_URL       Redis URL for the per-tenant rate limits (falls back to REDIS_URL;
+//	                           unset: no rate limits)
+//	PULSEHOOKS_QUOTA_INGEST_EVENTS_PER_SECOND  events/s per tenant (default 1000; -1 no limit)
+//	PULSEHOOKS_QUOTA_INGEST_BURST              events at once above that rate (default 2000)
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
 //	PULSEHOOKS_PPROF_ADDR      net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
@@ -19,6 +23,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/process"
@@ -38,6 +45,7 @@ type settings struct {
 	internalToken string
 	logLevel      string
 	pprofAddr     string
+	redisURL      string
 	service       ingest.Config
 }
 
@@ -48,10 +56,15 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 		internalToken: env.String("", "PULSEHOOKS_INTERNAL_TOKEN"),
 		logLevel:      env.String("info", "PULSEHOOKS_LOG_LEVEL"),
 		pprofAddr:     env.String("", "PULSEHOOKS_PPROF_ADDR"),
+		redisURL:      env.String("", "PULSEHOOKS_REDIS_URL", "REDIS_URL"),
 		service: ingest.Config{
 			HTTPAddr:      env.String(ingest.DefaultHTTPAddr, "PULSEHOOKS_HTTP_ADDR"),
 			OperatorToken: env.Required("PULSEHOOKS_OPERATOR_TOKEN"),
 			Streams:       streams.Options{Replicas: env.Int("PULSEHOOKS_REPLICAS", 1)},
+			RateLimit: ingest.RateLimit{
+				EventsPerSecond: env.Int("PULSEHOOKS_QUOTA_INGEST_EVENTS_PER_SECOND", ingest.DefaultEventsPerSecond),
+				Burst:           env.Int("PULSEHOOKS_QUOTA_INGEST_BURST", ingest.DefaultBurst),
+			},
 		},
 	}
 	if err := env.Err(); err != nil {
@@ -64,6 +77,15 @@ func run(ctx context.Context) (err error) {
 	s, err := loadSettings(envconf.New())
 	if err != nil {
 		return err
+	}
+	var rdb *redis.Client
+	if s.redisURL != "" {
+		ropts, err := redis.ParseURL(s.redisURL)
+		if err != nil {
+			return fmt.Errorf("PULSEHOOKS_REDIS_URL: %w", err)
+		}
+		rdb = redis.NewClient(ropts)
+		defer func() { err = errors.Join(err, rdb.Close()) }()
 	}
 	proc, err := process.Start(ctx, process.Options{
 		Service: "ingest", Version: version, NATSURL: s.natsURL, LogLevel: s.logLevel,
@@ -84,10 +106,19 @@ func run(ctx context.Context) (err error) {
 		Config:         cfg,
 		Logger:         proc.Logger,
 		TracerProvider: proc.TracerProvider,
+		Redis:          redisOrNil(rdb),
 	})
 	if err != nil {
 		return err
 	}
 	proc.Logger.Info("ingest starting", "version", version, "http", svc.HTTPAddr())
 	return svc.Run(ctx)
+}
+
+// redisOrNil keeps a nil *redis.Client a nil interface.
+func redisOrNil(c *redis.Client) redis.UniversalClient {
+	if c == nil {
+		return nil
+	}
+	return c
 }
