@@ -80,9 +80,19 @@ func (a *api) admin() map[string]string {
 	return map[string]string{"authorization": "Bearer " + a.adminToken}
 }
 
+// defaultEndpointQuota is the config service's default endpoint quota per
+// tenant (config.DefaultQuotaEndpoints).
+const defaultEndpointQuota = 100
+
 // createTenant creates a tenant and an API key for it, and returns the key.
-func (a *api) createTenant(ctx context.Context, id string) (string, error) {
-	if err := a.call(ctx, "POST", "/admin/v1/tenants", a.admin(), map[string]string{"id": id, "name": "bench " + id}, nil, http.StatusCreated); err != nil {
+// A tenant that gets more endpoints than the default quota is created with
+// a quota of exactly that many (the fan-out scenario's 10,000).
+func (a *api) createTenant(ctx context.Context, id string, endpoints int) (string, error) {
+	body := map[string]any{"id": id, "name": "bench " + id}
+	if endpoints > defaultEndpointQuota {
+		body["quotas"] = map[string]int{"endpoints": endpoints}
+	}
+	if err := a.call(ctx, "POST", "/admin/v1/tenants", a.admin(), body, nil, http.StatusCreated); err != nil {
 		return "", err
 	}
 	var key struct {
@@ -135,11 +145,15 @@ func (a *api) setup(ctx context.Context, tenants []string, eps []endpointSpec, w
 			}
 		}
 	}()
+	perTenant := map[string]int{}
+	for _, ep := range eps {
+		perTenant[ep.Tenant]++
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
 	for _, t := range tenants {
 		g.Go(func() error {
-			k, err := a.createTenant(gctx, t)
+			k, err := a.createTenant(gctx, t, perTenant[t])
 			if err != nil {
 				return err
 			}
