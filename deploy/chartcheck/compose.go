@@ -29,6 +29,7 @@ var composeEnv = map[string]map[string]string{
 	"ingest": {
 		"PULSEHOOKS_NATS_URL": "nats://nats:4222", "PULSEHOOKS_HTTP_ADDR": ":8081", "PULSEHOOKS_CONFIG_GRPC": "config:9090",
 		"PULSEHOOKS_OPERATOR_TOKEN": "", "PULSEHOOKS_INTERNAL_TOKEN": "", "PULSEHOOKS_REPLICAS": "1",
+		"PULSEHOOKS_REDIS_URL": "redis://redis:6379/0",
 	},
 	"fanout": {
 		"PULSEHOOKS_NATS_URL": "nats://nats:4222", "PULSEHOOKS_HEALTH_ADDR": ":8082", "PULSEHOOKS_CONFIG_GRPC": "config:9090",
@@ -217,13 +218,14 @@ func checkComposeService(r *report, p *types.Project, s types.ServiceConfig, dir
 		r.fail(subj, "OTEL_EXPORTER_OTLP_ENDPOINT is not set")
 	}
 
-	// Start order: NATS healthy first (streams are ensured at start-up), Redis for delivery,
+	// Start order: NATS healthy first (streams are ensured at start-up), Redis for delivery
+	// and ingest (its rate limits),
 	// config for the services that read its gRPC API.
 	needs := map[string]string{"nats": types.ServiceConditionHealthy}
 	if name != "config" {
 		needs["config"] = types.ServiceConditionStarted
 	}
-	if name == "delivery" {
+	if name == "delivery" || name == "ingest" {
 		needs["redis"] = types.ServiceConditionHealthy
 	}
 	for dep, cond := range needs {

@@ -158,7 +158,7 @@ these are per pod. Call with (list $ "delivery").
 {{- end }}
 {{- end }}
 {{- with $root.Values.redis.urlFromSecret }}
-{{- if and .name (eq $component "delivery") }}
+{{- if and .name (or (eq $component "delivery") (eq $component "ingest")) }}
 - name: PULSEHOOKS_REDIS_URL
   valueFrom:
     secretKeyRef:
