@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 )
 
 // countEndpoints lists a tenant's endpoints through the API.
@@ -225,4 +227,26 @@ func TestEndpointCounterRecovers(t *testing.T) {
 		t.Errorf("counter after a recount and a delete = %+v (found %v, err %v), want count 1 and nothing pending", u, found, err)
 	}
 	h.newEndpoint(key, body)
+}
+
+// TestWatchCarriesTenantQuotas: ingest learns a tenant's overrides from
+// the Watch stream.
+func TestWatchCarriesTenantQuotas(t *testing.T) {
+	h := startService(t)
+	h.newTenant("acme")
+	v := runView(t, dialConfig(t, h.svc.GRPCAddr(), testInternalToken))
+	if tn, _ := v.Tenant("acme"); tn.GetQuotas() != nil {
+		t.Errorf("tenant without overrides has quotas %v in the view", tn.GetQuotas())
+	}
+	if status, data := h.admin(http.MethodPatch, "/admin/v1/tenants/acme", map[string]any{"quotas": map[string]int{"ingest_events_per_second": 50, "ingest_burst": 70}}); status != http.StatusOK {
+		t.Fatalf("PATCH: %d %s", status, data)
+	}
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		tn, _ := v.Tenant("acme")
+		q := tn.GetQuotas()
+		if q == nil || q.GetIngestEventsPerSecond() != 50 || q.GetIngestBurst() != 70 || q.Endpoints != nil {
+			return fmt.Errorf("view quotas = %v, want 50 events/s, burst 70, nothing else", q)
+		}
+		return nil
+	})
 }
