@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pulsehooks/pulsehooks/pkg/embedded"
 	"github.com/pulsehooks/pulsehooks/pkg/pulseclient"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
@@ -64,7 +65,19 @@ func burst(t *testing.T, h *harness, tenant string, n int) (accepted int, refuse
 }
 
 func TestIngestRateLimit(t *testing.T) {
-	rdb := redisClient(t, testenv.StartRedis(t).URL())
+	t.Run("redis-server", func(t *testing.T) { testIngestRateLimit(t, redisClient(t, testenv.StartRedis(t).URL())) })
+	// The standalone binary's in-process Redis-compatible server.
+	t.Run("embedded", func(t *testing.T) {
+		m, err := embedded.StartRedis("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		testIngestRateLimit(t, redisClient(t, "redis://"+m.Addr()+"/0"))
+	})
+}
+
+func testIngestRateLimit(t *testing.T, rdb *redis.Client) {
 	// One event per second and a burst of 5: 20 publishes at once are far
 	// quicker than the second that would free a sixth slot.
 	h := newHarness(t, options{
