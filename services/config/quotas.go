@@ -176,12 +176,12 @@ func (s *Store) endpointLimit(t Tenant) int {
 // checkHeaderQuota refuses an endpoint with more custom headers than the
 // tenant's quota, with a validation error on "headers".
 func (s *Store) checkHeaderQuota(t Tenant, headers map[string]string) error {
-	max := s.quotas.HeadersPerEndpoint
+	quota := s.quotas.HeadersPerEndpoint
 	if t.Quotas != nil {
-		max = limit(t.Quotas.HeadersPerEndpoint, max)
+		quota = limit(t.Quotas.HeadersPerEndpoint, quota)
 	}
-	if max != NoQuota && len(headers) > max {
-		return invalid("headers", "has %d headers; tenant %s is limited to %d headers per endpoint", len(headers), t.ID, max)
+	if quota != NoQuota && len(headers) > quota {
+		return invalid("headers", "has %d headers; tenant %s is limited to %d headers per endpoint", len(headers), t.ID, quota)
 	}
 	return nil
 }
@@ -280,14 +280,14 @@ func usageKey(tenantID string) string { return "endpoints." + tenantID }
 // reserveEndpoint takes a slot for a new endpoint of the tenant, or refuses
 // with a quota error. It returns the token to settle with.
 func (s *Store) reserveEndpoint(ctx context.Context, t Tenant, endpointID string) (string, error) {
-	max := s.endpointLimit(t)
+	quota := s.endpointLimit(t)
 	token := pendingToken()
 	err := s.updateUsage(ctx, t.ID, func(u *endpointUsage) error {
 		if err := s.resolveStale(ctx, t.ID, u); err != nil {
 			return err
 		}
-		if max != NoQuota && u.Count+u.creates() >= max {
-			return quotaExceeded("tenant %s is limited to %d endpoints; delete one or ask the operator to raise the quota", t.ID, max)
+		if quota != NoQuota && u.Count+u.creates() >= quota {
+			return quotaExceeded("tenant %s is limited to %d endpoints; delete one or ask the operator to raise the quota", t.ID, quota)
 		}
 		u.Pending[token] = pendingWrite{Endpoint: endpointID, At: s.now().UTC()}
 		return nil

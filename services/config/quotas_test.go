@@ -250,3 +250,68 @@ func TestWatchCarriesTenantQuotas(t *testing.T) {
 		return nil
 	})
 }
+
+func TestQuotasWithDefaults(t *testing.T) {
+	tests := []struct {
+		in      Quotas
+		want    Quotas
+		wantErr bool
+	}{
+		{Quotas{}, Quotas{Endpoints: 100, HeadersPerEndpoint: 32}, false},
+		{Quotas{Endpoints: NoQuota, HeadersPerEndpoint: 5}, Quotas{Endpoints: NoQuota, HeadersPerEndpoint: 5}, false},
+		{Quotas{Endpoints: -2}, Quotas{}, true},
+	}
+	for _, tt := range tests {
+		got, err := tt.in.withDefaults()
+		if (err != nil) != tt.wantErr || (!tt.wantErr && got != tt.want) {
+			t.Errorf("%+v.withDefaults() = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestEndpointUsageApply(t *testing.T) {
+	at := time.Now()
+	tests := []struct {
+		name        string
+		pending     map[string]pendingWrite
+		apply       string
+		wantCount   int
+		wantPending int
+	}{
+		{"create", map[string]pendingWrite{"a": {Endpoint: "ep1", At: at}}, "a", 3, 0},
+		{"delete", map[string]pendingWrite{"a": {Endpoint: "ep1", Delete: true, At: at}}, "a", 1, 0},
+		{"delete drops the other deletes of the endpoint", map[string]pendingWrite{
+			"a": {Endpoint: "ep1", Delete: true, At: at},
+			"b": {Endpoint: "ep1", Delete: true, At: at},
+			"c": {Endpoint: "ep2", Delete: true, At: at},
+			"d": {Endpoint: "ep3", At: at},
+		}, "a", 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := endpointUsage{Count: 2, Pending: tt.pending}
+			p := u.Pending[tt.apply]
+			delete(u.Pending, tt.apply)
+			u.apply(p)
+			if u.Count != tt.wantCount || len(u.Pending) != tt.wantPending {
+				t.Errorf("after apply: count %d, %d pending; want %d, %d", u.Count, len(u.Pending), tt.wantCount, tt.wantPending)
+			}
+		})
+	}
+}
+
+func TestTenantQuotasProtoRoundTrip(t *testing.T) {
+	n := func(v int) *int { return &v }
+	tests := []*TenantQuotas{
+		nil,
+		{},
+		{Endpoints: n(5)},
+		{Endpoints: n(1), HeadersPerEndpoint: n(2), IngestEventsPerSecond: n(3), IngestBurst: n(4)},
+	}
+	for _, q := range tests {
+		got := tenantQuotasFromProto(q.proto())
+		if fmt.Sprint(got.proto()) != fmt.Sprint(q.orNil().proto()) || (q.orNil() == nil) != (got == nil) {
+			t.Errorf("round trip of %+v = %+v", q, got)
+		}
+	}
+}
