@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
@@ -383,6 +386,14 @@ func (s *Store) resolveStale(ctx context.Context, tenantID string, u *endpointUs
 // compare-and-set, retrying with jittered back-off while other writers win;
 // an error from f aborts without writing.
 func (s *Store) updateUsage(ctx context.Context, tenantID string, f func(u *endpointUsage) error) error {
+	// Writers in this replica take turns, so concurrent creates of one
+	// tenant queue instead of failing each other's compare-and-set; the
+	// compare-and-set still orders them against other replicas.
+	turn := s.usageMu.of(tenantID)
+	if err := turn.Acquire(ctx, 1); err != nil {
+		return fmt.Errorf("wait to update the endpoint counter of tenant %s: %w", tenantID, err)
+	}
+	defer turn.Release(1)
 	key := usageKey(tenantID)
 	backoff := time.Millisecond
 	for range usageAttempts {
@@ -425,6 +436,26 @@ func (s *Store) updateUsage(ctx context.Context, tenantID string, f func(u *endp
 		backoff = min(2*backoff, 20*time.Millisecond)
 	}
 	return fmt.Errorf("update %s/%s: changed concurrently %d times, try again: %w", BucketUsage, key, usageAttempts, ErrConflict)
+}
+
+// usageLocks serialise this replica's counter updates per tenant, first
+// come first served (semaphore.Weighted is FIFO) and giving up when the
+// request ends; striped by a hash of the tenant id so their number is
+// bounded. The zero value is ready to use.
+type usageLocks struct {
+	once    sync.Once
+	stripes [64]*semaphore.Weighted
+}
+
+func (l *usageLocks) of(tenantID string) *semaphore.Weighted {
+	l.once.Do(func() {
+		for i := range l.stripes {
+			l.stripes[i] = semaphore.NewWeighted(1)
+		}
+	})
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tenantID))
+	return l.stripes[h.Sum32()%uint32(len(l.stripes))]
 }
 
 // countEndpointKeys counts the tenant's endpoints in the store.

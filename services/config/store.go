@@ -48,8 +48,9 @@ type bucket struct {
 type Store struct {
 	tenants, apiKeys, endpoints, eventTypes, portalTokens, sessions, meta bucket
 	// usage holds the per-tenant endpoint counters (quotas.go).
-	usage  bucket
-	quotas Quotas
+	usage   bucket
+	usageMu usageLocks
+	quotas  Quotas
 
 	box        *secretbox.Box
 	state      *state
