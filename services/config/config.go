@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pulsehooks/pulsehooks/pkg/relayurl"
 	"github.com/pulsehooks/pulsehooks/pkg/secretbox"
 )
 
@@ -63,6 +64,11 @@ type Config struct {
 	// AttemptRetention is how long the attempt log keeps messages and
 	// attempts; default 30 days, at least 1 h.
 	AttemptRetention time.Duration
+	// RelayURL is the base URL at which delivery workers reach this
+	// service's relay route (PULSEHOOKS_RELAY_URL; default PublicURL): relay
+	// endpoints get the URL <RelayURL>/relay/v1/<endpoint id>. Delivery must
+	// be configured with the same value.
+	RelayURL string
 }
 
 // Deps are the connections and telemetry the service uses.
@@ -125,6 +131,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PublicURL != "" {
 		if _, err := parsePublicURL(c.PublicURL); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if c.RelayURL != "" {
+		if _, err := relayurl.Parse(c.RelayURL); err != nil {
+			errs = append(errs, fmt.Errorf("RelayURL (PULSEHOOKS_RELAY_URL): %w", err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

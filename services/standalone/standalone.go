@@ -193,9 +193,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	if s.delivery, err = delivery.New(ctx, delivery.Config{
 		Streams:       so,
 		AllowNetworks: cfg.AllowNetworks,
-		RetryDelay:    cfg.RetryDelay,
-		Schedule:      cfg.RetrySchedule,
-		Hooks:         cfg.DeliveryHooks,
+		// The config service's relay route, reached without the SSRF
+		// policy so relay endpoints work whatever AllowNetworks says.
+		RelayURL:   s.config.RelayURL(),
+		RetryDelay: cfg.RetryDelay,
+		Schedule:   cfg.RetrySchedule,
+		Hooks:      cfg.DeliveryHooks,
 	}, delivery.Deps{NATS: s.conn("delivery"), Redis: s.redis, Config: client, Logger: s.logger("delivery"), TracerProvider: deps.TracerProvider}); err != nil {
 		return nil, fmt.Errorf("delivery service: %w", err)
 	}
