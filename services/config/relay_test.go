@@ -1,0 +1,141 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pulsehooks/pulsehooks/pkg/signature"
+	"github.com/pulsehooks/pulsehooks/pkg/testenv"
+	"github.com/pulsehooks/pulsehooks/services/config/relay/listen"
+)
+
+// lockedBuffer collects the listener's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRelayAcrossReplicas attaches a listener to one replica and sends the
+// relay endpoint's deliveries to another: the request travels over NATS to
+// the replica holding the socket. Unsigned requests are refused there;
+// without a listener the route answers 503; a replica shutting down sends
+// its listeners to reconnect.
+func TestRelayAcrossReplicas(t *testing.T) {
+	r1 := startService(t)
+	r2 := &harness{t: t, nats: r1.nats, cfg: r1.cfg}
+	r2.cfg.AttemptLogDir = t.TempDir()
+	r2.start()
+	_, key := r1.newTenant("acme")
+
+	var hits sync.Map
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		hits.Store(r.Header.Get("webhook-id"), string(body))
+		w.Header().Set("X-Local", "1")
+		w.WriteHeader(http.StatusTeapot)
+		_, _ = io.WriteString(w, "local answer")
+	}))
+	defer local.Close()
+
+	out := &lockedBuffer{}
+	cfg := listen.Config{URL: r1.base, APIKey: key, ForwardTo: local.URL, Name: "replicas", Out: out, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- listen.Run(ctx, cfg) }()
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(out.String(), "connected, waiting") {
+			return fmt.Errorf("not connected yet: %s", out.String())
+		}
+		return nil
+	})
+	ens, err := listen.EnsureEndpoint(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := r2.svc.store.GetEndpoint(ctx, "acme", ens.Endpoint.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := signature.NewSigner(CurrentSecret(ep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(h *harness, msgID string, signed bool) (int, string, http.Header) {
+		t.Helper()
+		body := `{"type":"job.completed","timestamp":"2026-12-07T10:00:00.000Z","data":{}}`
+		now := time.Now()
+		sig := "v1,bm90IGEgc2lnbmF0dXJl"
+		if signed {
+			sig = signer.Sign(msgID, now, []byte(body))
+		}
+		status, data, hdr := h.request(http.MethodPost, "/relay/v1/"+ens.Endpoint.ID, body, map[string]string{
+			"webhook-id": msgID, "webhook-timestamp": fmt.Sprint(now.Unix()), "webhook-signature": sig,
+		})
+		return status, string(data), hdr
+	}
+
+	for _, tc := range []struct {
+		name       string
+		via        *harness
+		msgID      string
+		signed     bool
+		wantStatus int
+		wantBody   string
+	}{
+		{"same replica", r1, "msg_1", true, http.StatusTeapot, "local answer"},
+		{"other replica", r2, "msg_2", true, http.StatusTeapot, "local answer"},
+		{"unsigned", r2, "msg_3", false, http.StatusUnauthorized, "not signed for endpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body, hdr := post(tc.via, tc.msgID, tc.signed)
+			if status != tc.wantStatus || !strings.Contains(body, tc.wantBody) {
+				t.Errorf("POST = %d %q, want %d %q", status, body, tc.wantStatus, tc.wantBody)
+			}
+			_, delivered := hits.Load(tc.msgID)
+			if delivered != tc.signed {
+				t.Errorf("local server got %s: %v, want %v", tc.msgID, delivered, tc.signed)
+			}
+			if tc.signed && hdr.Get("X-Local") != "1" {
+				t.Errorf("answer headers %v lack the local server's X-Local", hdr)
+			}
+		})
+	}
+
+	// r1 shuts down: the listener is told to go away and reconnects (to
+	// the URL it was given; here r1 does not come back, so it keeps trying)
+	// and the route on r2 has nobody to send to.
+	r1.stop()
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(out.String(), "connection lost") {
+			return fmt.Errorf("listener did not notice the shutdown: %s", out.String())
+		}
+		return nil
+	})
+	if status, body, _ := post(r2, "msg_4", true); status != http.StatusServiceUnavailable || !strings.Contains(body, "no listener connected") {
+		t.Errorf("POST without a listener = %d %q, want 503 \"no listener connected…\"", status, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("listen.Run = %v, want nil after cancel", err)
+	}
+}
