@@ -121,6 +121,10 @@ func TestRelayAcrossReplicas(t *testing.T) {
 		})
 	}
 
+	if status, _, _ := r2.request(http.MethodGet, "/relay/v1/endpoints", nil, nil); status != http.StatusNotFound {
+		t.Errorf("GET /relay/v1/endpoints = %d, want 404 (not an endpoint id)", status)
+	}
+
 	// r1 shuts down: the listener is told to go away and reconnects (to
 	// the URL it was given; here r1 does not come back, so it keeps trying)
 	// and the route on r2 has nobody to send to.

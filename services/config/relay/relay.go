@@ -28,6 +28,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
+	"github.com/pulsehooks/pulsehooks/pkg/ids"
 	"github.com/pulsehooks/pulsehooks/pkg/signature"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
@@ -155,6 +156,10 @@ func (rl *Relay) remove(l *listener) {
 // answer in time is 504; a local server it cannot reach is 502.
 func (rl *Relay) ServeDelivery(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if !ids.Valid(ids.Endpoint, id) { // also keeps the NATS subject to one plain token
+		plain(w, http.StatusNotFound, "relay: no relay endpoint "+strconv.Quote(id))
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		plain(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("relay: request body over %d bytes", MaxBodyBytes))
