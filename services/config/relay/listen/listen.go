@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -31,6 +32,9 @@ const (
 	DefaultMinBackoff = 250 * time.Millisecond
 	DefaultMaxBackoff = 30 * time.Second
 	maxConcurrent     = 32
+	// idleTimeout ends a connection that has carried nothing, not even the
+	// service's pings (every 20 s), for this long.
+	idleTimeout = 50 * time.Second
 )
 
 // Config configures a listener.
@@ -223,10 +227,18 @@ func (c *client) run(ctx context.Context) error {
 // session holds one connection until it ends; connected says whether it got
 // as far as the service's hello.
 func (c *client) session(ctx context.Context) (connected bool, err error) {
+	// The service pings every 20 s; a connection silent for idleTimeout is
+	// dead (a half-open TCP connection would otherwise wait for the kernel).
+	var lastSeen atomic.Int64
+	lastSeen.Store(time.Now().UnixNano())
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	conn, resp, err := websocket.Dial(dctx, c.listenURL, &websocket.DialOptions{
 		HTTPClient: c.cfg.HTTPClient,
 		HTTPHeader: http.Header{"X-Api-Key": {c.cfg.APIKey}},
+		OnPingReceived: func(context.Context, []byte) bool {
+			lastSeen.Store(time.Now().UnixNano())
+			return true
+		},
 	})
 	cancel()
 	if err != nil {
@@ -249,6 +261,23 @@ func (c *client) session(ctx context.Context) (connected bool, err error) {
 		return false, fmt.Errorf("unexpected first frame %q", data)
 	}
 	c.printf("%s  connected, waiting for deliveries to %s\n", stamp(), hello.EndpointID)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() {
+		t := time.NewTicker(idleTimeout / 10)
+		defer t.Stop()
+		for {
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-t.C:
+				if time.Since(time.Unix(0, lastSeen.Load())) > idleTimeout {
+					_ = conn.CloseNow()
+					return
+				}
+			}
+		}
+	}()
 	slots := make(chan struct{}, maxConcurrent)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -257,6 +286,7 @@ func (c *client) session(ctx context.Context) (connected bool, err error) {
 		if err != nil {
 			return true, err
 		}
+		lastSeen.Store(time.Now().UnixNano())
 		var req relay.Frame
 		if err := json.Unmarshal(data, &req); err != nil || req.Type != relay.FrameRequest {
 			continue
