@@ -185,7 +185,7 @@ func (rl *Relay) ServeDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var resp Frame
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+	if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.Status < 200 || resp.Status > 599 {
 		plain(w, http.StatusBadGateway, "relay: malformed answer from the listener's config replica")
 		return
 	}
