@@ -143,3 +143,68 @@ func TestRelayAcrossReplicas(t *testing.T) {
 		t.Errorf("listen.Run = %v, want nil after cancel", err)
 	}
 }
+
+// TestRelayLocalServerFailures: a local server that cannot be reached is
+// 502, one slower than the endpoint's timeout is 504, both with a body that
+// says so.
+func TestRelayLocalServerFailures(t *testing.T) {
+	h := startService(t)
+	_, key := h.newTenant("acme")
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client hanging up
+		select {
+		case <-r.Context().Done():
+		case <-time.After(3 * time.Second):
+		}
+	}))
+	defer slow.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+
+	for _, tc := range []struct {
+		name       string
+		forwardTo  string
+		wantStatus int
+		wantBody   string
+	}{
+		{"unreachable", gone.URL, http.StatusBadGateway, "could not get an answer from the local server"},
+		{"too slow", slow.URL, http.StatusGatewayTimeout, "did not answer within 1s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := &lockedBuffer{}
+			cfg := listen.Config{URL: h.base, APIKey: key, ForwardTo: tc.forwardTo, Name: tc.name, Out: out}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- listen.Run(ctx, cfg) }()
+			defer func() { cancel(); <-done }()
+			testenv.WaitFor(t, 10*time.Second, func() error {
+				if !strings.Contains(out.String(), "connected, waiting") {
+					return fmt.Errorf("not connected yet: %s", out.String())
+				}
+				return nil
+			})
+			ens, err := listen.EnsureEndpoint(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status, data := h.api(key, http.MethodPatch, "/v1/endpoints/"+ens.Endpoint.ID, map[string]any{"timeout_seconds": 1}); status != http.StatusOK {
+				t.Fatalf("PATCH timeout: %d %s", status, data)
+			}
+			ep, err := h.svc.store.GetEndpoint(ctx, "acme", ens.Endpoint.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signer, err := signature.NewSigner(CurrentSecret(ep))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, now := `{"type":"job.completed"}`, time.Now()
+			status, data, _ := h.request(http.MethodPost, "/relay/v1/"+ens.Endpoint.ID, body, map[string]string{
+				"webhook-id": "msg_1", "webhook-timestamp": fmt.Sprint(now.Unix()), "webhook-signature": signer.Sign("msg_1", now, []byte(body)),
+			})
+			if status != tc.wantStatus || !strings.Contains(string(data), tc.wantBody) {
+				t.Errorf("POST = %d %q, want %d %q", status, data, tc.wantStatus, tc.wantBody)
+			}
+		})
+	}
+}
