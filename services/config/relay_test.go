@@ -208,3 +208,37 @@ func TestRelayLocalServerFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestRelayURLRules: with loopback refused for endpoints, an endpoint may
+// take its own relay URL (on loopback) but not another endpoint's, nor any
+// other URL of the relay host; the relay-endpoint route reuses by name.
+func TestRelayURLRules(t *testing.T) {
+	h := startService(t, func(c *Config) { c.AllowNetworks = nil })
+	_, key := h.newTenant("acme")
+	ep := h.newEndpoint(key, map[string]any{"url": "https://example.com/hook"})
+	status, data := h.api(key, http.MethodPost, "/relay/v1/endpoints", map[string]any{"name": "dev"})
+	if status != http.StatusCreated {
+		t.Fatalf("create relay endpoint: %d %s", status, data)
+	}
+	relayEP := decode[relayEndpointView](t, data)
+	if status, data := h.api(key, http.MethodPost, "/relay/v1/endpoints", map[string]any{"name": "dev", "event_types": []string{"job.completed"}}); status != http.StatusOK ||
+		decode[relayEndpointView](t, data).Endpoint.ID != relayEP.Endpoint.ID {
+		t.Errorf("ensuring it again: %d %s, want 200 and the same endpoint", status, data)
+	}
+	for _, tc := range []struct {
+		name       string
+		url        string
+		wantStatus int
+	}{
+		{"its own relay URL", h.svc.RelayURL() + "/relay/v1/" + ep.ID, http.StatusOK},
+		{"another endpoint's relay URL", relayEP.Endpoint.URL, http.StatusUnprocessableEntity},
+		{"another route of the relay host", h.svc.RelayURL() + "/v1/endpoints", http.StatusUnprocessableEntity},
+		{"its relay path with a query", h.svc.RelayURL() + "/relay/v1/" + ep.ID + "?x=1", http.StatusUnprocessableEntity},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, data := h.api(key, http.MethodPatch, "/v1/endpoints/"+ep.ID, map[string]any{"url": tc.url}); status != tc.wantStatus {
+				t.Errorf("PATCH url %s = %d %s, want %d", tc.url, status, data, tc.wantStatus)
+			}
+		})
+	}
+}
