@@ -193,12 +193,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	if s.delivery, err = delivery.New(ctx, delivery.Config{
 		Streams:       so,
 		AllowNetworks: cfg.AllowNetworks,
-		// The config service's relay route, reached without the SSRF
-		// policy so relay endpoints work whatever AllowNetworks says.
-		RelayURL:   s.config.RelayURL(),
-		RetryDelay: cfg.RetryDelay,
-		Schedule:   cfg.RetrySchedule,
-		Hooks:      cfg.DeliveryHooks,
+		RelayURL:      s.config.RelayURL(), // relay endpoints work whatever AllowNetworks says
+		RetryDelay:    cfg.RetryDelay,
+		Schedule:      cfg.RetrySchedule,
+		Hooks:         cfg.DeliveryHooks,
 	}, delivery.Deps{NATS: s.conn("delivery"), Redis: s.redis, Config: client, Logger: s.logger("delivery"), TracerProvider: deps.TracerProvider}); err != nil {
 		return nil, fmt.Errorf("delivery service: %w", err)
 	}
