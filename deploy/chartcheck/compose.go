@@ -24,7 +24,7 @@ var composeEnv = map[string]map[string]string{
 	"config": {
 		"PULSEHOOKS_NATS_URL": "nats://nats:4222", "PULSEHOOKS_HTTP_ADDR": ":8080", "PULSEHOOKS_GRPC_ADDR": ":9090",
 		"PULSEHOOKS_ADMIN_TOKEN": "", "PULSEHOOKS_INTERNAL_TOKEN": "", "PULSEHOOKS_MASTER_KEY": "", "PULSEHOOKS_PUBLIC_URL": "",
-		"PULSEHOOKS_REPLICAS": "1",
+		"PULSEHOOKS_REPLICAS": "1", "PULSEHOOKS_RELAY_URL": "http://config:8080",
 	},
 	"ingest": {
 		"PULSEHOOKS_NATS_URL": "nats://nats:4222", "PULSEHOOKS_HTTP_ADDR": ":8081", "PULSEHOOKS_CONFIG_GRPC": "config:9090",
@@ -38,7 +38,7 @@ var composeEnv = map[string]map[string]string{
 	"delivery": {
 		"PULSEHOOKS_NATS_URL": "nats://nats:4222", "PULSEHOOKS_HEALTH_ADDR": ":8083", "PULSEHOOKS_CONFIG_GRPC": "config:9090",
 		"PULSEHOOKS_REDIS_URL": "redis://redis:6379/0", "PULSEHOOKS_INTERNAL_TOKEN": "",
-		"PULSEHOOKS_PARTITIONS": "", "PULSEHOOKS_REPLICAS": "1",
+		"PULSEHOOKS_PARTITIONS": "", "PULSEHOOKS_REPLICAS": "1", "PULSEHOOKS_RELAY_URL": "http://config:8080",
 	},
 }
 

@@ -695,6 +695,17 @@ func checkConfigMap(r *report, cm *corev1.ConfigMap, o *objects) {
 		}
 	}
 	r.check(subj, found, "PULSEHOOKS_CONFIG_GRPC=%q is not the config Service's grpc port", grpc)
+	// Delivery reaches the relay route (pulsehooks listen) there, past its SSRF policy.
+	relay, err := url.Parse(cm.Data["PULSEHOOKS_RELAY_URL"])
+	found = false
+	for _, s := range o.services {
+		if err == nil && relay.Scheme == "http" && s.Name == relay.Hostname() && s.Spec.Selector["app.kubernetes.io/component"] == "config" {
+			for _, p := range s.Spec.Ports {
+				found = found || strconv.Itoa(int(p.Port)) == relay.Port() && p.Name == "http"
+			}
+		}
+	}
+	r.check(subj, found, "PULSEHOOKS_RELAY_URL=%q is not http:// the config Service's http port", cm.Data["PULSEHOOKS_RELAY_URL"])
 	n, err := strconv.Atoi(cm.Data["PULSEHOOKS_PARTITIONS"])
 	r.check(subj, err == nil && n >= 1, "PULSEHOOKS_PARTITIONS=%q is not a positive number", cm.Data["PULSEHOOKS_PARTITIONS"])
 	rep := cm.Data["PULSEHOOKS_REPLICAS"]

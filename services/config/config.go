@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pulsehooks/pulsehooks/pkg/relayurl"
 	"github.com/pulsehooks/pulsehooks/pkg/secretbox"
 )
 
@@ -65,6 +66,12 @@ type Config struct {
 	AttemptRetention time.Duration
 	// Quotas are the per-tenant limits; zero fields take the defaults.
 	Quotas Quotas
+
+	// RelayURL is the base URL at which delivery workers reach this
+	// service's relay route (PULSEHOOKS_RELAY_URL; default PublicURL): relay
+	// endpoints get the URL <RelayURL>/relay/v1/<endpoint id>. Delivery must
+	// be configured with the same value.
+	RelayURL string
 }
 
 // Deps are the connections and telemetry the service uses.
@@ -131,6 +138,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PublicURL != "" {
 		if _, err := parsePublicURL(c.PublicURL); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if c.RelayURL != "" {
+		if _, err := relayurl.Parse(c.RelayURL); err != nil {
+			errs = append(errs, fmt.Errorf("RelayURL (PULSEHOOKS_RELAY_URL): %w", err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -38,11 +38,18 @@ func (s *Store) applyPatch(ctx context.Context, rec *endpointRecord, p EndpointP
 		if u == "" {
 			return invalid("url", "is required")
 		}
-		if err := s.policy.CheckURL(ctx, u, false); err != nil {
-			if errors.Is(err, ssrf.ErrBlocked) {
-				return invalid("url", "%v; webhooks cannot be sent to private, loopback, link-local or metadata addresses", err)
+		// An endpoint's own relay URL skips the SSRF check (relay_routes.go).
+		isRelay, err := s.checkRelayURL(rec.ID, u)
+		if err != nil {
+			return err
+		}
+		if !isRelay {
+			if err := s.policy.CheckURL(ctx, u, false); err != nil {
+				if errors.Is(err, ssrf.ErrBlocked) {
+					return invalid("url", "%v; webhooks cannot be sent to private, loopback, link-local or metadata addresses", err)
+				}
+				return invalid("url", "%v", err)
 			}
-			return invalid("url", "%v", err)
 		}
 		rec.URL = u
 	}

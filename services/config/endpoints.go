@@ -19,6 +19,9 @@ type BasicAuth struct {
 // EndpointInput is a new endpoint. Nil pointers take the defaults: enabled,
 // a 15 s timeout, no rate limit; an empty Secret is generated.
 type EndpointInput struct {
+	// ID is the new endpoint's id when the caller needs it in advance (the
+	// relay puts it in the URL); empty makes one.
+	ID             string
 	URL            string
 	Description    string
 	EventTypes     []string
@@ -38,8 +41,14 @@ func (s *Store) CreateEndpoint(ctx context.Context, tenantID string, in Endpoint
 		return nil, err
 	}
 	now := s.now().UTC()
+	id := in.ID
+	if id == "" {
+		id = ids.New(ids.Endpoint)
+	} else if !ids.Valid(ids.Endpoint, id) {
+		return nil, invalid("id", "%q is not an endpoint id", id)
+	}
 	rec := &endpointRecord{
-		ID:        ids.New(ids.Endpoint),
+		ID:        id,
 		TenantID:  tenantID,
 		Enabled:   true,
 		TimeoutMS: defaultTimeoutSecs * 1000,

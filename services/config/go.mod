@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/cockroachdb/pebble/v2 v2.1.7
+	github.com/coder/websocket v1.8.15
 	github.com/nats-io/nats.go v1.55.0
 	github.com/pulsehooks/pulsehooks/pkg v0.0.0
 	github.com/pulsehooks/pulsehooks/proto v0.0.0

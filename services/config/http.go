@@ -47,6 +47,7 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("GET /portal/{$}", s.portalHome)
 	mux.HandleFunc("GET /portal/static/portal.css", s.portalCSS)
 	s.registerPortal(mux, jsonFallback(mux))
+	s.registerRelay(mux)
 
 	return otelhttp.NewHandler(jsonFallback(mux), "config",
 		otelhttp.WithTracerProvider(s.tp),

@@ -30,6 +30,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/secretbox"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	"github.com/pulsehooks/pulsehooks/services/config/attemptlog"
+	"github.com/pulsehooks/pulsehooks/services/config/relay"
 )
 
 // Service tuning.
@@ -57,6 +58,8 @@ type Service struct {
 	alog    *attemptlog.Store
 	indexer *attemptlog.Indexer
 	replay  *replayer
+	// relay serves `pulsehooks listen` (relay_routes.go).
+	relay *relay.Relay
 
 	httpLn, grpcLn net.Listener
 	httpSrv        *http.Server
@@ -134,6 +137,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if cfg.PublicURL != "" {
 		store.publicURL, _ = parsePublicURL(cfg.PublicURL) // checked by withDefaults
 	}
+	if store.relayBase, err = parseRelayBase(cfg, store.publicURL.String()); err == nil {
+		s.relay, err = newRelay(s)
+	}
+	if err != nil {
+		_ = s.httpLn.Close()
+		_ = s.grpcLn.Close()
+		_ = alog.Close()
+		return nil, fmt.Errorf("config service: relay: %w", err)
+	}
 	s.httpSrv = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -167,6 +179,10 @@ func (s *Service) HTTPAddr() string { return s.httpLn.Addr().String() }
 
 // GRPCAddr returns the bound address of the gRPC server.
 func (s *Service) GRPCAddr() string { return s.grpcLn.Addr().String() }
+
+// RelayURL returns the base URL of relay endpoint URLs, which delivery
+// workers must be given as their RelayURL.
+func (s *Service) RelayURL() string { return s.store.relayBase.String() }
 
 // PublicURL returns the base URL of portal links.
 func (s *Service) PublicURL() *url.URL {
@@ -218,6 +234,7 @@ func (s *Service) Run(ctx context.Context) (err error) {
 func (s *Service) shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	s.stopOnce.Do(func() { close(s.stopping) })
+	s.relay.Shutdown()
 	ctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
 	defer cancel()
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pulsehooks/pulsehooks/pkg/relayurl"
 	"github.com/pulsehooks/pulsehooks/pkg/secretbox"
 	"github.com/pulsehooks/pulsehooks/pkg/ssrf"
 )
@@ -56,6 +57,7 @@ type Store struct {
 	state      *state
 	policy     ssrf.Policy
 	publicURL  *url.URL
+	relayBase  relayurl.Base
 	linkTTL    time.Duration
 	sessionTTL time.Duration
 	log        *slog.Logger

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pulsehooks/pulsehooks/pkg/relayurl"
 	"github.com/pulsehooks/pulsehooks/pkg/ssrf"
 )
 
@@ -20,20 +21,19 @@ import (
 // transport makes a client span per sampled request and injects W3C
 // traceparent (sender injects it for unsampled ones).
 // Attempt timeouts come from the request context.
+//
+// When cfg.RelayURL is set, requests to exactly a relay URL under it go
+// through a second transport whose dialer skips the policy: the relay route
+// of the config service, which an operator configured and which may well
+// be internal. The choice is made per request on the parsed URL (scheme,
+// host and a one-segment /relay/v1/ path, nothing else), and redirects are
+// never followed, so no other URL — on that host or on one named like it —
+// reaches the relay transport.
 func newHTTPClient(cfg Config, tp trace.TracerProvider) *http.Client {
 	policy := ssrf.Policy{Allow: cfg.AllowNetworks}
-	dialer := policy.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second})
-	base := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            dialer.DialContext,
-		ForceAttemptHTTP2:      true,
-		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:    10 * time.Second,
-		MaxIdleConns:           4096,
-		MaxIdleConnsPerHost:    cfg.LaneConcurrency,
-		IdleConnTimeout:        90 * time.Second,
-		ExpectContinueTimeout:  time.Second,
-		MaxResponseHeaderBytes: 64 << 10,
+	var base http.RoundTripper = newTransport(cfg, policy.Dialer(newDialer()))
+	if relay, err := relayurl.Parse(cfg.RelayURL); err == nil { // checked by validate
+		base = &relayRouter{relay: relay, relayRT: newTransport(cfg, newDialer()), rt: base}
 	}
 	return &http.Client{
 		Transport: otelhttp.NewTransport(base,
@@ -48,4 +48,39 @@ func newHTTPClient(cfg Config, tp trace.TracerProvider) *http.Client {
 		),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+func newDialer() *net.Dialer {
+	return &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+}
+
+func newTransport(cfg Config, dialer *net.Dialer) *http.Transport {
+	return &http.Transport{
+		Proxy:                  nil,
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      true,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:    10 * time.Second,
+		MaxIdleConns:           4096,
+		MaxIdleConnsPerHost:    cfg.LaneConcurrency,
+		IdleConnTimeout:        90 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+}
+
+// relayRouter sends requests to relay URLs with relayRT and every other
+// request with rt, the SSRF-checked transport.
+type relayRouter struct {
+	relay   relayurl.Base
+	relayRT http.RoundTripper
+	rt      http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper.
+func (r *relayRouter) RoundTrip(req *http.Request) (*http.Response, error) {
+	if _, ok := r.relay.Match(req.URL); ok {
+		return r.relayRT.RoundTrip(req)
+	}
+	return r.rt.RoundTrip(req)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pulsehooks/pulsehooks/pkg/relayurl"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 )
 
@@ -160,6 +161,13 @@ type Config struct {
 	AllowNetworks []netip.Prefix
 	// UserAgent is sent with every request (default "pulsehooks/<version>").
 	UserAgent string
+	// RelayURL is the base URL at which this worker reaches the config
+	// service's relay route (PULSEHOOKS_RELAY_URL), such as
+	// http://pulsehooks-config:8080. Exactly the relay URLs under it
+	// (<RelayURL>/relay/v1/<endpoint id>) are sent without the SSRF policy,
+	// so the route works at an internal address; every other URL, on that
+	// host or any other, is checked as usual. Empty: none.
+	RelayURL string
 	// Hooks are for tests only; leave them zero in production.
 	Hooks Hooks
 }
@@ -236,6 +244,11 @@ func (c Config) withDefaults() Config {
 
 func (c Config) validate() error {
 	var errs []error
+	if c.RelayURL != "" {
+		if _, err := relayurl.Parse(c.RelayURL); err != nil {
+			errs = append(errs, fmt.Errorf("RelayURL (PULSEHOOKS_RELAY_URL): %w", err))
+		}
+	}
 	if c.AckWait < minAckWait {
 		errs = append(errs, fmt.Errorf("AckWait %v is below %v", c.AckWait, minAckWait))
 	}

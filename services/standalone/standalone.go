@@ -193,6 +193,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	if s.delivery, err = delivery.New(ctx, delivery.Config{
 		Streams:       so,
 		AllowNetworks: cfg.AllowNetworks,
+		RelayURL:      s.config.RelayURL(), // relay endpoints work whatever AllowNetworks says
 		RetryDelay:    cfg.RetryDelay,
 		Schedule:      cfg.RetrySchedule,
 		Hooks:         cfg.DeliveryHooks,

@@ -29,6 +29,7 @@ func run(ctx context.Context) (err error) {
 		MasterKey:     env.Key32("PULSEHOOKS_MASTER_KEY"),
 		Replicas:      env.Int("PULSEHOOKS_REPLICAS", 1),
 		AllowNetworks: env.Networks("PULSEHOOKS_ALLOW_NETWORKS"),
+		RelayURL:      env.String("", "PULSEHOOKS_RELAY_URL"),
 		PortalLinkTTL: env.Duration("PULSEHOOKS_PORTAL_LINK_TTL", config.DefaultPortalLinkTTL),
 		SessionTTL:    env.Duration("PULSEHOOKS_SESSION_TTL", config.DefaultSessionTTL),
 

@@ -13,6 +13,8 @@
 //	PULSEHOOKS_OPERATIONAL_RETENTION how long the OPERATIONAL stream keeps operational events (default 168h)
 //	PULSEHOOKS_ALLOW_NETWORKS  comma-separated CIDR prefixes endpoints may reach although private
 //	                           (for development; "private" allows all)
+//	PULSEHOOKS_RELAY_URL       base URL of the config service's relay route, e.g. http://pulsehooks-config:8080;
+//	                           exactly its /relay/v1/<endpoint> URLs are reached without the SSRF policy
 //	PULSEHOOKS_HEALTH_ADDR     /healthz and /readyz listener (default :8083, "off" disables)
 //	PULSEHOOKS_RETRY_SCHEDULE  delay before each attempt (default 0s,5s,5m,30m,2h,5h,10h,10h)
 //	PULSEHOOKS_RETRY_JITTER    ± fraction of each retry delay (default 0.2, at most 0.5)
@@ -84,6 +86,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 			},
 			AllowNetworks:   env.Networks("PULSEHOOKS_ALLOW_NETWORKS"),
 			UserAgent:       "pulsehooks/" + version,
+			RelayURL:        env.String("", "PULSEHOOKS_RELAY_URL"),
 			Schedule:        env.Durations("PULSEHOOKS_RETRY_SCHEDULE", nil),
 			Jitter:          env.Float("PULSEHOOKS_RETRY_JITTER", 0),
 			DisableAfter:    env.Duration("PULSEHOOKS_DISABLE_AFTER", 0),

@@ -36,6 +36,9 @@ func run(ctx context.Context, args []string) error {
 	if len(args) > 0 && (args[0] == "serve" || args[0] == "receive") {
 		cmd, args = args[0], args[1:]
 	}
+	if len(args) > 0 && args[0] == "listen" {
+		return runListen(ctx, args[1:])
+	}
 	if cmd == "receive" {
 		return receive(ctx, args)
 	}
