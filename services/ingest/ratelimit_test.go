@@ -147,3 +147,23 @@ func TestIngestRateLimitFailsOpen(t *testing.T) {
 		return nil
 	})
 }
+
+func TestRateLimitWithDefaults(t *testing.T) {
+	tests := []struct {
+		in      RateLimit
+		want    RateLimit
+		wantErr bool
+	}{
+		{RateLimit{}, RateLimit{EventsPerSecond: 1000, Burst: 2000}, false},
+		{RateLimit{EventsPerSecond: NoRateLimit}, RateLimit{EventsPerSecond: NoRateLimit, Burst: 2000}, false},
+		{RateLimit{EventsPerSecond: 5, Burst: 5}, RateLimit{EventsPerSecond: 5, Burst: 5}, false},
+		{RateLimit{EventsPerSecond: -2}, RateLimit{}, true},
+		{RateLimit{Burst: -1}, RateLimit{}, true},
+	}
+	for _, tt := range tests {
+		got, err := tt.in.withDefaults()
+		if (err != nil) != tt.wantErr || (!tt.wantErr && got != tt.want) {
+			t.Errorf("%+v.withDefaults() = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

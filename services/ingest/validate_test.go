@@ -138,6 +138,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := Config{
 		HTTPAddr: DefaultHTTPAddr, OperatorToken: "t", MaxDataBytes: DefaultMaxDataBytes, IdempotencyTTL: DefaultIdempotencyTTL,
 		MaxInFlight: DefaultMaxInFlight, ShutdownTimeout: DefaultShutdownTimeout,
+		RateLimit: RateLimit{EventsPerSecond: DefaultEventsPerSecond, Burst: DefaultBurst},
 	}
 	if got != want {
 		t.Errorf("withDefaults = %+v, want %+v", got, want)
