@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 )
 
 // ErrBlocked is wrapped by every error for a refused address.
@@ -219,7 +220,7 @@ func (p Policy) Dialer(base *net.Dialer) *net.Dialer {
 	return &d
 }
 
-// CheckURL validates a webhook URL: http or https, a host, no user info, no
+// CheckURL validates a webhook URL: valid UTF-8, http or https, a host, no user info, no
 // fragment, and, when the host is a literal address, one the policy allows
 // and without an IPv6 zone (ErrZone). Hosts that spell an IPv4 address in a
 // non-canonical form are refused (ErrNumericHost); localhost, names under
@@ -229,6 +230,9 @@ func (p Policy) Dialer(base *net.Dialer) *net.Dialer {
 func (p Policy) CheckURL(ctx context.Context, raw string, resolve bool) error {
 	if len(raw) > 2048 {
 		return errors.New("URL is longer than 2048 characters")
+	}
+	if !utf8.ValidString(raw) {
+		return errors.New("URL is not valid UTF-8")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {

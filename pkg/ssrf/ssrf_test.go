@@ -91,6 +91,7 @@ func TestCheckURL(t *testing.T) {
 		{"http://[::1]/", false},
 		{"https://8.8.8.8/", true},
 		{"not a url", false},
+		{"https://example.com/\xff", false},
 	} {
 		err := p.CheckURL(ctx, tc.url, false)
 		if (err == nil) != tc.ok {
