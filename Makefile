@@ -44,6 +44,27 @@ test: deps ## Run unit and integration tests (race detector on) against real NAT
 test-short: ## Run the tests without the race detector (faster while iterating).
 	go test -count=1 $(PKGS)
 
+# Fuzz tests, as package:Function; `make fuzz` runs each for FUZZTIME, one at
+# a time (go test -fuzz takes one target per package per run). `make test`
+# runs their seed corpora (f.Add and testdata/fuzz) as ordinary tests.
+FUZZTIME     ?= 30s
+FUZZFLAGS    ?=
+FUZZ_TARGETS := \
+	./pkg/ssrf:FuzzCheck ./pkg/ssrf:FuzzCheckURL ./pkg/ssrf:FuzzSpellings \
+	./pkg/signature:FuzzVerify ./pkg/signature:FuzzParseSecret \
+	./pkg/retryq:FuzzDecode ./pkg/retryq:FuzzEncode \
+	./services/config:FuzzEndpointURL ./services/config:FuzzEndpointHeaders ./services/config:FuzzDecodeJSON \
+	./services/config/attemptlog:FuzzCursor \
+	./services/ingest:FuzzValidate
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz test for FUZZTIME each (default 30s; FUZZFLAGS=-parallel=1 on a busy machine); crashers land in testdata/fuzz.
+	@failed=""; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; start=$$(date +%s); \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		if go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; then result=ok; else result=FAILED; failed="$$failed $$fn"; fi; \
+		echo "fuzz $$pkg $$fn: $$result after $$(( $$(date +%s) - start ))s"; done; \
+		if [ -n "$$failed" ]; then echo "fuzz failures:$$failed"; exit 1; fi
+
 .PHONY: bench
 bench: deps ## Run every benchmark scenario (~7 min; PROFILE=1 adds pprof profiles); writes bench/results and docs/BENCHMARKS.md tables.
 	go run ./bench/cmd/bench -docs docs/BENCHMARKS.md $(if $(filter 1,$(PROFILE)),-profile)

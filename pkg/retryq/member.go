@@ -136,8 +136,8 @@ func Decode(member string) (Item, error) {
 		}
 		it.Endpoint = endpointPrefix + formatULIDBytes([16]byte(b))
 	case formatRaw:
-		if len(b) == 0 {
-			return Item{}, fmt.Errorf("%w: empty endpoint", ErrMalformed)
+		if len(b) == 0 || len(b) > maxEndpointID {
+			return Item{}, fmt.Errorf("%w: endpoint id of %d bytes (want 1–%d)", ErrMalformed, len(b), maxEndpointID)
 		}
 		it.Endpoint = string(b)
 	default:

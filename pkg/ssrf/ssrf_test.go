@@ -19,6 +19,15 @@ func TestCheck(t *testing.T) {
 		{"127.0.0.1", true}, {"10.1.2.3", true}, {"172.16.0.1", true}, {"192.168.1.1", true},
 		{"169.254.169.254", true}, {"100.64.0.1", true}, {"0.0.0.0", true}, {"::1", true},
 		{"fe80::1", true}, {"fd00::1", true}, {"::ffff:127.0.0.1", true},
+		// The rest of the IANA special-purpose registries that is not globally reachable.
+		{"192.0.0.8", true}, {"192.0.0.170", true}, {"192.0.2.1", true}, {"192.88.99.1", true},
+		{"198.18.0.1", true}, {"198.19.255.255", true}, {"198.51.100.1", true}, {"203.0.113.1", true},
+		{"224.0.0.1", true}, {"239.255.255.250", true}, {"240.0.0.1", true}, {"255.255.255.255", true},
+		{"::", true}, {"::7f00:1", true}, {"64:ff9b:1::1", true}, {"100::1", true}, {"100:0:0:1::1", true},
+		{"2001::1", true}, {"2001:2::1", true}, {"2001:10::1", true}, {"2001:20::1", true},
+		{"2001:db8::1", true}, {"3fff::1", true}, {"5f00::1", true}, {"fec0::1", true}, {"ff02::1", true},
+		{"4000::1", true}, {"fe80::1%eth0", true}, {"64:ff9b::7f00:1", true}, {"2002:c0a8:101::1", true},
+		{"9.9.9.9", false}, {"2a00:1450::1", false}, {"64:ff9b::101:101", false}, {"2002:101:101::", false},
 		{"8.8.8.8", false}, {"1.1.1.1", false}, {"2606:4700::1111", false},
 	} {
 		err := p.Check(netip.MustParseAddr(tc.ip))
@@ -82,6 +91,7 @@ func TestCheckURL(t *testing.T) {
 		{"http://[::1]/", false},
 		{"https://8.8.8.8/", true},
 		{"not a url", false},
+		{"https://example.com/\xff", false},
 	} {
 		err := p.CheckURL(ctx, tc.url, false)
 		if (err == nil) != tc.ok {

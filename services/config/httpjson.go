@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -117,9 +118,13 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, dst any, al
 	return unmarshalStrict(data, dst)
 }
 
-// unmarshalStrict decodes one JSON value into dst, refusing unknown fields
-// and trailing data, with messages that name the problem.
+// unmarshalStrict decodes one JSON value into dst, refusing unknown fields,
+// trailing data and bytes that are not UTF-8 (which encoding/json would
+// silently replace with U+FFFD), with messages that name the problem.
 func unmarshalStrict(data []byte, dst any) error {
+	if !utf8.Valid(data) {
+		return badRequest("invalid_json", "request body is not valid UTF-8 (at byte %d); JSON text must be UTF-8", invalidUTF8At(data))
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -129,6 +134,19 @@ func unmarshalStrict(data []byte, dst any) error {
 		return badRequest("invalid_json", "request body must hold a single JSON object, found more after it")
 	}
 	return nil
+}
+
+// invalidUTF8At returns the offset of the first byte of data that does not
+// start a valid UTF-8 sequence, or len(data).
+func invalidUTF8At(data []byte) int {
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(data)
 }
 
 func jsonError(err error) error {
