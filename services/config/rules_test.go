@@ -24,6 +24,8 @@ func TestCheckHeaders(t *testing.T) {
 		{"webhook prefix", map[string]string{"Webhook-Anything": "x"}, false, "headers.Webhook-Anything"},
 		{"proxy prefix", map[string]string{"Proxy-Connection": "x"}, false, "headers.Proxy-Connection"},
 		{"traceparent", map[string]string{"traceparent": "x"}, false, "headers.traceparent"},
+		{"content-language, dropped by delivery", map[string]string{"Content-Language": "en"}, false, "headers.Content-Language"},
+		{"http2-settings, dropped by delivery", map[string]string{"HTTP2-Settings": "x"}, false, "headers.HTTP2-Settings"},
 		{"colon in name", map[string]string{"X:A": "x"}, false, "headers.X:A"},
 		{"empty name", map[string]string{"": "x"}, false, "headers"},
 		{"long name", map[string]string{strings.Repeat("x", 129): "x"}, false, "headers"},
