@@ -177,10 +177,38 @@ type patchEndpointBody struct {
 type rotateSecretBody struct {
 	Key                string `json:"key"`
 	GracePeriodSeconds *int   `json:"grace_period_seconds"`
+	// ExpirePrevious "now" retires every earlier secret at once.
+	ExpirePrevious string `json:"expire_previous"`
 }
 
+// secretView is the current signing secret, and the retired secrets that
+// still sign until they expire, identified by fingerprint only.
 type secretView struct {
-	Key string `json:"key"`
+	Key      string              `json:"key"`
+	Previous []retiredSecretView `json:"previous"`
+}
+
+// retiredSecretView is a rotated-out secret still in its grace period.
+type retiredSecretView struct {
+	Fingerprint string    `json:"fingerprint"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// newSecretView lists ep's secrets that sign at now.
+func newSecretView(ep *configv1.Endpoint, now time.Time) secretView {
+	v := secretView{Key: CurrentSecret(ep), Previous: []retiredSecretView{}}
+	for _, sec := range ep.GetSecrets() {
+		if sec.GetExpiresAt() == nil || !sec.GetExpiresAt().AsTime().After(now) {
+			continue
+		}
+		v.Previous = append(v.Previous, retiredSecretView{
+			Fingerprint: secretFingerprint(sec.GetKey()),
+			CreatedAt:   sec.GetCreatedAt().AsTime(),
+			ExpiresAt:   sec.GetExpiresAt().AsTime(),
+		})
+	}
+	return v
 }
 
 func (s *Service) listEndpoints(w http.ResponseWriter, r *http.Request, tenantID string) {
@@ -302,7 +330,7 @@ func (s *Service) getSecret(w http.ResponseWriter, r *http.Request, tenantID str
 		writeErr(w, r, s.log, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, secretView{Key: CurrentSecret(ep)})
+	writeJSON(w, http.StatusOK, newSecretView(ep, s.store.now()))
 }
 
 func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, tenantID string) {
@@ -320,12 +348,21 @@ func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, tenantID 
 		}
 		grace = time.Duration(*body.GracePeriodSeconds) * time.Second
 	}
-	ep, err := s.store.RotateSecret(r.Context(), tenantID, r.PathValue("id"), body.Key, grace)
+	switch {
+	case body.ExpirePrevious == "":
+	case body.ExpirePrevious != "now":
+		writeErr(w, r, s.log, invalid("expire_previous", `must be "now" (retire every earlier secret at once) or absent, got %q`, body.ExpirePrevious))
+		return
+	case body.GracePeriodSeconds != nil:
+		writeErr(w, r, s.log, invalid("expire_previous", "cannot be combined with grace_period_seconds"))
+		return
+	}
+	ep, err := s.store.RotateSecret(r.Context(), tenantID, r.PathValue("id"), body.Key, grace, body.ExpirePrevious == "now")
 	if err != nil {
 		writeErr(w, r, s.log, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, secretView{Key: CurrentSecret(ep)})
+	writeJSON(w, http.StatusOK, newSecretView(ep, s.store.now()))
 }
 
 func (s *Service) createPortalLink(w http.ResponseWriter, r *http.Request, tenantID string) {

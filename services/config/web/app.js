@@ -324,10 +324,12 @@
     var graceID = nextID("grace");
     var grace = el("select", { id: graceID },
       el("option", { value: "0" }, "no grace period"), el("option", { value: "3600" }, "1 hour"),
-      el("option", { value: "86400", selected: true }, "24 hours"), el("option", { value: "604800" }, "7 days"));
+      el("option", { value: "86400", selected: true }, "24 hours"), el("option", { value: "604800" }, "7 days"),
+      el("option", { value: "now" }, "revoke every earlier secret now"));
     var rotate = el("button", { type: "button", onclick: function () {
       if (!window.confirm("Rotate the signing secret? The old one keeps signing during the grace period.")) return;
-      api("POST", "endpoints/" + enc + "/secret/rotate", { grace_period_seconds: parseInt(grace.value, 10) }).then(function (s) {
+      var body = grace.value === "now" ? { expire_previous: "now" } : { grace_period_seconds: parseInt(grace.value, 10) };
+      api("POST", "endpoints/" + enc + "/secret/rotate", body).then(function (s) {
         secret = s.key; shown.textContent = s.key; reveal.textContent = "Hide"; copy.disabled = false; onSecret(s.key);
         toast("Secret rotated");
       }).catch(function (err) { toast(err.message); });
