@@ -44,6 +44,7 @@ var portalAssets = map[string]string{
 func (s *Service) registerPortal(mux *http.ServeMux, api http.Handler) {
 	mux.HandleFunc("GET /portal/static/{name}", s.portalAsset)
 	mux.HandleFunc("GET /portal/api/session", s.portalSession)
+	mux.HandleFunc("POST /portal/api/logout", s.portalLogout)
 	mux.Handle("/portal/api/{path...}", s.portalAPI(api))
 }
 
@@ -96,6 +97,36 @@ func (s *Service) portalSession(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// portalLogout ends the request's session: deleted from the store, so no
+// replica accepts its cookie again, and the cookie cleared. Like every
+// portal API write it needs the CSRF token.
+func (s *Service) portalLogout(w http.ResponseWriter, r *http.Request) {
+	setPortalHeaders(w)
+	_, id, err := s.sessionOf(r)
+	if err != nil {
+		s.portalAPIError(w, r, err)
+		return
+	}
+	if msg := s.csrfProblem(r, id); msg != "" {
+		writeError(w, http.StatusForbidden, "csrf_failed", msg)
+		return
+	}
+	if err := s.store.endSession(r.Context(), id); err != nil {
+		s.portalAPIError(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     sessionCookie,
+		Value:    "",
+		Path:     s.store.publicURL.Path + "/portal",
+		MaxAge:   -1,
+		HttpOnly: true,
+		Secure:   s.store.publicURL.Scheme == "https",
+		SameSite: http.SameSiteLaxMode,
+	})
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // portalAPI authenticates a portal API request by its session cookie,
 // checks CSRF on writes, and passes it to api as the /v1 request it mirrors.
 func (s *Service) portalAPI(api http.Handler) http.Handler {
@@ -113,7 +144,7 @@ func (s *Service) portalAPI(api http.Handler) http.Handler {
 			}
 		}
 		rest := r.PathValue("path")
-		if rest == "" || rest == "session" {
+		if rest == "" || rest == "session" || rest == "logout" {
 			writeError(w, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
 			return
 		}

@@ -681,8 +681,20 @@
   }
 
   window.addEventListener("hashchange", route);
+  // logout ends the session on the server (POST, CSRF-checked) and says so.
+  var logoutBtn = document.getElementById("logout");
+  if (logoutBtn) {
+    logoutBtn.addEventListener("click", function () {
+      api("POST", "logout").then(function () {
+        session = null; logoutBtn.hidden = true; clear();
+        append(app, el("h2", null, "You are logged out"),
+          el("p", null, "Open a fresh portal link to come back: request a new one from your application."));
+      }).catch(function (err) { toast(err.message); });
+    });
+  }
   api("GET", "session").then(function (s) {
     session = s;
+    if (logoutBtn) logoutBtn.hidden = false;
     route();
   }).catch(function (err) { if (err.status !== 401) { clear(); app.appendChild(errorBox(err)); } });
 })();
