@@ -3,10 +3,12 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pulsehooks/pulsehooks/pkg/webhookheaders"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
 
@@ -16,6 +18,9 @@ const (
 	purposeSecret    = "secret"
 	purposeBasicAuth = "basic-auth-password"
 )
+
+// headerPurpose is the purpose of a secret custom header's sealed value.
+func headerPurpose(name string) string { return "header:" + strings.ToLower(name) }
 
 func sealAD(endpointID, purpose string) []byte {
 	return []byte(endpointID + "/" + purpose)
@@ -73,7 +78,6 @@ func (s *Store) endpointProto(rec *endpointRecord, rev uint64) (*configv1.Endpoi
 		Url:            rec.URL,
 		Description:    rec.Description,
 		EventTypes:     rec.EventTypes,
-		Headers:        rec.Headers,
 		Enabled:        rec.Enabled,
 		TimeoutMs:      rec.TimeoutMS,
 		RateLimit:      rec.RateLimit,
@@ -81,6 +85,9 @@ func (s *Store) endpointProto(rec *endpointRecord, rev uint64) (*configv1.Endpoi
 		UpdatedAt:      timestamppb.New(rec.UpdatedAt),
 		Revision:       rev,
 		DisabledReason: rec.DisabledReason,
+	}
+	if err := s.headersProto(rec, ep); err != nil {
+		return nil, err
 	}
 	if rec.BasicAuth != nil {
 		pw, err := s.open(rec.ID, purposeBasicAuth, rec.BasicAuth.SealedPassword)
@@ -101,6 +108,31 @@ func (s *Store) endpointProto(rec *endpointRecord, rev uint64) (*configv1.Endpoi
 		ep.Secrets = append(ep.Secrets, sec)
 	}
 	return ep, nil
+}
+
+// headersProto sets ep's headers, secret ones opened, and names the secret
+// ones (sealed, or stored in clear under a credential name).
+func (s *Store) headersProto(rec *endpointRecord, ep *configv1.Endpoint) error {
+	if len(rec.Headers)+len(rec.SecretHeaders) == 0 {
+		return nil
+	}
+	ep.Headers = make(map[string]string, len(rec.Headers)+len(rec.SecretHeaders))
+	for name, value := range rec.Headers {
+		ep.Headers[name] = value
+		if webhookheaders.Credential(name) {
+			ep.SecretHeaders = append(ep.SecretHeaders, name)
+		}
+	}
+	for name, sealed := range rec.SecretHeaders {
+		value, err := s.open(rec.ID, headerPurpose(name), sealed)
+		if err != nil {
+			return err
+		}
+		ep.Headers[name] = value
+		ep.SecretHeaders = append(ep.SecretHeaders, name)
+	}
+	slices.Sort(ep.SecretHeaders)
+	return nil
 }
 
 // decodeEndpoint decodes a ph_endpoints value.

@@ -43,7 +43,9 @@ type Config struct {
 	PublicURL string
 	// AdminToken authenticates the operator API; required.
 	AdminToken string
-	// InternalToken, when set, must be sent by gRPC clients as a bearer token.
+	// InternalToken, when set, must be sent by gRPC clients as a bearer
+	// token. It is required unless GRPCAddr is a loopback address: the gRPC
+	// API returns endpoint secrets in clear text.
 	InternalToken string
 	// MasterKey encrypts endpoint secrets and passwords at rest; 32 bytes, required.
 	MasterKey []byte
@@ -89,6 +91,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.GRPCAddr == "" {
 		c.GRPCAddr = DefaultGRPCAddr
+	}
+	if c.InternalToken == "" && !loopbackAddr(c.GRPCAddr) {
+		errs = append(errs, fmt.Errorf("InternalToken is required when gRPC listens on %s, which is not a loopback address: "+
+			"the gRPC API serves endpoint secrets (set PULSEHOOKS_INTERNAL_TOKEN, or listen on 127.0.0.1)", c.GRPCAddr))
 	}
 	if c.AdminToken == "" {
 		errs = append(errs, errors.New("AdminToken is required (PULSEHOOKS_ADMIN_TOKEN)"))
@@ -149,6 +155,21 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("config service configuration: %w", err)
 	}
 	return c, nil
+}
+
+// loopbackAddr reports whether a listen address binds only to loopback: a
+// loopback IP or "localhost". An empty host or an unspecified IP listens on
+// every interface; any other name may resolve to a public address.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // parsePublicURL checks a portal base URL: http or https, a host, no query.

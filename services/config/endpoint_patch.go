@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/pulsehooks/pulsehooks/pkg/ssrf"
+	"github.com/pulsehooks/pulsehooks/pkg/webhookheaders"
 )
 
 // BasicAuthPatch sets basic-auth credentials; a nil Password keeps the
@@ -16,13 +17,24 @@ type BasicAuthPatch struct {
 	Password *string
 }
 
+// HeaderValue is a custom header of an endpoint as a tenant sets it.
+type HeaderValue struct {
+	// Value is the header's value; ignored with Keep.
+	Value string
+	// Secret seals the value at rest and never shows it back. Names that
+	// carry credentials (webhookheaders.Credential) are always secret.
+	Secret bool
+	// Keep keeps the stored value of an existing secret header.
+	Keep bool
+}
+
 // EndpointPatch changes the fields that are not nil. EventTypes and Headers
 // replace the whole list or map.
 type EndpointPatch struct {
 	URL             *string
 	Description     *string
 	EventTypes      *[]string
-	Headers         *map[string]string
+	Headers         *map[string]HeaderValue
 	BasicAuth       *BasicAuthPatch
 	RemoveBasicAuth bool
 	Enabled         *bool
@@ -92,13 +104,90 @@ func (s *Store) applyPatch(ctx context.Context, rec *endpointRecord, p EndpointP
 		return err
 	}
 	if p.Headers != nil {
-		rec.Headers = maps.Clone(*p.Headers)
-		if len(rec.Headers) == 0 {
-			rec.Headers = nil
+		return s.applyHeaders(rec, *p.Headers)
+	}
+	if authChanged {
+		return checkHeaders(storedHeaders(rec), rec.BasicAuth != nil)
+	}
+	return nil
+}
+
+// applyHeaders validates and stores an endpoint's new custom headers,
+// sealing the secret ones.
+func (s *Store) applyHeaders(rec *endpointRecord, in map[string]HeaderValue) error {
+	check := make(map[string]string, len(in))
+	for name, h := range in {
+		if !h.Keep {
+			check[name] = h.Value
+			continue
+		}
+		if _, ok := rec.SecretHeaders[name]; !ok {
+			return invalid("headers."+name, "needs a value: the endpoint has no secret header %q to keep", name)
+		}
+		check[name] = ""
+	}
+	if err := checkHeaders(check, rec.BasicAuth != nil); err != nil {
+		return err
+	}
+	plain := map[string]string{}
+	sealed := map[string][]byte{}
+	for name, h := range in {
+		switch {
+		case h.Keep:
+			sealed[name] = rec.SecretHeaders[name]
+		case h.Secret || webhookheaders.Credential(name):
+			b, err := s.seal(rec.ID, headerPurpose(name), h.Value)
+			if err != nil {
+				return err
+			}
+			sealed[name] = b
+		default:
+			plain[name] = h.Value
 		}
 	}
-	if p.Headers != nil || authChanged {
-		return checkHeaders(rec.Headers, rec.BasicAuth != nil)
+	rec.Headers, rec.SecretHeaders = nil, nil
+	if len(plain) > 0 {
+		rec.Headers = plain
+	}
+	if len(sealed) > 0 {
+		rec.SecretHeaders = sealed
+	}
+	return nil
+}
+
+// storedHeaders is the names of an endpoint's custom headers with the
+// values of the plain ones, for checkHeaders (secret values were checked
+// when set).
+func storedHeaders(rec *endpointRecord) map[string]string {
+	out := maps.Clone(rec.Headers)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for name := range rec.SecretHeaders {
+		out[name] = ""
+	}
+	return out
+}
+
+// sealCredentialHeaders moves headers stored in clear under a credential
+// name (written before secret headers existed) into the sealed ones.
+func (s *Store) sealCredentialHeaders(rec *endpointRecord) error {
+	for name, value := range rec.Headers {
+		if !webhookheaders.Credential(name) {
+			continue
+		}
+		b, err := s.seal(rec.ID, headerPurpose(name), value)
+		if err != nil {
+			return err
+		}
+		if rec.SecretHeaders == nil {
+			rec.SecretHeaders = map[string][]byte{}
+		}
+		rec.SecretHeaders[name] = b
+		delete(rec.Headers, name)
+	}
+	if len(rec.Headers) == 0 {
+		rec.Headers = nil
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pulsehooks/pulsehooks/pkg/webhookheaders"
 )
 
 // Limits of endpoint fields.
@@ -75,26 +77,14 @@ func isTokenChar(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-// reservedHeader says why a custom header may not be set, or "" if it may.
+// reservedHeader says why a custom header may not be set, or "" if it may:
+// the names pkg/webhookheaders reserves (delivery never sends them), and
+// Authorization next to basic auth.
 func reservedHeader(name string, basicAuth bool) string {
-	lower := strings.ToLower(name)
-	switch {
-	case strings.HasPrefix(lower, "webhook-"):
-		return "is set by pulsehooks to identify and sign each request"
-	case lower == "content-type" || lower == "content-length" || lower == "content-encoding":
-		return "is set by pulsehooks for the JSON body"
-	case lower == "host":
-		return "is taken from the endpoint URL"
-	case lower == "user-agent":
-		return "is set by pulsehooks"
-	case lower == "traceparent" || lower == "tracestate":
-		return "is set by pulsehooks for tracing"
-	case lower == "expect":
-		return "would change how the request is sent"
-	case lower == "connection" || lower == "keep-alive" || lower == "te" || lower == "trailer" ||
-		lower == "transfer-encoding" || lower == "upgrade" || strings.HasPrefix(lower, "proxy-"):
-		return "is a hop-by-hop header, managed by the HTTP client"
-	case lower == "authorization" && basicAuth:
+	if why := webhookheaders.Why(name); why != "" {
+		return why
+	}
+	if basicAuth && strings.EqualFold(name, "authorization") {
 		return "conflicts with basic_auth; set one or the other"
 	}
 	return ""

@@ -25,7 +25,7 @@ type EndpointInput struct {
 	URL            string
 	Description    string
 	EventTypes     []string
-	Headers        map[string]string
+	Headers        map[string]HeaderValue
 	BasicAuth      *BasicAuth
 	Enabled        *bool
 	TimeoutSeconds *int
@@ -198,6 +198,9 @@ func (s *Store) modifyEndpoint(ctx context.Context, tenantID, id string, f func(
 		}
 		if !found {
 			return notFound("endpoint", id)
+		}
+		if err := s.sealCredentialHeaders(&rec); err != nil {
+			return err
 		}
 		if err := f(&rec); err != nil {
 			return err

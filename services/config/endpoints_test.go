@@ -18,7 +18,7 @@ func TestEndpointCRUD(t *testing.T) {
 	ep := h.newEndpoint(key, map[string]any{"url": "https://example.com/hooks", "description": "orders"})
 	want := endpointView{
 		ID: ep.ID, URL: "https://example.com/hooks", Description: "orders",
-		EventTypes: []string{}, Headers: map[string]string{}, Enabled: true, TimeoutSeconds: 15,
+		EventTypes: []string{}, Headers: map[string]customHeaderView{}, Enabled: true, TimeoutSeconds: 15,
 		CreatedAt: ep.CreatedAt, UpdatedAt: ep.UpdatedAt,
 	}
 	if !reflect.DeepEqual(ep, want) {
@@ -55,7 +55,7 @@ func TestEndpointCRUD(t *testing.T) {
 	got := decode[endpointView](t, data)
 	want = endpointView{
 		ID: ep.ID, URL: "http://127.0.0.1:9999/in", Description: "orders",
-		EventTypes: []string{"job.completed", "job.failed"}, Headers: map[string]string{"X-Team": "billing"},
+		EventTypes: []string{"job.completed", "job.failed"}, Headers: map[string]customHeaderView{"X-Team": {Value: "billing"}},
 		BasicAuth: &basicAuthView{Username: "hook", PasswordSet: true}, Enabled: false, TimeoutSeconds: 5, RateLimit: 20,
 		CreatedAt: ep.CreatedAt, UpdatedAt: got.UpdatedAt,
 	}

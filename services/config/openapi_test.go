@@ -232,6 +232,7 @@ func TestOpenAPISchemasMatchViews(t *testing.T) {
 		"EndpointCreate":   createEndpointBody{},
 		"EndpointPatch":    patchEndpointBody{},
 		"Secret":           secretView{},
+		"RetiredSecret":    retiredSecretView{},
 		"RotateSecret":     rotateSecretBody{},
 		"TestSend":         testSendBody{},
 		"TestSendAccepted": testSendView{},

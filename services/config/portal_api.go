@@ -42,9 +42,25 @@ var portalAssets = map[string]string{
 // registerPortal adds the portal app and its session API to mux. api is the handler /portal/api/… requests are passed to
 // after their path is rewritten to /v1/….
 func (s *Service) registerPortal(mux *http.ServeMux, api http.Handler) {
-	mux.HandleFunc("GET /portal/static/{name}", s.portalAsset)
-	mux.HandleFunc("GET /portal/api/session", s.portalSession)
-	mux.Handle("/portal/api/{path...}", s.portalAPI(api))
+	for _, rt := range s.portalRoutes() {
+		mux.Handle(rt.method+" "+rt.pattern, rt.handler)
+	}
+	mux.Handle(portalAPIPattern, s.portalAPI(api))
+}
+
+// portalAPIPattern is the portal API's mirror of the tenant API: every
+// apiRoutes route /v1/X is also /portal/api/X.
+const portalAPIPattern = "/portal/api/{path...}"
+
+// portalRoutes are the portal's own routes besides that mirror. The tenant
+// isolation test walks them with apiRoutes: a route added here with a path
+// parameter must be covered there.
+func (s *Service) portalRoutes() []apiRoute {
+	return []apiRoute{
+		{"GET", "/portal/static/{name}", http.HandlerFunc(s.portalAsset)},
+		{"GET", "/portal/api/session", http.HandlerFunc(s.portalSession)},
+		{"POST", "/portal/api/logout", http.HandlerFunc(s.portalLogout)},
+	}
 }
 
 // portalAsset serves one embedded file of the portal app.
@@ -96,6 +112,36 @@ func (s *Service) portalSession(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// portalLogout ends the request's session: deleted from the store, so no
+// replica accepts its cookie again, and the cookie cleared. Like every
+// portal API write it needs the CSRF token.
+func (s *Service) portalLogout(w http.ResponseWriter, r *http.Request) {
+	setPortalHeaders(w)
+	_, id, err := s.sessionOf(r)
+	if err != nil {
+		s.portalAPIError(w, r, err)
+		return
+	}
+	if msg := s.csrfProblem(r, id); msg != "" {
+		writeError(w, http.StatusForbidden, "csrf_failed", msg)
+		return
+	}
+	if err := s.store.endSession(r.Context(), id); err != nil {
+		s.portalAPIError(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     sessionCookie,
+		Value:    "",
+		Path:     s.store.publicURL.Path + "/portal",
+		MaxAge:   -1,
+		HttpOnly: true,
+		Secure:   s.store.publicURL.Scheme == "https",
+		SameSite: http.SameSiteLaxMode,
+	})
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // portalAPI authenticates a portal API request by its session cookie,
 // checks CSRF on writes, and passes it to api as the /v1 request it mirrors.
 func (s *Service) portalAPI(api http.Handler) http.Handler {
@@ -113,7 +159,7 @@ func (s *Service) portalAPI(api http.Handler) http.Handler {
 			}
 		}
 		rest := r.PathValue("path")
-		if rest == "" || rest == "session" {
+		if rest == "" || rest == "session" || rest == "logout" {
 			writeError(w, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
 			return
 		}

@@ -116,3 +116,52 @@ func TestPortalAssets(t *testing.T) {
 		}
 	}
 }
+
+func TestPortalLogoutEndsTheSession(t *testing.T) {
+	h := startService(t)
+	_, key := h.newTenant("acme")
+	cookie, csrf := h.portalSession(key)
+	other, otherCSRF := h.portalSession(key)
+
+	// Without the CSRF token, or from another site, logout is refused and
+	// the session lives on.
+	for _, hdr := range []map[string]string{
+		cookie,
+		with(cookie, csrfHeader, "wrong"),
+		with(cookie, csrfHeader, csrf, "Sec-Fetch-Site", "cross-site"),
+	} {
+		status, data, _ := h.request(http.MethodPost, "/portal/api/logout", nil, hdr)
+		wantError(t, status, data, http.StatusForbidden, "csrf_failed")
+	}
+	if status, data, _ := h.request(http.MethodGet, "/portal/api/endpoints", nil, cookie); status != http.StatusOK {
+		t.Fatalf("after refused logouts: GET endpoints %d %s, want 200", status, data)
+	}
+
+	status, data, hdr := h.request(http.MethodPost, "/portal/api/logout", nil, with(cookie, csrfHeader, csrf))
+	if status != http.StatusNoContent {
+		t.Fatalf("logout: %d %s, want 204", status, data)
+	}
+	if c := sessionFrom(t, hdr); c.Value != "" || c.MaxAge >= 0 || !c.HttpOnly {
+		t.Errorf("logout cookie = %+v, want it cleared (empty, MaxAge < 0, HttpOnly)", c)
+	}
+	for _, rt := range []struct{ method, path string }{
+		{http.MethodGet, "/portal/api/session"},
+		{http.MethodGet, "/portal/api/endpoints"},
+		{http.MethodPost, "/portal/api/logout"},
+	} {
+		status, data, _ := h.request(rt.method, rt.path, nil, with(cookie, csrfHeader, csrf))
+		wantError(t, status, data, http.StatusUnauthorized, "unauthorized")
+	}
+	// The old cookie is gone from the store, not just from the browser.
+	kv, err := h.nats.JetStream(t).KeyValue(t.Context(), BucketSessions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(t.Context(), hashSecret(strings.TrimPrefix(cookie["Cookie"], sessionCookie+"="))); err == nil {
+		t.Error("the session is still in the session store after logout")
+	}
+	// Another session of the same tenant is not touched.
+	if status, data, _ := h.request(http.MethodGet, "/portal/api/endpoints", nil, with(other, csrfHeader, otherCSRF)); status != http.StatusOK {
+		t.Errorf("the other session after logout: %d %s, want 200", status, data)
+	}
+}

@@ -125,6 +125,14 @@ func (s *Store) session(ctx context.Context, id string) (sessionRecord, error) {
 	return rec, nil
 }
 
+// endSession deletes a session, so its id is no longer accepted.
+func (s *Store) endSession(ctx context.Context, id string) error {
+	if err := s.sessions.kv.Delete(ctx, hashSecret(id)); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
 // wellFormedToken reports whether s is base64url of 32 bytes, as tokens and
 // session ids are.
 func wellFormedToken(s string) bool {

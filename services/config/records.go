@@ -38,12 +38,17 @@ type eventTypeRecord struct {
 
 // endpointRecord is the value of ph_endpoints, key = "<tenant>.<endpoint id>".
 type endpointRecord struct {
-	ID             string            `json:"id"`
-	TenantID       string            `json:"tenant_id"`
-	URL            string            `json:"url"`
-	Description    string            `json:"description,omitempty"`
-	EventTypes     []string          `json:"event_types,omitempty"`
-	Headers        map[string]string `json:"headers,omitempty"`
+	ID          string            `json:"id"`
+	TenantID    string            `json:"tenant_id"`
+	URL         string            `json:"url"`
+	Description string            `json:"description,omitempty"`
+	EventTypes  []string          `json:"event_types,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	// SecretHeaders are the secret custom headers, name -> sealed value.
+	// Headers written before secret headers existed may still hold
+	// credential-named ones in clear; they are treated as secret on read
+	// and sealed on the next write.
+	SecretHeaders  map[string][]byte `json:"secret_headers,omitempty"`
 	BasicAuth      *basicAuthRecord  `json:"basic_auth,omitempty"`
 	Secrets        []secretRecord    `json:"secrets"`
 	Enabled        bool              `json:"enabled"`

@@ -24,6 +24,8 @@ func TestCheckHeaders(t *testing.T) {
 		{"webhook prefix", map[string]string{"Webhook-Anything": "x"}, false, "headers.Webhook-Anything"},
 		{"proxy prefix", map[string]string{"Proxy-Connection": "x"}, false, "headers.Proxy-Connection"},
 		{"traceparent", map[string]string{"traceparent": "x"}, false, "headers.traceparent"},
+		{"content-language, dropped by delivery", map[string]string{"Content-Language": "en"}, false, "headers.Content-Language"},
+		{"http2-settings, dropped by delivery", map[string]string{"HTTP2-Settings": "x"}, false, "headers.HTTP2-Settings"},
 		{"colon in name", map[string]string{"X:A": "x"}, false, "headers.X:A"},
 		{"empty name", map[string]string{"": "x"}, false, "headers"},
 		{"long name", map[string]string{strings.Repeat("x", 129): "x"}, false, "headers"},
@@ -121,7 +123,7 @@ func TestPruneSecrets(t *testing.T) {
 }
 
 func TestConfigDefaultsAndErrors(t *testing.T) {
-	valid := Config{AdminToken: "0123456789abcdef", MasterKey: testMasterKey}
+	valid := Config{AdminToken: "0123456789abcdef", MasterKey: testMasterKey, InternalToken: "internal"}
 	got, err := valid.withDefaults()
 	if err != nil {
 		t.Fatalf("withDefaults: %v", err)
@@ -145,6 +147,11 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 		{"tiny TTL", func(c *Config) { c.PortalLinkTTL = time.Millisecond }, "PortalLinkTTL"},
 		{"tiny body limit", func(c *Config) { c.MaxBodyBytes = 10 }, "MaxBodyBytes"},
 		{"tiny attempt retention", func(c *Config) { c.AttemptRetention = time.Minute }, "AttemptRetention"},
+		{"no internal token on every interface", func(c *Config) { c.InternalToken = "" }, "PULSEHOOKS_INTERNAL_TOKEN"},
+		{"no internal token on 0.0.0.0", func(c *Config) { c.InternalToken, c.GRPCAddr = "", "0.0.0.0:9090" }, "PULSEHOOKS_INTERNAL_TOKEN"},
+		{"no internal token on [::]", func(c *Config) { c.InternalToken, c.GRPCAddr = "", "[::]:9090" }, "PULSEHOOKS_INTERNAL_TOKEN"},
+		{"no internal token on a host name", func(c *Config) { c.InternalToken, c.GRPCAddr = "", "config.internal:9090" }, "PULSEHOOKS_INTERNAL_TOKEN"},
+		{"no internal token on a private IP", func(c *Config) { c.InternalToken, c.GRPCAddr = "", "10.0.0.5:9090" }, "PULSEHOOKS_INTERNAL_TOKEN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,12 +164,26 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 	}
 }
 
+func TestLoopbackGRPCNeedsNoInternalToken(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:9090", "127.0.0.1:0", "[::1]:9090", "localhost:9090", "LOCALHOST:0", "127.1.2.3:9090"} {
+		t.Run(addr, func(t *testing.T) {
+			c := Config{AdminToken: "0123456789abcdef", MasterKey: testMasterKey, GRPCAddr: addr}
+			if _, err := c.withDefaults(); err != nil {
+				t.Errorf("withDefaults with GRPCAddr %q and no internal token = %v, want nil", addr, err)
+			}
+		})
+	}
+}
+
 func TestNewRefusesBadConfigAndDeps(t *testing.T) {
 	if _, err := New(t.Context(), Config{MasterKey: testMasterKey}, Deps{}); err == nil || !strings.Contains(err.Error(), "AdminToken") {
 		t.Errorf("New without admin token = %v, want an error about AdminToken", err)
 	}
-	if _, err := New(t.Context(), Config{AdminToken: testAdminToken, MasterKey: testMasterKey}, Deps{}); err == nil || !strings.Contains(err.Error(), "NATS") {
+	if _, err := New(t.Context(), Config{AdminToken: testAdminToken, MasterKey: testMasterKey, GRPCAddr: "127.0.0.1:0"}, Deps{}); err == nil || !strings.Contains(err.Error(), "NATS") {
 		t.Errorf("New without NATS = %v, want an error about NATS", err)
+	}
+	if _, err := New(t.Context(), Config{AdminToken: testAdminToken, MasterKey: testMasterKey, GRPCAddr: ":0"}, Deps{}); err == nil || !strings.Contains(err.Error(), "PULSEHOOKS_INTERNAL_TOKEN") {
+		t.Errorf("New with gRPC on every interface and no internal token = %v, want an error naming PULSEHOOKS_INTERNAL_TOKEN", err)
 	}
 }
 

@@ -3,7 +3,9 @@ package config
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -51,9 +53,11 @@ func checkSigningSecret(field, s string) error {
 
 // RotateSecret makes key (generated when empty) the endpoint's current
 // signing secret. The previous current secret keeps signing until now+grace
-// (0 drops it at once); at most five secrets are kept, dropping those that
-// expire soonest, and expired ones are pruned.
-func (s *Store) RotateSecret(ctx context.Context, tenantID, id, key string, grace time.Duration) (*configv1.Endpoint, error) {
+// (0 drops it at once) and earlier retired ones keep their expiry, unless
+// expirePrevious, which drops every earlier secret at once (to revoke a
+// leaked one). At most five secrets are kept, dropping those that expire
+// soonest, and expired ones are pruned.
+func (s *Store) RotateSecret(ctx context.Context, tenantID, id, key string, grace time.Duration, expirePrevious bool) (*configv1.Endpoint, error) {
 	if grace < 0 || grace > maxGracePeriodHours*time.Hour {
 		return nil, invalid("grace_period_seconds", "must be between 0 and %d (7 days)", int((maxGracePeriodHours * time.Hour).Seconds()))
 	}
@@ -72,6 +76,10 @@ func (s *Store) RotateSecret(ctx context.Context, tenantID, id, key string, grac
 			return err
 		}
 		next := []secretRecord{{Sealed: sealed, CreatedAt: now}}
+		if expirePrevious {
+			rec.Secrets = next
+			return nil
+		}
 		expires := now.Add(grace)
 		for _, sr := range rec.Secrets {
 			if sr.ExpiresAt == nil {
@@ -95,6 +103,13 @@ func CurrentSecret(ep *configv1.Endpoint) string {
 		}
 	}
 	return ""
+}
+
+// secretFingerprint identifies a secret without revealing it: "sha256:" and
+// the first 16 hex digits of the SHA-256 of the whole "whsec_…" string.
+func secretFingerprint(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:8])
 }
 
 // pruneSecrets drops expired secrets and keeps at most maxSecrets: the

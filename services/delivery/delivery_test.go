@@ -29,7 +29,9 @@ func TestSignedPostAndAttemptRecord(t *testing.T) {
 		_, _ = w.Write([]byte(strings.Repeat("r", 5000))) // beyond the 4 KiB kept
 	})
 	ep := newEndpoint(t, rc.srv.URL+"/hooks?src=test")
-	ep.Headers = map[string]string{"X-Tenant-Ref": "ref-1", "Content-Type": "text/plain", "Webhook-Id": "forged"}
+	ep.Headers = map[string]string{"X-Tenant-Ref": "ref-1", "Content-Type": "text/plain", "Webhook-Id": "forged",
+		"X-Partner": "partner-value", "X-Access-Token": "token-value"}
+	ep.SecretHeaders = []string{"X-Access-Token", "X-Partner"}
 	ep.BasicAuth = &configv1.BasicAuth{Username: "hook-user", Password: "hook-pass"}
 	e.config.put(ep)
 	e.startWorker(t, testConfig(), workerOptions{})
@@ -48,10 +50,12 @@ func TestSignedPostAndAttemptRecord(t *testing.T) {
 		t.Errorf("Verify = %v, want nil", err)
 	}
 	for name, want := range map[string]string{
-		"Webhook-Id":   d.MessageId,
-		"Content-Type": "application/json",
-		"User-Agent":   "pulsehooks/" + Version(),
-		"X-Tenant-Ref": "ref-1",
+		"Webhook-Id":     d.MessageId,
+		"Content-Type":   "application/json",
+		"User-Agent":     "pulsehooks/" + Version(),
+		"X-Tenant-Ref":   "ref-1",
+		"X-Partner":      "partner-value",
+		"X-Access-Token": "token-value",
 	} {
 		if got := got.header.Get(name); got != want {
 			t.Errorf("header %s = %q, want %q", name, got, want)
@@ -86,6 +90,8 @@ func TestSignedPostAndAttemptRecord(t *testing.T) {
 		"webhook-id":        d.MessageId,
 		"content-type":      "application/json",
 		"x-tenant-ref":      "ref-1",
+		"x-partner":         redacted,
+		"x-access-token":    redacted,
 	} {
 		if sent[name] != want {
 			t.Errorf("recorded request header %s = %q, want %q", name, sent[name], want)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -17,6 +18,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
+	"github.com/pulsehooks/pulsehooks/pkg/webhookheaders"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
@@ -59,9 +61,10 @@ func newAttempt(ctx context.Context, d *eventv1.Delivery, ep *configv1.Endpoint,
 }
 
 // headerList flattens h into lower-case name/value pairs sorted by name, with
-// secret values redacted and at most maxRecordedHeaders values of at most
+// secret values redacted (credential names, and the names in extraSecret,
+// lower case) and at most maxRecordedHeaders values of at most
 // maxRecordedValue bytes each.
-func headerList(h http.Header) []*eventv1.Header {
+func headerList(h http.Header, extraSecret ...string) []*eventv1.Header {
 	names := make([]string, 0, len(h))
 	for name := range h {
 		names = append(names, name)
@@ -74,7 +77,7 @@ func headerList(h http.Header) []*eventv1.Header {
 			if len(out) == maxRecordedHeaders {
 				return out
 			}
-			if secretHeader(lower) {
+			if secretHeader(lower) || slices.Contains(extraSecret, lower) {
 				v = redacted
 			}
 			out = append(out, &eventv1.Header{Name: lower, Value: truncate(v, maxRecordedValue)})
@@ -83,13 +86,20 @@ func headerList(h http.Header) []*eventv1.Header {
 	return out
 }
 
-// secretHeader reports whether a header's value must not be stored.
+// secretHeader reports whether a header's value must not be stored: the
+// signature, and every name that carries a credential.
 func secretHeader(lower string) bool {
-	switch lower {
-	case "webhook-signature", "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key":
-		return true
+	return lower == "webhook-signature" || webhookheaders.Credential(lower)
+}
+
+// requestHeaderList is headerList of a request to ep, also redacting the
+// custom headers the endpoint marks secret.
+func requestHeaderList(h http.Header, ep *configv1.Endpoint) []*eventv1.Header {
+	secret := make([]string, len(ep.GetSecretHeaders()))
+	for i, name := range ep.GetSecretHeaders() {
+		secret[i] = strings.ToLower(name)
 	}
-	return false
+	return headerList(h, secret...)
 }
 
 // truncate shortens s to at most n bytes without splitting a UTF-8 sequence.

@@ -1,10 +1,13 @@
 package delivery
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
 
 func TestHeaderListRedactsAndSorts(t *testing.T) {
@@ -33,6 +36,22 @@ func TestHeaderListRedactsAndSorts(t *testing.T) {
 		if got[i].GetName() != w.name || got[i].GetValue() != w.value {
 			t.Errorf("entry %d = %s: %.20q, want %s: %.20q", i, got[i].GetName(), got[i].GetValue(), w.name, w.value)
 		}
+	}
+}
+
+func TestRequestHeaderListRedactsSecretHeaders(t *testing.T) {
+	h := http.Header{}
+	h.Set("X-Signing-Partner", "hunter2")
+	h.Set("X-Team", "billing")
+	h.Set("X-Access-Token", "t0k3n")
+	ep := &configv1.Endpoint{SecretHeaders: []string{"X-Signing-Partner"}}
+	got := map[string]string{}
+	for _, hd := range requestHeaderList(h, ep) {
+		got[hd.GetName()] = hd.GetValue()
+	}
+	want := map[string]string{"x-signing-partner": redacted, "x-team": "billing", "x-access-token": redacted}
+	if !maps.Equal(got, want) {
+		t.Errorf("requestHeaderList = %v, want %v", got, want)
 	}
 }
 

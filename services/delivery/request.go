@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/pulsehooks/pulsehooks/pkg/signature"
+	"github.com/pulsehooks/pulsehooks/pkg/webhookheaders"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
@@ -36,7 +36,7 @@ func buildRequest(ctx context.Context, ep *configv1.Endpoint, d *eventv1.Deliver
 	}
 	h := req.Header
 	for name, value := range ep.GetHeaders() {
-		if reservedHeader(name) || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
+		if webhookheaders.Reserved(name) || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
 			skipped = append(skipped, name)
 			continue
 		}
@@ -71,21 +71,4 @@ func signerFor(ep *configv1.Endpoint, now time.Time) (*signature.Signer, error) 
 		return nil, fmt.Errorf("%w: %w", errNoSecret, err)
 	}
 	return signer, nil
-}
-
-// reservedHeader reports whether a custom header may not be set: it would
-// override the signature, content or identity headers we send, or it is a
-// hop-by-hop or connection-level header.
-func reservedHeader(name string) bool {
-	n := strings.ToLower(name)
-	if strings.HasPrefix(n, "webhook-") || strings.HasPrefix(n, "content-") {
-		return true
-	}
-	switch n {
-	case "host", "user-agent", "traceparent", "tracestate",
-		"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-		"te", "trailer", "transfer-encoding", "upgrade", "expect", "http2-settings":
-		return true
-	}
-	return false
 }

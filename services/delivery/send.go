@@ -55,7 +55,7 @@ func (s *sender) send(ctx context.Context, ep *configv1.Endpoint, d *eventv1.Del
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
-	r := &result{started: started, request: headerList(req.Header), skipped: skipped}
+	r := &result{started: started, request: requestHeaderList(req.Header, ep), skipped: skipped}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() {
 		// The client's instrumentation skips unsampled requests (see
 		// newHTTPClient): the endpoint still gets the trace context.

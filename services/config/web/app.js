@@ -177,18 +177,29 @@
     types.appendChild(fieldErrors.event_types);
 
     var headerRows = el("div");
+    // A header's value is a string, or {secret: true, set: true} for a
+    // secret header, whose value the API never shows: its row says "set"
+    // and an empty value keeps it.
     function addHeaderRow(name, value) {
+      var isSecret = value !== null && typeof value === "object" && value.secret === true;
       var n = el("input", { type: "text", name: "header_name", "aria-label": "Header name", placeholder: "X-Custom-Header" });
-      var v = el("input", { type: "text", name: "header_value", "aria-label": "Header value", placeholder: "value" });
-      n.value = name || ""; v.value = value || "";
+      var v = el("input", { type: isSecret ? "password" : "text", name: "header_value", "aria-label": "Header value", autocomplete: "off",
+        placeholder: isSecret && value.set ? "set (leave empty to keep)" : "value" });
+      var sec = el("input", { type: "checkbox", name: "header_secret", "aria-label": "Secret header" });
+      sec.checked = isSecret;
+      sec.addEventListener("change", function () { v.type = sec.checked ? "password" : "text"; });
+      n.value = name || ""; v.value = isSecret ? "" : (value || "");
       var row = el("div", { class: "headers-row" }, n, v,
+        el("label", { class: "check" }, sec, el("span", null, "Secret")),
         el("button", { type: "button", "aria-label": "Remove header", onclick: function () { row.remove(); } }, "Remove"));
+      if (isSecret && value.set) row.setAttribute("data-set", name);
       headerRows.appendChild(row);
     }
     Object.keys(ep.headers || {}).forEach(function (k) { addHeaderRow(k, ep.headers[k]); });
     fieldErrors.headers = el("p", { class: "error" });
     var headers = el("fieldset", null, el("legend", null, "Custom headers"),
-      el("p", { class: "hint" }, "Sent with every delivery. Signature, content and hop-by-hop headers cannot be overridden."),
+      el("p", { class: "hint" }, "Sent with every delivery. Signature, content and hop-by-hop headers cannot be overridden. " +
+        "Secret headers (always Authorization and names with token, secret, key or auth) are stored encrypted and never shown again."),
       headerRows, fieldErrors.headers,
       el("button", { type: "button", onclick: function () { addHeaderRow("", ""); } }, "Add header"));
 
@@ -218,7 +229,10 @@
       var hdrs = {};
       Array.prototype.forEach.call(headerRows.children, function (row) {
         var ins = row.querySelectorAll("input");
-        if (ins[0].value.trim()) hdrs[ins[0].value.trim()] = ins[1].value;
+        var name = ins[0].value.trim();
+        if (!name) return;
+        if (!ins[2].checked) { hdrs[name] = ins[1].value; return; }
+        hdrs[name] = ins[1].value === "" && row.getAttribute("data-set") === name ? { secret: true } : { value: ins[1].value, secret: true };
       });
       var chosen = Array.prototype.map.call(typeList.querySelectorAll("input:checked"), function (c) { return c.value; });
       var body = { url: url.value.trim(), description: desc.value, event_types: chosen, headers: hdrs, enabled: enabled.checked };
@@ -310,10 +324,12 @@
     var graceID = nextID("grace");
     var grace = el("select", { id: graceID },
       el("option", { value: "0" }, "no grace period"), el("option", { value: "3600" }, "1 hour"),
-      el("option", { value: "86400", selected: true }, "24 hours"), el("option", { value: "604800" }, "7 days"));
+      el("option", { value: "86400", selected: true }, "24 hours"), el("option", { value: "604800" }, "7 days"),
+      el("option", { value: "now" }, "revoke every earlier secret now"));
     var rotate = el("button", { type: "button", onclick: function () {
       if (!window.confirm("Rotate the signing secret? The old one keeps signing during the grace period.")) return;
-      api("POST", "endpoints/" + enc + "/secret/rotate", { grace_period_seconds: parseInt(grace.value, 10) }).then(function (s) {
+      var body = grace.value === "now" ? { expire_previous: "now" } : { grace_period_seconds: parseInt(grace.value, 10) };
+      api("POST", "endpoints/" + enc + "/secret/rotate", body).then(function (s) {
         secret = s.key; shown.textContent = s.key; reveal.textContent = "Hide"; copy.disabled = false; onSecret(s.key);
         toast("Secret rotated");
       }).catch(function (err) { toast(err.message); });
@@ -665,8 +681,20 @@
   }
 
   window.addEventListener("hashchange", route);
+  // logout ends the session on the server (POST, CSRF-checked) and says so.
+  var logoutBtn = document.getElementById("logout");
+  if (logoutBtn) {
+    logoutBtn.addEventListener("click", function () {
+      api("POST", "logout").then(function () {
+        session = null; logoutBtn.hidden = true; clear();
+        append(app, el("h2", null, "You are logged out"),
+          el("p", null, "Open a fresh portal link to come back: request a new one from your application."));
+      }).catch(function (err) { toast(err.message); });
+    });
+  }
   api("GET", "session").then(function (s) {
     session = s;
+    if (logoutBtn) logoutBtn.hidden = false;
     route();
   }).catch(function (err) { if (err.status !== 401) { clear(); app.appendChild(errorBox(err)); } });
 })();

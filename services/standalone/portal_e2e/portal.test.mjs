@@ -197,3 +197,25 @@ test("a field with <script> in it is shown as text", async () => {
   await shot("09-script-as-text");
   assert.deepEqual(consoleErrors.filter((e) => /Content Security Policy/i.test(e)), [], "no CSP violations");
 });
+
+// Last: it ends the session.
+test("a secret header is shown as set, never its value; Log out ends the session", async () => {
+  await page.goto(new URL("/portal/#/new", LINK).href);
+  await page.getByLabel("URL", { exact: true }).fill(`${RECEIVER}/secret-header`);
+  await page.getByRole("button", { name: "Add header" }).click();
+  await page.getByLabel("Header name").fill("X-Partner");
+  await page.getByLabel("Header value").fill("hdr-secret-value");
+  await page.getByLabel("Secret header").check();
+  await page.getByRole("button", { name: "Add endpoint" }).click();
+  await page.getByRole("heading", { name: /Endpoint/ }).waitFor();
+  const id = decodeURIComponent(page.url().split("#/ep/")[1]);
+  const ep = await page.evaluate(async (id) => (await fetch(`/portal/api/endpoints/${id}`)).json(), id);
+  assert.deepEqual(ep.headers["X-Partner"], { secret: true, set: true });
+  assert.equal(await page.getByText("hdr-secret-value").count(), 0, "the secret header value is never shown back");
+
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "You are logged out" }).waitFor();
+  const status = await page.evaluate(async () => (await fetch("/portal/api/session")).status);
+  assert.equal(status, 401);
+  await shot("10-logged-out");
+});

@@ -514,8 +514,12 @@ type Endpoint struct {
 	Revision  uint64                 `protobuf:"varint,14,opt,name=revision,proto3" json:"revision,omitempty"`
 	// disabled_reason says why an endpoint was disabled by the system, if it was.
 	DisabledReason string `protobuf:"bytes,15,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// secret_headers names the headers whose values are secret (their values
+	// are in headers, in clear text like the basic-auth password): they are
+	// stored sealed, never shown to tenants and redacted in attempt records.
+	SecretHeaders []string `protobuf:"bytes,16,rep,name=secret_headers,json=secretHeaders,proto3" json:"secret_headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
@@ -651,6 +655,13 @@ func (x *Endpoint) GetDisabledReason() string {
 		return x.DisabledReason
 	}
 	return ""
+}
+
+func (x *Endpoint) GetSecretHeaders() []string {
+	if x != nil {
+		return x.SecretHeaders
+	}
+	return nil
 }
 
 // GetEndpointRequest names one endpoint.
@@ -1214,7 +1225,7 @@ const file_pulsehooks_config_v1_config_proto_rawDesc = "" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"C\n" +
 	"\tBasicAuth\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x9a\x05\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"\xc1\x05\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x10\n" +
@@ -1237,7 +1248,8 @@ const file_pulsehooks_config_v1_config_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1a\n" +
 	"\brevision\x18\x0e \x01(\x04R\brevision\x12'\n" +
-	"\x0fdisabled_reason\x18\x0f \x01(\tR\x0edisabledReason\x1a:\n" +
+	"\x0fdisabled_reason\x18\x0f \x01(\tR\x0edisabledReason\x12%\n" +
+	"\x0esecret_headers\x18\x10 \x03(\tR\rsecretHeaders\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
