@@ -23,8 +23,11 @@ help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: run
-run: ## Start the whole system in one process on embedded defaults (data in ./data).
-	go run ./services/standalone/cmd/pulsehooks $(ARGS)
+run: ## Start the whole system in one process on embedded defaults (data in ./data); Ctrl-C stops it (exit 0).
+	@mkdir -p bin
+	go build -o bin/pulsehooks ./services/standalone/cmd/pulsehooks
+	@# exec, not go run: go run exits 1 when interrupted, even after the command exited 0
+	exec bin/pulsehooks $(ARGS)
 
 .PHONY: build
 build: ## Build every service binary into ./bin.
