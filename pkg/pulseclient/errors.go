@@ -28,7 +28,7 @@ const (
 	CodeUnavailable = "unavailable"
 	// CodeInternal: an unexpected failure inside ingest.
 	CodeInternal = "internal"
-	// CodeUnauthorized: the HTTP request has no valid operator token.
+	// CodeUnauthorized: the HTTP request has no valid ingest token.
 	CodeUnauthorized = "unauthorized"
 	// CodeForbidden: the HTTP request is authenticated with a tenant API key,
 	// which cannot publish job events.

@@ -288,6 +288,9 @@ func TestUnknownRoutesAnswerJSON(t *testing.T) {
 	}
 	status, data, _ = h.request(http.MethodGet, "/nope", nil, nil)
 	wantError(t, status, data, http.StatusNotFound, "not_found")
+	// An unset id in a pasted command: a JSON 404, not ServeMux's redirect.
+	status, data, _ = h.request(http.MethodGet, "/v1/endpoints//secret", nil, nil)
+	wantError(t, status, data, http.StatusNotFound, "not_found")
 	status, _, _ = h.request(http.MethodGet, "/healthz", nil, nil)
 	if status != http.StatusOK {
 		t.Errorf("GET /healthz = %d, want 200", status)

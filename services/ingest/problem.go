@@ -15,7 +15,9 @@ type problem struct {
 	status  int
 	code    string
 	message string
-	cause   error
+	// field names the invalid input, such as data/status, when one is to blame.
+	field string
+	cause error
 }
 
 // Error formats the problem, with its cause.
