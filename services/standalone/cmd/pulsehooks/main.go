@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cmd, ok := subcommands()[name]
 	if !ok {
-		fmt.Fprintf(stderr, "pulsehooks: unknown command %q\n", name)
+		_, _ = fmt.Fprintf(stderr, "pulsehooks: unknown command %q\n", name)
 		usage(stderr)
 		return errUsage
 	}
@@ -94,11 +94,13 @@ func usage(w io.Writer) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	fmt.Fprintf(w, "usage: pulsehooks [command] [flags]\n\ncommands:\n")
+	var b strings.Builder
+	b.WriteString("usage: pulsehooks [command] [flags]\n\ncommands:\n")
 	for _, name := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", name, cmds[name].summary)
+		fmt.Fprintf(&b, "  %-10s %s\n", name, cmds[name].summary)
 	}
-	fmt.Fprintf(w, "\n`pulsehooks <command> -h` lists a command's flags.\n")
+	b.WriteString("\n`pulsehooks <command> -h` lists a command's flags.\n")
+	_, _ = io.WriteString(w, b.String())
 }
 
 // newFlagSet returns the flag set of a subcommand: it reports errors instead
@@ -121,7 +123,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		_, _ = fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
 		fs.Usage()
 		return errUsage
 	}

@@ -27,7 +27,7 @@ func TestRunRefusesUnknownCommandsAndFlags(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			err := run(context.Background(), tt.args, &stderr)
-			if !errors.Is(err, tt.wantErr) && !(err == nil && tt.wantErr == nil) {
+			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("run(%q) = %v, want %v", tt.args, err, tt.wantErr)
 			}
 			if !strings.Contains(stderr.String(), tt.wantOut) {
