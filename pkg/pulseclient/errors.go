@@ -24,6 +24,9 @@ const (
 	CodeUnknownTenant = "unknown_tenant"
 	// CodeUnknownEventType: the event type is not in the catalog.
 	CodeUnknownEventType = "unknown_event_type"
+	// CodeSchemaMismatch: data does not match the event type's JSON Schema;
+	// the message names the failing path and rule.
+	CodeSchemaMismatch = "schema_mismatch"
 	// CodeUnavailable: ingest cannot store events right now; retry later.
 	CodeUnavailable = "unavailable"
 	// CodeInternal: an unexpected failure inside ingest.

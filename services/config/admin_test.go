@@ -235,6 +235,9 @@ func TestEventTypeCatalog(t *testing.T) {
 		{"example not an object", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": []int{1}}, http.StatusUnprocessableEntity, "validation_failed"},
 		{"example missing", "/admin/v1/event-types/x.y", map[string]any{"description": "d"}, http.StatusUnprocessableEntity, "validation_failed"},
 		{"schema not an object", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": map[string]any{}, "json_schema": "object"}, http.StatusUnprocessableEntity, "validation_failed"},
+		{"invalid schema", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": map[string]any{}, "json_schema": map[string]any{"type": "objekt"}}, http.StatusUnprocessableEntity, "validation_failed"},
+		{"example fails its schema", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": map[string]any{"job_id": 1}, "json_schema": map[string]any{"type": "object", "properties": map[string]any{"job_id": map[string]any{"type": "string"}}}}, http.StatusUnprocessableEntity, "validation_failed"},
+		{"example's date-time is not one", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": map[string]any{"at": "noon"}, "json_schema": map[string]any{"properties": map[string]any{"at": map[string]any{"format": "date-time"}}}}, http.StatusUnprocessableEntity, "validation_failed"},
 		{"unknown field", "/admin/v1/event-types/x.y", `{"description":"d","example_payload":{},"name":"x.y"}`, http.StatusBadRequest, "unknown_field"},
 		{"oversized", "/admin/v1/event-types/x.y", `{"description":"` + strings.Repeat("a", 70<<10) + `"}`, http.StatusRequestEntityTooLarge, "body_too_large"},
 	}

@@ -17,7 +17,9 @@ type fakeConfig struct {
 	configv1.UnimplementedConfigServiceServer
 	tenants    []string
 	eventTypes []string
-	release    chan struct{}
+	// schemas are the JSON Schemas of some event types, by name.
+	schemas map[string]string
+	release chan struct{}
 }
 
 // Watch sends the snapshot in one batch marked complete.
@@ -32,7 +34,7 @@ func (f *fakeConfig) Watch(_ *configv1.WatchRequest, stream grpc.ServerStreaming
 		changes = append(changes, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_Tenant{Tenant: &configv1.Tenant{Id: id, Name: id}}})
 	}
 	for _, name := range f.eventTypes {
-		changes = append(changes, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_EventType{EventType: &configv1.EventType{Name: name}}})
+		changes = append(changes, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_EventType{EventType: &configv1.EventType{Name: name, JsonSchema: f.schemas[name]}}})
 	}
 	if err := stream.Send(&configv1.WatchResponse{Changes: changes, SnapshotComplete: true, Sequence: 1}); err != nil {
 		return err

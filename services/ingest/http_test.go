@@ -79,6 +79,8 @@ func TestHTTPPublishErrors(t *testing.T) {
 		{name: "data over the limit", body: bigData, wantStatus: 413, wantCode: pulseclient.CodePayloadTooLarge},
 		{name: "unknown tenant", body: `{"tenant_id":"ten_nobody","event_type":"job.created","data":{}}`, wantStatus: 422, wantCode: pulseclient.CodeUnknownTenant},
 		{name: "unknown event type", body: `{"tenant_id":"ten_acme","event_type":"job.exploded","data":{}}`, wantStatus: 422, wantCode: pulseclient.CodeUnknownEventType},
+		{name: "data against its schema", body: `{"tenant_id":"ten_acme","event_type":"job.cancelled","data":{"job_id":"j","error":{"code":7}}}`, wantStatus: 422, wantCode: pulseclient.CodeSchemaMismatch, wantInMsg: `data/error/code`},
+		{name: "data missing a required field", body: `{"tenant_id":"ten_acme","event_type":"job.cancelled","data":{"job_id":"j"}}`, wantStatus: 422, wantCode: pulseclient.CodeSchemaMismatch, wantInMsg: `"required"`},
 		{name: "bad timestamp", body: `{"tenant_id":"ten_acme","event_type":"job.created","data":{},"timestamp":"yesterday"}`, wantStatus: 400, wantCode: pulseclient.CodeInvalidTimestamp},
 		{name: "idempotency keys differ", body: ok, headers: map[string]string{"Idempotency-Key": "k2"}, wantStatus: 400, wantCode: pulseclient.CodeInvalidField},
 	}

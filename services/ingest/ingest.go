@@ -102,7 +102,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		nc:        deps.NATS,
 		js:        js,
 		view:      view,
-		validator: validator{catalog: view, maxDataBytes: cfg.MaxDataBytes},
+		validator: validator{catalog: view, schemas: newSchemas(log), maxDataBytes: cfg.MaxDataBytes},
 		publisher: &publisher{js: js, idem: idem, tracer: tp.Tracer(tracerName), log: log},
 		inflight:  newInflight(cfg.MaxInFlight),
 	}

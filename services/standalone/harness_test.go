@@ -335,3 +335,24 @@ func verify(t *testing.T, secret string, got received) {
 		t.Errorf("signature of %s does not verify: %v (headers %v)", got.Path, err, got.Header)
 	}
 }
+
+// jobData returns the data of a job event of the given type that is valid
+// against the built-in catalog's schema of that type.
+func jobData(eventType, jobID string) map[string]any {
+	const at = "2026-01-15T10:00:00Z"
+	d := map[string]any{"job_id": jobID}
+	switch eventType {
+	case "job.created":
+		d["status"], d["created_at"] = "queued", at
+	case "job.processing":
+		d["status"], d["started_at"] = "processing", at
+	case "job.completed":
+		d["status"], d["completed_at"], d["result_url"] = "completed", at, "https://api.pulse.example/v1/jobs/"+jobID+"/result"
+	case "job.failed":
+		d["status"], d["failed_at"] = "failed", at
+		d["error"] = map[string]any{"code": "unreadable_document", "message": "The document cannot be read."}
+	case "job.cancelled":
+		d["status"], d["cancelled_at"] = "cancelled", at
+	}
+	return d
+}

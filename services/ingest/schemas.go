@@ -1,0 +1,73 @@
+package ingest
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/pulsehooks/pulsehooks/pkg/eventschema"
+	"github.com/pulsehooks/pulsehooks/pkg/pulseclient"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+)
+
+// schemas holds the compiled JSON Schema of each event type. A schema is
+// compiled the first time an event of its type arrives after a catalog
+// change (the view hands out a new *configv1.EventType then), never per event.
+type schemas struct {
+	log *slog.Logger
+
+	mu       sync.RWMutex
+	compiled map[string]compiledSchema // by event type name
+}
+
+// compiledSchema is one event type's schema as compiled from source.
+type compiledSchema struct {
+	source string
+	schema *eventschema.Schema // nil: no schema, or one that does not compile
+}
+
+func newSchemas(log *slog.Logger) *schemas {
+	return &schemas{log: log, compiled: map[string]compiledSchema{}}
+}
+
+// check validates data against the event type's schema. A type without a
+// schema accepts any object; one whose stored schema does not compile (the
+// config service refuses those, so only old data) is logged once and accepts
+// any object too.
+func (s *schemas) check(et *configv1.EventType, data []byte) error {
+	sch := s.get(et)
+	if sch == nil {
+		return nil
+	}
+	err := sch.Validate(data)
+	var e *eventschema.Error
+	if errors.As(err, &e) {
+		p := unprocessable(pulseclient.CodeSchemaMismatch, "data does not match the %s schema: at %s: %s (rule %q)", et.GetName(), "data"+e.Path, e.Message, e.Rule)
+		p.field = "data" + e.Path
+		return p
+	}
+	return err
+}
+
+// get returns the compiled schema of et, compiling it if its source changed.
+func (s *schemas) get(et *configv1.EventType) *eventschema.Schema {
+	src := et.GetJsonSchema()
+	s.mu.RLock()
+	c, ok := s.compiled[et.GetName()]
+	s.mu.RUnlock()
+	if ok && c.source == src {
+		return c.schema
+	}
+	c = compiledSchema{source: src}
+	if src != "" {
+		sch, err := eventschema.Compile([]byte(src))
+		if err != nil {
+			s.log.Error("event type schema does not compile; its events are not validated", "event_type", et.GetName(), "err", err)
+		}
+		c.schema = sch
+	}
+	s.mu.Lock()
+	s.compiled[et.GetName()] = c
+	s.mu.Unlock()
+	return c.schema
+}
