@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION  := v1.36.12
 PROTOC_GEN_GRPC_VERSION:= v1.6.2
 GOLANGCI_VERSION       := v2.15.0
 
-MODULES   := bench pkg proto services/config services/delivery services/fanout services/ingest services/standalone
+MODULES   := bench examples/go pkg proto services/config services/delivery services/fanout services/ingest services/standalone
 PKGS      := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GOTEST_OPT ?= -race -count=1 -timeout 20m
 
