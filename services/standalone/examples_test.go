@@ -20,7 +20,8 @@ import (
 // started in process: an endpoint points at the example's port, job events
 // are published through ingest, and the example must print a verified line
 // for each. Python and Go need only their toolchains (python3 is skipped
-// only when absent; CI has it).
+// only when absent; CI has it); Express needs node and npm (npm ci from the
+// committed lock file) and fails without them.
 func TestExamples(t *testing.T) {
 	examples := filepath.Join("..", "..", "examples")
 	tests := []struct {
@@ -31,12 +32,19 @@ func TestExamples(t *testing.T) {
 	}{
 		{"go", filepath.Join(examples, "go"), "go", nil},
 		{"python", filepath.Join(examples, "python"), "python3", []string{"handler.py"}},
+		{"express", filepath.Join(examples, "express"), "node", []string{"server.js"}},
 	}
 	sys := startSystem(t, sysOptions{dataDir: t.TempDir()})
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := exec.LookPath(tt.tool); err != nil {
-				t.Skipf("%s is not installed", tt.tool)
+				if tt.tool == "python3" {
+					t.Skip("python3 is not installed")
+				}
+				t.Fatalf("%s is not installed: make test needs Go, and Node.js 20 with npm (see README.md)", tt.tool)
+			}
+			if tt.tool == "node" {
+				npmCI(t, tt.dir)
 			}
 			tn := sys.createTenant(t, "examples-"+tt.name)
 			port := freePort(t)
@@ -53,6 +61,11 @@ func TestExamples(t *testing.T) {
 			}
 			out := startExample(t, tt.dir, []string{"WEBHOOK_SECRET=" + ep.Secret, "PORT=" + port}, name, args...)
 			out.waitFor(t, 30*time.Second, regexp.MustCompile(`listening on`))
+			forged := map[string]string{"webhook-id": "msg_forged", "webhook-timestamp": strconv.FormatInt(time.Now().Unix(), 10),
+				"webhook-signature": "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+			if code := call(t, "POST", "http://127.0.0.1:"+port+"/webhook", forged, map[string]any{"type": "job.completed"}, nil); code != 401 {
+				t.Errorf("forged delivery: status %d, want 401", code)
+			}
 
 			for _, et := range []string{"job.created", "job.processing", "job.completed"} {
 				job := fmt.Sprintf("job_ex%d", i)
@@ -90,6 +103,19 @@ func TestExamplePythonCompleteIntegration(t *testing.T) {
 		if !regexp.MustCompile(want).Match(got) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// npmCI installs an example's pinned packages from its lock file.
+func npmCI(t *testing.T, dir string) {
+	t.Helper()
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Fatal("npm is not installed: make test needs Node.js 20 with npm (see README.md)")
+	}
+	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
 	}
 }
 
