@@ -128,6 +128,7 @@ func (s *Service) Run(ctx context.Context) error {
 	base := context.WithoutCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.view.Run(gctx) })
+	g.Go(func() error { s.validator.schemas.compileAll(gctx, s.view); return nil })
 	g.Go(func() error {
 		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("ingest: serve HTTP: %w", err)

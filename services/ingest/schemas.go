@@ -1,18 +1,21 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
 
+	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
 	"github.com/pulsehooks/pulsehooks/pkg/eventschema"
 	"github.com/pulsehooks/pulsehooks/pkg/pulseclient"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
 
-// schemas holds the compiled JSON Schema of each event type. A schema is
-// compiled the first time an event of its type arrives after a catalog
-// change (the view hands out a new *configv1.EventType then), never per event.
+// schemas holds the compiled JSON Schema of each event type, kept by name
+// and source. compileAll compiles the catalog after each snapshot and change;
+// an event that arrives before that compiles its type's schema itself, once.
+// No event pays for a compile its type's schema already had.
 type schemas struct {
 	log *slog.Logger
 
@@ -47,6 +50,22 @@ func (s *schemas) check(et *configv1.EventType, data []byte) error {
 		return p
 	}
 	return err
+}
+
+// compileAll compiles the schemas of the view's catalog each time it changes,
+// until ctx ends.
+func (s *schemas) compileAll(ctx context.Context, view *configwatch.View) {
+	for {
+		changed := view.Changed()
+		for _, et := range view.EventTypes() {
+			s.get(et)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // get returns the compiled schema of et, compiling it if its source changed.

@@ -198,3 +198,21 @@ func TestSchemasRecompileWhenTheCatalogChanges(t *testing.T) {
 		})
 	}
 }
+
+func TestSchemasCompiledBeforeTheFirstEvent(t *testing.T) {
+	h := newHarness(t, options{})
+	s := h.svc.validator.schemas
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.RLock()
+		c, ok := s.compiled["job.cancelled"]
+		s.mu.RUnlock()
+		if ok && c.schema != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("job.cancelled's schema was not compiled after the snapshot")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
