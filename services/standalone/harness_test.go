@@ -41,6 +41,8 @@ type sysOptions struct {
 	redisURL string
 	hooks    func(*standalone.Config)
 	tp       trace.TracerProvider
+	// out receives the banner, when set.
+	out io.Writer
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -74,7 +76,7 @@ func startSystem(t *testing.T, o sysOptions) *system {
 		o.hooks(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := standalone.New(ctx, cfg, standalone.Deps{Logger: testLogger(t), TracerProvider: o.tp})
+	svc, err := standalone.New(ctx, cfg, standalone.Deps{Logger: testLogger(t), TracerProvider: o.tp, Out: o.out})
 	if err != nil {
 		cancel()
 		t.Fatalf("start system: %v", err)
