@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION  := v1.36.12
 PROTOC_GEN_GRPC_VERSION:= v1.6.2
 GOLANGCI_VERSION       := v2.15.0
 
-MODULES   := bench pkg proto services/config services/delivery services/fanout services/ingest services/standalone
+MODULES   := bench examples/go pkg proto services/config services/delivery services/fanout services/ingest services/standalone
 PKGS      := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GOTEST_OPT ?= -race -count=1 -timeout 20m
 
@@ -23,8 +23,11 @@ help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: run
-run: ## Start the whole system in one process on embedded defaults (data in ./data).
-	go run ./services/standalone/cmd/pulsehooks $(ARGS)
+run: ## Start the whole system in one process on embedded defaults (data in ./data); Ctrl-C stops it (exit 0).
+	@mkdir -p bin
+	go build -o bin/pulsehooks ./services/standalone/cmd/pulsehooks
+	@# exec, not go run: go run exits 1 when interrupted, even after the command exited 0
+	exec bin/pulsehooks $(ARGS)
 
 .PHONY: build
 build: ## Build every service binary into ./bin.

@@ -263,6 +263,17 @@ func (v *View) EventType(name string) (*configv1.EventType, bool) {
 	return et, ok
 }
 
+// EventTypes returns every catalog entry, in no particular order.
+func (v *View) EventTypes() []*configv1.EventType {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]*configv1.EventType, 0, len(v.state.eventTypes))
+	for _, et := range v.state.eventTypes {
+		out = append(out, et)
+	}
+	return out
+}
+
 // Endpoint returns an endpoint by id.
 func (v *View) Endpoint(id string) (*configv1.Endpoint, bool) {
 	v.mu.RLock()

@@ -27,11 +27,15 @@ const (
 	// CodeRateLimited: the tenant is over its ingest quota (HTTP 429);
 	// nothing was stored. Retry later.
 	CodeRateLimited = "rate_limited"
+
+	// CodeSchemaMismatch: data does not match the event type's JSON Schema;
+	// the message names the failing path and rule.
+	CodeSchemaMismatch = "schema_mismatch"
 	// CodeUnavailable: ingest cannot store events right now; retry later.
 	CodeUnavailable = "unavailable"
 	// CodeInternal: an unexpected failure inside ingest.
 	CodeInternal = "internal"
-	// CodeUnauthorized: the HTTP request has no valid operator token.
+	// CodeUnauthorized: the HTTP request has no valid ingest token.
 	CodeUnauthorized = "unauthorized"
 	// CodeForbidden: the HTTP request is authenticated with a tenant API key,
 	// which cannot publish job events.

@@ -235,6 +235,9 @@ func TestEventTypeCatalog(t *testing.T) {
 		{"example not an object", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": []int{1}}, http.StatusUnprocessableEntity, "validation_failed"},
 		{"example missing", "/admin/v1/event-types/x.y", map[string]any{"description": "d"}, http.StatusUnprocessableEntity, "validation_failed"},
 		{"schema not an object", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": map[string]any{}, "json_schema": "object"}, http.StatusUnprocessableEntity, "validation_failed"},
+		{"invalid schema", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": map[string]any{}, "json_schema": map[string]any{"type": "objekt"}}, http.StatusUnprocessableEntity, "validation_failed"},
+		{"example fails its schema", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": map[string]any{"job_id": 1}, "json_schema": map[string]any{"type": "object", "properties": map[string]any{"job_id": map[string]any{"type": "string"}}}}, http.StatusUnprocessableEntity, "validation_failed"},
+		{"example's date-time is not one", "/admin/v1/event-types/x.y", map[string]any{"description": "d", "example_payload": map[string]any{"at": "noon"}, "json_schema": map[string]any{"properties": map[string]any{"at": map[string]any{"format": "date-time"}}}}, http.StatusUnprocessableEntity, "validation_failed"},
 		{"unknown field", "/admin/v1/event-types/x.y", `{"description":"d","example_payload":{},"name":"x.y"}`, http.StatusBadRequest, "unknown_field"},
 		{"oversized", "/admin/v1/event-types/x.y", `{"description":"` + strings.Repeat("a", 70<<10) + `"}`, http.StatusRequestEntityTooLarge, "body_too_large"},
 	}
@@ -287,6 +290,9 @@ func TestUnknownRoutesAnswerJSON(t *testing.T) {
 		t.Errorf("Allow = %q, want GET and POST", hdr.Get("Allow"))
 	}
 	status, data, _ = h.request(http.MethodGet, "/nope", nil, nil)
+	wantError(t, status, data, http.StatusNotFound, "not_found")
+	// An unset id in a pasted command: a JSON 404, not ServeMux's redirect.
+	status, data, _ = h.request(http.MethodGet, "/v1/endpoints//secret", nil, nil)
 	wantError(t, status, data, http.StatusNotFound, "not_found")
 	status, _, _ = h.request(http.MethodGet, "/healthz", nil, nil)
 	if status != http.StatusOK {

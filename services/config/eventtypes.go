@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pulsehooks/pulsehooks/pkg/eventschema"
+
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
 
@@ -73,6 +75,22 @@ func checkJSONObject(field string, raw json.RawMessage) (json.RawMessage, error)
 	return buf.Bytes(), nil
 }
 
+// checkExample compiles schema (JSON Schema draft 2020-12, formats asserted,
+// as ingest applies it) and checks that the example payload matches it.
+func checkExample(schema, example json.RawMessage) error {
+	sch, err := eventschema.Compile(schema)
+	if err != nil {
+		return invalid("json_schema", "is not a valid JSON Schema (draft 2020-12): %v", err)
+	}
+	var e *eventschema.Error
+	if err := sch.Validate(example); errors.As(err, &e) {
+		return invalid("example_payload", "does not match json_schema: %v", e)
+	} else if err != nil {
+		return fmt.Errorf("check example payload: %w", err)
+	}
+	return nil
+}
+
 // normalizeEventType checks an entry and returns it with compacted JSON.
 func normalizeEventType(et EventType) (EventType, error) {
 	if err := checkEventTypeName("name", et.Name); err != nil {
@@ -95,6 +113,8 @@ func normalizeEventType(et EventType) (EventType, error) {
 		et.JSONSchema = nil
 	} else if et.JSONSchema, err = checkJSONObject("json_schema", et.JSONSchema); err != nil {
 		return et, err
+	} else if err := checkExample(et.JSONSchema, et.ExamplePayload); err != nil {
+		return et, err
 	}
 	return et, nil
 }
@@ -102,7 +122,8 @@ func normalizeEventType(et EventType) (EventType, error) {
 // PutEventType creates or replaces a catalog entry and reports whether it was
 // created. Its name must match ^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$
 // (at most 64 characters), its description is required, its example payload
-// must be a JSON object and its schema, when given, a JSON object.
+// must be a JSON object and its schema, when given, a JSON Schema (draft
+// 2020-12) that the example payload matches.
 func (s *Store) PutEventType(ctx context.Context, et EventType) (EventType, bool, error) {
 	et, err := normalizeEventType(et)
 	if err != nil {

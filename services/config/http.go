@@ -103,6 +103,12 @@ func (s *Service) apiRoutes() []apiRoute {
 // instead of ServeMux's plain-text ones.
 func jsonFallback(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "//") {
+			// An empty path segment is an empty id (/v1/endpoints//secret
+			// when $ID is unset), not a path for ServeMux to redirect.
+			writeError(w, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path+": a path segment is empty; is an id missing?")
+			return
+		}
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
 			mux.ServeHTTP(w, r)
@@ -148,7 +154,7 @@ func (s *Service) requireAdmin(h http.HandlerFunc) http.Handler {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || !tokenEqual(got, s.cfg.AdminToken) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pulsehooks operator API"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "send the operator token as \"Authorization: Bearer <token>\"")
+			writeError(w, http.StatusUnauthorized, "unauthorized", "send the operator API token as \"Authorization: Bearer <token>\" (pha_…; the ingest token pho_… is for ingest)")
 			return
 		}
 		h(w, r)

@@ -18,7 +18,9 @@ type fakeConfig struct {
 	tenants    []string
 	eventTypes []string
 	// quotas are tenants' quota overrides.
-	quotas  map[string]*configv1.TenantQuotas
+	quotas map[string]*configv1.TenantQuotas
+	// schemas are the JSON Schemas of some event types, by name.
+	schemas map[string]string
 	release chan struct{}
 }
 
@@ -34,7 +36,7 @@ func (f *fakeConfig) Watch(_ *configv1.WatchRequest, stream grpc.ServerStreaming
 		changes = append(changes, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_Tenant{Tenant: &configv1.Tenant{Id: id, Name: id, Quotas: f.quotas[id]}}})
 	}
 	for _, name := range f.eventTypes {
-		changes = append(changes, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_EventType{EventType: &configv1.EventType{Name: name}}})
+		changes = append(changes, &configv1.Change{Op: configv1.Op_OP_UPSERT, Object: &configv1.Change_EventType{EventType: &configv1.EventType{Name: name, JsonSchema: f.schemas[name]}}})
 	}
 	if err := stream.Send(&configv1.WatchResponse{Changes: changes, SnapshotComplete: true, Sequence: 1}); err != nil {
 		return err

@@ -68,6 +68,10 @@ type options struct {
 	quotas map[string]*configv1.TenantQuotas
 }
 
+// cancelledSchema is the JSON Schema the fake catalog gives job.cancelled.
+const cancelledSchema = `{"type":"object","required":["job_id","error"],"properties":{"job_id":{"type":"string"},` +
+	`"error":{"type":"object","required":["code"],"properties":{"code":{"type":"string"}}}}}`
+
 // newHarness starts NATS, the fake config service and, unless o.late,
 // ingest, waiting until it is ready unless o.held.
 func newHarness(t *testing.T, o options) *harness {
@@ -75,7 +79,7 @@ func newHarness(t *testing.T, o options) *harness {
 	h := &harness{
 		t:     t,
 		nats:  testenv.StartNATS(t),
-		fake:  &fakeConfig{tenants: []string{tenantA, tenantB}, eventTypes: []string{"job.created", "job.completed", "job.failed"}, quotas: o.quotas},
+		fake:  &fakeConfig{tenants: []string{tenantA, tenantB}, eventTypes: []string{"job.created", "job.completed", "job.failed", "job.cancelled"}, schemas: map[string]string{"job.cancelled": cancelledSchema}, quotas: o.quotas},
 		spans: tracetest.NewSpanRecorder(),
 	}
 	h.config = startFakeConfig(t, h.fake, o.held)

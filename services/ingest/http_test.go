@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -78,6 +79,8 @@ func TestHTTPPublishErrors(t *testing.T) {
 		{name: "data over the limit", body: bigData, wantStatus: 413, wantCode: pulseclient.CodePayloadTooLarge},
 		{name: "unknown tenant", body: `{"tenant_id":"ten_nobody","event_type":"job.created","data":{}}`, wantStatus: 422, wantCode: pulseclient.CodeUnknownTenant},
 		{name: "unknown event type", body: `{"tenant_id":"ten_acme","event_type":"job.exploded","data":{}}`, wantStatus: 422, wantCode: pulseclient.CodeUnknownEventType},
+		{name: "data against its schema", body: `{"tenant_id":"ten_acme","event_type":"job.cancelled","data":{"job_id":"j","error":{"code":7}}}`, wantStatus: 422, wantCode: pulseclient.CodeSchemaMismatch, wantInMsg: `data/error/code`},
+		{name: "data missing a required field", body: `{"tenant_id":"ten_acme","event_type":"job.cancelled","data":{"job_id":"j"}}`, wantStatus: 422, wantCode: pulseclient.CodeSchemaMismatch, wantInMsg: `"required"`},
 		{name: "bad timestamp", body: `{"tenant_id":"ten_acme","event_type":"job.created","data":{},"timestamp":"yesterday"}`, wantStatus: 400, wantCode: pulseclient.CodeInvalidTimestamp},
 		{name: "idempotency keys differ", body: ok, headers: map[string]string{"Idempotency-Key": "k2"}, wantStatus: 400, wantCode: pulseclient.CodeInvalidField},
 	}
@@ -116,12 +119,13 @@ func TestHTTPRoutes(t *testing.T) {
 	tests := []struct {
 		method, path string
 		want         int
+		wantCode     string // the JSON error code, for errors
 	}{
-		{http.MethodGet, "/healthz", 200},
-		{http.MethodGet, "/readyz", 200},
-		{http.MethodGet, "/v1/events", 405},
-		{http.MethodPut, "/v1/events", 405},
-		{http.MethodGet, "/v1/other", 404},
+		{http.MethodGet, "/healthz", 200, ""},
+		{http.MethodGet, "/readyz", 200, ""},
+		{http.MethodGet, "/v1/events", 405, "method_not_allowed"},
+		{http.MethodPut, "/v1/events", 405, "method_not_allowed"},
+		{http.MethodGet, "/v1/other", 404, "not_found"},
 	}
 	for _, tt := range tests {
 		req, err := http.NewRequest(tt.method, h.url(tt.path), nil)
@@ -132,9 +136,22 @@ func TestHTTPRoutes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s %s: %v", tt.method, tt.path, err)
 		}
+		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if resp.StatusCode != tt.want {
 			t.Errorf("%s %s = %d, want %d", tt.method, tt.path, resp.StatusCode, tt.want)
+		}
+		if tt.wantCode == "" {
+			continue
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: Content-Type = %q, want application/json", tt.method, tt.path, ct)
+		}
+		if e := httpError(t, body); e.Code != tt.wantCode || e.Message == "" {
+			t.Errorf("%s %s: error = %+v, want code %q and a message", tt.method, tt.path, e, tt.wantCode)
 		}
 	}
 }

@@ -55,7 +55,44 @@ type errorReply struct {
 type errorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Field names the invalid input, such as data/status, when one is to blame.
+	Field string `json:"field,omitempty"`
 }
+
+// jsonFallback answers requests no route matches with a JSON 404 or 405 in
+// the errorReply shape instead of ServeMux's plain-text ones.
+func jsonFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		h, _ := mux.Handler(r)
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			writeJSON(w, http.StatusMethodNotAllowed, errorReply{Error: errorBody{Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path}})
+			return
+		}
+		writeJSON(w, http.StatusNotFound, errorReply{Error: errorBody{Code: "not_found", Message: "no route for " + r.Method + " " + r.URL.Path}})
+	})
+}
+
+// statusProbe records what ServeMux's fallback handler would answer.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+// Header returns the recorded header.
+func (p *statusProbe) Header() http.Header { return p.header }
+
+// Write discards the body.
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+
+// WriteHeader records the status.
+func (p *statusProbe) WriteHeader(status int) { p.status = status }
 
 // newHTTPServer routes POST /v1/events (traced, continuing the caller's W3C
 // trace context), GET /healthz and GET /readyz.
@@ -68,7 +105,7 @@ func (s *Service) newHTTPServer(tp trace.TracerProvider) *http.Server {
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	return &http.Server{
-		Handler:           mux,
+		Handler:           jsonFallback(mux),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -99,7 +136,7 @@ func (s *Service) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, publishReply{MessageID: res.messageID, Duplicate: res.duplicate})
 }
 
-// authorize accepts the operator token as a bearer token, compared in
+// authorize accepts the ingest token as a bearer token, compared in
 // constant time. Tenant API keys are refused explicitly: job events come
 // from Pulse's own systems.
 func (s *Service) authorize(r *http.Request) error {
@@ -109,13 +146,13 @@ func (s *Service) authorize(r *http.Request) error {
 	}
 	if r.Header.Get("X-Api-Key") != "" {
 		return &problem{status: http.StatusForbidden, code: pulseclient.CodeForbidden,
-			message: "tenant API keys cannot publish events: job events come from Pulse's own systems; use the operator token"}
+			message: "tenant API keys cannot publish events: job events come from Pulse's own systems; use the ingest token (pho_…)"}
 	}
 	return &problem{status: http.StatusUnauthorized, code: pulseclient.CodeUnauthorized,
-		message: "missing or invalid operator token: send Authorization: Bearer <operator token>"}
+		message: "missing or invalid ingest token: send Authorization: Bearer <ingest token> (pho_…; the operator API token pha_… is for the operator API)"}
 }
 
-// validToken compares token to the operator token in constant time; hashing
+// validToken compares token to the ingest token in constant time; hashing
 // both first hides the token's length too.
 func (s *Service) validToken(token string) bool {
 	got := sha256.Sum256([]byte(token))
@@ -190,7 +227,7 @@ func (s *Service) writeHTTPError(ctx context.Context, w http.ResponseWriter, err
 	if p.status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(p.retryAfter)))
 	}
-	writeJSON(w, p.status, errorReply{Error: errorBody{Code: p.code, Message: p.message}})
+	writeJSON(w, p.status, errorReply{Error: errorBody{Code: p.code, Message: p.message, Field: p.field}})
 }
 
 // writeJSON writes v as the JSON body of a response with the given status.

@@ -107,7 +107,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		nc:        deps.NATS,
 		js:        js,
 		view:      view,
-		validator: validator{catalog: view, maxDataBytes: cfg.MaxDataBytes},
+		validator: validator{catalog: view, schemas: newSchemas(log), maxDataBytes: cfg.MaxDataBytes},
 		publisher: &publisher{js: js, idem: idem, tracer: tp.Tracer(tracerName), log: log},
 		inflight:  newInflight(cfg.MaxInFlight),
 		limiter:   newLimiter(deps.Redis, cfg.RateLimit, log),
@@ -137,6 +137,7 @@ func (s *Service) Run(ctx context.Context) error {
 	base := context.WithoutCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.view.Run(gctx) })
+	g.Go(func() error { s.validator.schemas.compileAll(gctx, s.view); return nil })
 	g.Go(func() error {
 		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("ingest: serve HTTP: %w", err)

@@ -145,6 +145,7 @@ func TestNATSPublishErrors(t *testing.T) {
 		{name: "missing event type", req: valid(func(r *eventv1.PublishRequest) { r.EventType = "" }), wantStatus: "400", wantCode: pulseclient.CodeInvalidField},
 		{name: "unknown tenant", req: valid(func(r *eventv1.PublishRequest) { r.TenantId = "ten_nobody" }), wantStatus: "422", wantCode: pulseclient.CodeUnknownTenant},
 		{name: "unknown event type", req: valid(func(r *eventv1.PublishRequest) { r.EventType = "job.exploded" }), wantStatus: "422", wantCode: pulseclient.CodeUnknownEventType},
+		{name: "data against its schema", req: valid(func(r *eventv1.PublishRequest) { r.EventType = "job.cancelled" }), wantStatus: "422", wantCode: pulseclient.CodeSchemaMismatch},
 		{name: "data array", req: valid(func(r *eventv1.PublishRequest) { r.Data = []byte(`[1,2]`) }), wantStatus: "400", wantCode: pulseclient.CodeInvalidData},
 		{name: "data string", req: valid(func(r *eventv1.PublishRequest) { r.Data = []byte(`"job"`) }), wantStatus: "400", wantCode: pulseclient.CodeInvalidData},
 		{name: "data null", req: valid(func(r *eventv1.PublishRequest) { r.Data = []byte(`null`) }), wantStatus: "400", wantCode: pulseclient.CodeInvalidData},

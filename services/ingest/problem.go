@@ -16,7 +16,9 @@ type problem struct {
 	status  int
 	code    string
 	message string
-	cause   error
+	// field names the invalid input, such as data/status, when one is to blame.
+	field string
+	cause error
 	// retryAfter, for 429, is when the tenant's rate allows the next event.
 	retryAfter time.Duration
 }

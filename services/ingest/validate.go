@@ -45,6 +45,7 @@ type event struct {
 // validator checks inputs against the catalog and the limits.
 type validator struct {
 	catalog      catalog
+	schemas      *schemas
 	maxDataBytes int
 }
 
@@ -83,8 +84,12 @@ func (v validator) validate(in input, now time.Time) (event, error) {
 	if _, ok := v.catalog.Tenant(in.tenantID); !ok {
 		return event{}, unprocessable(pulseclient.CodeUnknownTenant, "tenant %q does not exist", in.tenantID)
 	}
-	if _, ok := v.catalog.EventType(in.eventType); !ok {
+	et, ok := v.catalog.EventType(in.eventType)
+	if !ok {
 		return event{}, unprocessable(pulseclient.CodeUnknownEventType, "event type %q is not in the catalog", in.eventType)
+	}
+	if err := v.schemas.check(et, data); err != nil {
+		return event{}, err
 	}
 	return event{
 		tenantID:       in.tenantID,

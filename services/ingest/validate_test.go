@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func TestValidate(t *testing.T) {
 	now := time.Date(2026, 6, 1, 12, 0, 0, 987_654_321, time.UTC)
 	v := validator{
 		catalog:      mapCatalog{tenants: map[string]bool{"ten_a": true}, eventTypes: map[string]bool{"job.created": true}},
+		schemas:      newSchemas(slog.New(slog.DiscardHandler)),
 		maxDataBytes: 64,
 	}
 	good := func(change func(*input)) input {
@@ -165,5 +167,53 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: withDefaults error = %v, want it to mention %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestSchemasRecompileWhenTheCatalogChanges(t *testing.T) {
+	s := newSchemas(slog.New(slog.DiscardHandler))
+	v1 := &configv1.EventType{Name: "job.created", JsonSchema: `{"type":"object","required":["job_id"]}`}
+	v2 := &configv1.EventType{Name: "job.created", JsonSchema: `{"type":"object","required":["job_id","status"]}`}
+	tests := []struct {
+		name     string
+		et       *configv1.EventType
+		data     string
+		wantCode string
+	}{
+		{"first schema, valid", v1, `{"job_id":"j"}`, ""},
+		{"first schema again, cached", v1, `{"job_id":"j"}`, ""},
+		{"changed schema", v2, `{"job_id":"j"}`, pulseclient.CodeSchemaMismatch},
+		{"schema removed", &configv1.EventType{Name: "job.created"}, `{}`, ""},
+		{"stored schema does not compile", &configv1.EventType{Name: "job.created", JsonSchema: `{"type":"objekt"}`}, `{}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.check(tt.et, []byte(tt.data))
+			var p *problem
+			switch {
+			case tt.wantCode == "" && err != nil:
+				t.Fatalf("check = %v, want nil", err)
+			case tt.wantCode != "" && (!errors.As(err, &p) || p.code != tt.wantCode || p.status != 422):
+				t.Fatalf("check = %v, want a 422 %s", err, tt.wantCode)
+			}
+		})
+	}
+}
+
+func TestSchemasCompiledBeforeTheFirstEvent(t *testing.T) {
+	h := newHarness(t, options{})
+	s := h.svc.validator.schemas
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.RLock()
+		c, ok := s.compiled["job.cancelled"]
+		s.mu.RUnlock()
+		if ok && c.schema != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("job.cancelled's schema was not compiled after the snapshot")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -154,7 +154,7 @@ func TestAttemptLogEndToEnd(t *testing.T) {
 	hA := map[string]string{"x-api-key": a.Key}
 	start := time.Now().UTC()
 
-	code, out := sys.publishHTTP(t, map[string]any{"tenant_id": a.ID, "event_type": "job.completed", "data": map[string]any{"job_id": "job_1"}})
+	code, out := sys.publishHTTP(t, map[string]any{"tenant_id": a.ID, "event_type": "job.completed", "data": jobData("job.completed", "job_1")})
 	if code != http.StatusAccepted {
 		t.Fatalf("publish: %d %v", code, out)
 	}

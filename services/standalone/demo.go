@@ -53,25 +53,27 @@ func (s *Service) printBanner(w io.Writer) {
 	line := strings.Repeat("─", 78)
 	fmt.Fprintf(&b, "\n%s\n pulsehooks is running (all services in one process)\n%s\n", line, line)
 	fmt.Fprintf(&b, " REST API (x-api-key) ....... %s/v1\n", api)
-	fmt.Fprintf(&b, " Operator API (Bearer) ...... %s/admin/v1   token: %s\n", api, s.secrets.AdminToken)
-	fmt.Fprintf(&b, " Ingest HTTP (Bearer) ....... %s/v1/events  token: %s\n", ing, s.secrets.OperatorToken)
+	fmt.Fprintf(&b, " Operator API ............... %s/admin/v1\n operator API token ......... %s\n", api, s.secrets.AdminToken)
+	fmt.Fprintf(&b, " Ingest HTTP ................ %s/v1/events\n ingest token ............... %s\n", ing, s.secrets.OperatorToken)
 	fmt.Fprintf(&b, " Ingest NATS ................ %s  subject %q\n", s.NATSURL(), "pulsehooks.ingest.v1.publish")
 	fmt.Fprintf(&b, " Config gRPC ................ %s\n", s.ConfigGRPCAddr())
 	fmt.Fprintf(&b, " Data directory ............. %s\n", s.cfg.DataDir)
 	if s.demo.APIKey != "" {
-		fmt.Fprintf(&b, " Demo tenant ................ %s\n API key .................... %s\n", s.demo.TenantID, s.demo.APIKey)
+		fmt.Fprintf(&b, " Demo tenant ................ %s\n demo API key ............... %s\n", s.demo.TenantID, s.demo.APIKey)
+		fmt.Fprintf(&b, "\n Paste these into the terminals you use for the commands below:\n")
+		fmt.Fprintf(&b, "      export KEY=%s INGEST_TOKEN=%s\n", s.demo.APIKey, s.secrets.OperatorToken)
 		fmt.Fprintf(&b, "\n 1. Start a receiver that verifies signatures (another terminal):\n")
 		fmt.Fprintf(&b, "      go run ./services/standalone/cmd/pulsehooks receive -addr 127.0.0.1:9999\n")
 		fmt.Fprintf(&b, "\n 2. Add an endpoint for it, subscribed to job.completed:\n")
-		fmt.Fprintf(&b, "      curl -s %s/v1/endpoints -H 'x-api-key: %s' -H 'content-type: application/json' \\\n", api, s.demo.APIKey)
-		fmt.Fprintf(&b, "        -d '{\"url\":\"http://127.0.0.1:9999/hook\",\"event_types\":[\"job.completed\"]}'\n")
+		fmt.Fprintf(&b, "      ENDPOINT_ID=$(curl -s %s/v1/endpoints -H \"x-api-key: $KEY\" -H 'content-type: application/json' \\\n", api)
+		fmt.Fprintf(&b, "        -d '{\"url\":\"http://127.0.0.1:9999/hook\",\"event_types\":[\"job.completed\"]}' | jq -r .id)\n")
 		fmt.Fprintf(&b, "    Its signing secret (give it to the receiver with -secret to verify):\n")
-		fmt.Fprintf(&b, "      curl -s %s/v1/endpoints/<id>/secret -H 'x-api-key: %s'\n", api, s.demo.APIKey)
+		fmt.Fprintf(&b, "      curl -s %s/v1/endpoints/$ENDPOINT_ID/secret -H \"x-api-key: $KEY\" | jq -r .key\n", api)
 		fmt.Fprintf(&b, "\n 3. Send a job event, as a job processor would:\n")
-		fmt.Fprintf(&b, "      curl -s %s/v1/events -H 'authorization: Bearer %s' -H 'content-type: application/json' \\\n", ing, s.secrets.OperatorToken)
-		fmt.Fprintf(&b, "        -d '{\"tenant_id\":\"%s\",\"event_type\":\"job.completed\",\"data\":{\"job_id\":\"job_123\",\"status\":\"completed\"}}'\n", s.demo.TenantID)
+		fmt.Fprintf(&b, "      curl -s %s/v1/events -H \"authorization: Bearer $INGEST_TOKEN\" -H 'content-type: application/json' \\\n", ing)
+		fmt.Fprintf(&b, "        -d '%s'\n", demoEventJSON(s.demo.TenantID))
 		fmt.Fprintf(&b, "\n 4. Get a portal link for the tenant:\n")
-		fmt.Fprintf(&b, "      curl -s -X POST %s/webhook -H 'x-api-key: %s'\n", api, s.demo.APIKey)
+		fmt.Fprintf(&b, "      curl -s -X POST %s/webhook -H \"x-api-key: $KEY\"\n", api)
 	}
 	if s.RedisInProcess() {
 		fmt.Fprintf(&b, "\n NOTE: Redis is the in-process development server: retry schedules and delivery\n")
@@ -80,4 +82,11 @@ func (s *Service) printBanner(w io.Writer) {
 	}
 	fmt.Fprintf(&b, "%s\n Ctrl-C stops everything gracefully.\n%s\n", line, line)
 	_, _ = io.WriteString(w, b.String())
+}
+
+// demoEventJSON is the body of the banner's example publish: a job.completed
+// event valid against the built-in catalog's schema.
+func demoEventJSON(tenantID string) string {
+	return `{"tenant_id":"` + tenantID + `","event_type":"job.completed","data":{"job_id":"job_123","status":"completed",` +
+		`"completed_at":"2026-01-15T10:00:41Z","result_url":"https://api.pulse.example/v1/jobs/job_123/result"}}`
 }

@@ -42,7 +42,7 @@ func TestJobEventReachesExactlyTheSubscribedEndpoints(t *testing.T) {
 	res, err := client.Publish(ctx, pulseclient.PublishInput{
 		TenantID:  a.ID,
 		EventType: "job.completed",
-		Data:      map[string]any{"job_id": "job_42", "status": "completed"},
+		Data:      jobData("job.completed", "job_42"),
 	})
 	if err != nil {
 		t.Fatalf("Publish: %v", err)
@@ -99,7 +99,7 @@ func TestIdempotencyKeyDeliversOnce(t *testing.T) {
 	client := pulseclient.New(sys.nc(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	in := pulseclient.PublishInput{TenantID: a.ID, EventType: "job.created", Data: map[string]any{"job_id": "job_7"}, IdempotencyKey: "job_7-created"}
+	in := pulseclient.PublishInput{TenantID: a.ID, EventType: "job.created", Data: jobData("job.created", "job_7"), IdempotencyKey: "job_7-created"}
 	first, err := client.Publish(ctx, in)
 	if err != nil {
 		t.Fatalf("first Publish: %v", err)
@@ -112,7 +112,7 @@ func TestIdempotencyKeyDeliversOnce(t *testing.T) {
 		t.Errorf("second Publish = %+v, want message id %s with duplicate=true", second, first.MessageID)
 	}
 	// The same key over HTTP is the same event too.
-	code, out := sys.publishHTTP(t, map[string]any{"tenant_id": a.ID, "event_type": "job.created", "data": map[string]any{"job_id": "job_7"}, "idempotency_key": "job_7-created"})
+	code, out := sys.publishHTTP(t, map[string]any{"tenant_id": a.ID, "event_type": "job.created", "data": jobData("job.created", "job_7"), "idempotency_key": "job_7-created"})
 	if code != http.StatusAccepted || out["message_id"] != first.MessageID {
 		t.Errorf("HTTP publish with the same key = %d %v, want 202 with message id %s", code, out, first.MessageID)
 	}
@@ -146,6 +146,7 @@ func TestBadInputIsRefusedAndStoresNothing(t *testing.T) {
 		{"300 KiB body", big, http.StatusRequestEntityTooLarge, ""},
 		{"data not an object", map[string]any{"tenant_id": a.ID, "event_type": "job.completed", "data": []int{1, 2}}, http.StatusBadRequest, "object"},
 		{"unknown tenant", map[string]any{"tenant_id": "nobody", "event_type": "job.completed", "data": map[string]any{}}, http.StatusUnprocessableEntity, "nobody"},
+		{"data against its schema", map[string]any{"tenant_id": a.ID, "event_type": "job.completed", "data": map[string]any{"job_id": "job_1", "status": "completed"}}, http.StatusUnprocessableEntity, "required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := sys.publishHTTP(t, tc.body)
@@ -187,7 +188,7 @@ func TestTenantKeyCannotPublish(t *testing.T) {
 	redis := testenv.StartRedis(t)
 	sys := startSystem(t, sysOptions{dataDir: t.TempDir(), redisURL: redis.URL()})
 	a := sys.createTenant(t, "tenant-a")
-	body := map[string]any{"tenant_id": a.ID, "event_type": "job.completed", "data": map[string]any{}}
+	body := map[string]any{"tenant_id": a.ID, "event_type": "job.completed", "data": jobData("job.completed", "job_1")}
 	for _, h := range []map[string]string{
 		{"x-api-key": a.Key},
 		{"authorization": "Bearer " + a.Key},

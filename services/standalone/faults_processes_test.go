@@ -282,7 +282,7 @@ func (p ingestPublisher) publish(tenantID, jobID string) (string, error) {
 		MessageID string `json:"message_id"`
 	}
 	code, err := tryCall("POST", p.url+"/v1/events", map[string]string{"authorization": "Bearer " + p.token},
-		map[string]any{"tenant_id": tenantID, "event_type": "job.completed", "data": map[string]any{"job_id": jobID}}, &accepted)
+		map[string]any{"tenant_id": tenantID, "event_type": "job.completed", "data": jobData("job.completed", jobID)}, &accepted)
 	if err != nil {
 		return "", err
 	}

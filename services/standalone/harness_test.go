@@ -41,6 +41,8 @@ type sysOptions struct {
 	redisURL string
 	hooks    func(*standalone.Config)
 	tp       trace.TracerProvider
+	// out receives the banner, when set.
+	out io.Writer
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -74,7 +76,7 @@ func startSystem(t *testing.T, o sysOptions) *system {
 		o.hooks(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := standalone.New(ctx, cfg, standalone.Deps{Logger: testLogger(t), TracerProvider: o.tp})
+	svc, err := standalone.New(ctx, cfg, standalone.Deps{Logger: testLogger(t), TracerProvider: o.tp, Out: o.out})
 	if err != nil {
 		cancel()
 		t.Fatalf("start system: %v", err)
@@ -334,4 +336,25 @@ func verify(t *testing.T, secret string, got received) {
 	if err := v.Verify(got.Header, got.Body); err != nil {
 		t.Errorf("signature of %s does not verify: %v (headers %v)", got.Path, err, got.Header)
 	}
+}
+
+// jobData returns the data of a job event of the given type that is valid
+// against the built-in catalog's schema of that type.
+func jobData(eventType, jobID string) map[string]any {
+	const at = "2026-01-15T10:00:00Z"
+	d := map[string]any{"job_id": jobID}
+	switch eventType {
+	case "job.created":
+		d["status"], d["created_at"] = "queued", at
+	case "job.processing":
+		d["status"], d["started_at"] = "processing", at
+	case "job.completed":
+		d["status"], d["completed_at"], d["result_url"] = "completed", at, "https://api.pulse.example/v1/jobs/"+jobID+"/result"
+	case "job.failed":
+		d["status"], d["failed_at"] = "failed", at
+		d["error"] = map[string]any{"code": "unreadable_document", "message": "The document cannot be read."}
+	case "job.cancelled":
+		d["status"], d["cancelled_at"] = "cancelled", at
+	}
+	return d
 }

@@ -365,11 +365,11 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 	ep := c.createEndpoint(t, tn, map[string]any{"url": recv.url("acme"), "event_types": []string{"job.completed"}})
 
 	// Over HTTP…
-	httpID := c.publishHTTP(t, "acme", "job.completed", map[string]any{"job_id": "job_http"})
+	httpID := c.publishHTTP(t, "acme", "job.completed", jobData("job.completed", "job_http"))
 	// …and over NATS, as a processor would.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := pulseclient.New(c.nats.Conn(t)).Publish(ctx, pulseclient.PublishInput{TenantID: "acme", EventType: "job.completed", Data: map[string]any{"job_id": "job_nats"}})
+	res, err := pulseclient.New(c.nats.Conn(t)).Publish(ctx, pulseclient.PublishInput{TenantID: "acme", EventType: "job.completed", Data: jobData("job.completed", "job_nats")})
 	if err != nil {
 		t.Fatalf("publish over NATS: %v", err)
 	}

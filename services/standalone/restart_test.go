@@ -24,7 +24,7 @@ func TestRestartKeepsConfigurationAndDeliveryGoesOn(t *testing.T) {
 	ep := sys.createEndpoint(t, a, map[string]any{"url": recv.url("a"), "description": "kept across restarts"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	first, err := pulseclient.New(sys.nc(t)).Publish(ctx, pulseclient.PublishInput{TenantID: a.ID, EventType: "job.completed", Data: map[string]any{"job_id": "job_1"}})
+	first, err := pulseclient.New(sys.nc(t)).Publish(ctx, pulseclient.PublishInput{TenantID: a.ID, EventType: "job.completed", Data: jobData("job.completed", "job_1")})
 	if err != nil {
 		t.Fatalf("Publish before restart: %v", err)
 	}
@@ -33,7 +33,7 @@ func TestRestartKeepsConfigurationAndDeliveryGoesOn(t *testing.T) {
 	// The endpoint starts failing; an event accepted now is still pending when
 	// everything stops.
 	recv.setStatus(http.StatusInternalServerError)
-	pending, err := pulseclient.New(sys.nc(t)).Publish(ctx, pulseclient.PublishInput{TenantID: a.ID, EventType: "job.failed", Data: map[string]any{"job_id": "job_2"}})
+	pending, err := pulseclient.New(sys.nc(t)).Publish(ctx, pulseclient.PublishInput{TenantID: a.ID, EventType: "job.failed", Data: jobData("job.failed", "job_2")})
 	if err != nil {
 		t.Fatalf("Publish of the pending event: %v", err)
 	}
@@ -68,7 +68,7 @@ func TestRestartKeepsConfigurationAndDeliveryGoesOn(t *testing.T) {
 	})
 	verify(t, ep.Secret, delivered)
 
-	third, err := pulseclient.New(sys.nc(t)).Publish(ctx, pulseclient.PublishInput{TenantID: a.ID, EventType: "job.completed", Data: map[string]any{"job_id": "job_3"}})
+	third, err := pulseclient.New(sys.nc(t)).Publish(ctx, pulseclient.PublishInput{TenantID: a.ID, EventType: "job.completed", Data: jobData("job.completed", "job_3")})
 	if err != nil {
 		t.Fatalf("Publish after restart: %v", err)
 	}

@@ -29,7 +29,7 @@ func TestOneTracePerEvent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ctx, root := tp.Tracer("job-processor").Start(ctx, "job finished")
-	_, err := pulseclient.New(sys.nc(t)).Publish(ctx, pulseclient.PublishInput{TenantID: a.ID, EventType: "job.completed", Data: map[string]any{"job_id": "job_t"}})
+	_, err := pulseclient.New(sys.nc(t)).Publish(ctx, pulseclient.PublishInput{TenantID: a.ID, EventType: "job.completed", Data: jobData("job.completed", "job_t")})
 	root.End()
 	if err != nil {
 		t.Fatalf("Publish: %v", err)

@@ -8,7 +8,7 @@
 //	PULSEHOOKS_CONFIG_GRPC     config service gRPC address (default 127.0.0.1:9090)
 //	PULSEHOOKS_INTERNAL_TOKEN  bearer token for the config service, if it requires one
 //	PULSEHOOKS_HTTP_ADDR       HTTP listen address (default :8081)
-//	PULSEHOOKS_OPERATOR_TOKEN  token HTTP publishers send as "Authorization: Bearer …" (required)
+//	PULSEHOOKS_OPERATOR_TOKEN  the ingest token (pho_…), which HTTP publishers send as "Authorization: Bearer …" (required)
 //	PULSEHOOKS_REPLICAS        stream and bucket replicas (default 1)
 //	PULSEHOOKS_REDIS_URL       Redis URL for the per-tenant rate limits (falls back to REDIS_URL;
 //	                           unset: no rate limits)

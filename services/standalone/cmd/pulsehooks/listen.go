@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -14,7 +13,7 @@ import (
 // runListen is `pulsehooks listen`: it relays a tenant's deliveries to a
 // local URL through the config service (package listen), until Ctrl-C.
 func runListen(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
+	fs := newFlagSet("listen")
 	env := envconf.New()
 	forwardTo := fs.String("forward-to", "", "local URL every delivery is sent to, such as http://localhost:3000/hook (required)")
 	apiKey := fs.String("api-key", env.String("", "PULSEHOOKS_API_KEY"), "tenant API key (default $PULSEHOOKS_API_KEY)")
@@ -25,8 +24,8 @@ func runListen(ctx context.Context, args []string) error {
 		_, _ = fmt.Fprintln(fs.Output(), "usage: pulsehooks listen --forward-to http://localhost:3000/hook [--api-key KEY] [--url URL] [--name NAME] [--events a,b]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("parse flags: %w", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if err := env.Err(); err != nil {
 		return err
