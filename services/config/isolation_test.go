@@ -23,7 +23,8 @@ var notTenantData = map[string]string{
 }
 
 // TestTenantIsolationOfEveryRouteWithAnID walks the routes as the service
-// registers them (apiRoutes, mirrored under /portal/api/, and portalRoutes).
+// registers them (apiRoutes, mirrored under /portal/api/, portalRoutes and
+// relayRoutes).
 // For every route that takes an id, tenant A's API key or portal session
 // with another tenant's ids, alone or mixed with A's own, is 404 and
 // changes nothing. A route with a path parameter this test does not know
@@ -91,7 +92,7 @@ func TestTenantIsolationOfEveryRouteWithAnID(t *testing.T) {
 			expand(rt.method, "/portal/api/"+rest, "") // the portal API mirror
 		}
 	}
-	for _, rt := range e.svc.portalRoutes() {
+	for _, rt := range append(e.svc.portalRoutes(), e.svc.relayRoutes()...) {
 		if _, ok := notTenantData[rt.method+" "+rt.pattern]; ok {
 			continue
 		}

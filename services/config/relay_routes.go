@@ -20,9 +20,25 @@ const relayDescriptionPrefix = "pulsehooks listen: "
 //	GET  /relay/v1/endpoints/{id}/listen   x-api-key: WebSocket of the listener of a relay endpoint
 //	*    /relay/v1/{id}                    the URL of relay endpoint {id}; delivery sends here
 func (s *Service) registerRelay(mux *http.ServeMux) {
-	mux.Handle("POST /relay/v1/endpoints", s.requireAPIKey(s.ensureRelayEndpoint))
-	mux.Handle("GET /relay/v1/endpoints/{id}/listen", s.requireAPIKey(s.attachRelay))
+	for _, rt := range s.relayRoutes() {
+		pattern := rt.pattern
+		if rt.method != "" {
+			pattern = rt.method + " " + pattern
+		}
+		mux.Handle(pattern, rt.handler)
+	}
 	mux.HandleFunc("/relay/v1/{id}", s.relay.ServeDelivery)
+}
+
+// relayRoutes are the relay's tenant routes (API key), listed apart so the
+// tenant isolation test walks them with the others. The delivery route,
+// /relay/v1/{id}, is not among them: it takes no tenant credentials, and
+// only a request signed with that endpoint's own secret gets through.
+func (s *Service) relayRoutes() []apiRoute {
+	return []apiRoute{
+		{http.MethodPost, "/relay/v1/endpoints", s.requireAPIKey(s.ensureRelayEndpoint)},
+		{http.MethodGet, "/relay/v1/endpoints/{id}/listen", s.requireAPIKey(s.attachRelay)},
+	}
 }
 
 // isRelayEndpoint reports whether ep's URL is its own relay URL.
