@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -31,7 +32,7 @@ func FuzzValidate(f *testing.F) {
 	f.Add("t", "x\u2028y", "", []byte(`{"<>&":"\u2028"}`), int64(1<<62))
 	f.Add("t", "e", "", []byte(`{"a":1} {"b":2}`), int64(0))
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	v := validator{catalog: anyCatalog{}, maxDataBytes: 1 << 16}
+	v := validator{catalog: anyCatalog{}, schemas: newSchemas(slog.New(slog.DiscardHandler)), maxDataBytes: 1 << 16}
 	f.Fuzz(func(t *testing.T, tenant, eventType, key string, data []byte, tsMillis int64) {
 		in := input{tenantID: tenant, eventType: eventType, data: data, idempotencyKey: key}
 		if tsMillis != 0 {

@@ -144,7 +144,7 @@ func TestListenRelaysDeliveriesToALocalServer(t *testing.T) {
 
 	publish := func(eventType string) string {
 		t.Helper()
-		code, res := sys.publishHTTP(t, map[string]any{"tenant_id": a.ID, "event_type": eventType, "data": map[string]any{"job_id": "job_1"}})
+		code, res := sys.publishHTTP(t, map[string]any{"tenant_id": a.ID, "event_type": eventType, "data": jobData(eventType, "job_1")})
 		if code != http.StatusAccepted {
 			t.Fatalf("publish: %d %v", code, res)
 		}
