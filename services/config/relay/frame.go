@@ -39,6 +39,9 @@ type Frame struct {
 	// Error, in a response, says why the local server gave no answer (it
 	// could not be reached, or timed out); Status is then 0.
 	Error string `json:"error,omitempty"`
+	// TimedOut, in a response, says the local server did not answer within
+	// TimeoutMS (Error says how it failed).
+	TimedOut bool `json:"timed_out,omitempty"`
 }
 
 // MaxBodyBytes bounds the body of a relayed request and of a local answer

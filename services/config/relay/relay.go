@@ -362,6 +362,8 @@ func (l *listener) forward(ctx context.Context, data []byte) Frame {
 	select {
 	case resp := <-ch:
 		switch {
+		case resp.TimedOut:
+			return errorFrame(http.StatusGatewayTimeout, fmt.Sprintf("relay: the local server did not answer within %v", timeout))
 		case resp.Error != "":
 			return errorFrame(http.StatusBadGateway, "pulsehooks listen could not get an answer from the local server: "+resp.Error)
 		case resp.Status < 200 || resp.Status > 599:

@@ -345,6 +345,7 @@ func (c *client) do(ctx context.Context, req relay.Frame) relay.Frame {
 	hres, err := c.cfg.LocalClient.Do(hreq)
 	if err != nil {
 		resp.Error = err.Error()
+		resp.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
 		return resp
 	}
 	defer func() { _ = hres.Body.Close() }()
