@@ -28,7 +28,7 @@ var composeEnv = map[string]map[string]string{
 	},
 	"ingest": {
 		"PULSEHOOKS_NATS_URL": "nats://nats:4222", "PULSEHOOKS_HTTP_ADDR": ":8081", "PULSEHOOKS_CONFIG_GRPC": "config:9090",
-		"PULSEHOOKS_OPERATOR_TOKEN": "", "PULSEHOOKS_INTERNAL_TOKEN": "", "PULSEHOOKS_REPLICAS": "1",
+		"PULSEHOOKS_INGEST_TOKEN": "", "PULSEHOOKS_INTERNAL_TOKEN": "", "PULSEHOOKS_REPLICAS": "1",
 		"PULSEHOOKS_REDIS_URL": "redis://redis:6379/0",
 	},
 	"fanout": {
@@ -261,7 +261,7 @@ func checkEnvFile(r *report, path, shown string) {
 	subj := shown
 	env, err := dotenv.GetEnvFromFile(types.Mapping{}, []string{path})
 	r.check(subj, err == nil, "does not parse: %v", err)
-	for _, k := range []string{"PULSEHOOKS_ADMIN_TOKEN", "PULSEHOOKS_OPERATOR_TOKEN", "PULSEHOOKS_INTERNAL_TOKEN", "PULSEHOOKS_MASTER_KEY"} {
+	for _, k := range []string{"PULSEHOOKS_ADMIN_TOKEN", "PULSEHOOKS_INGEST_TOKEN", "PULSEHOOKS_INTERNAL_TOKEN", "PULSEHOOKS_MASTER_KEY"} {
 		r.check(subj, env[k] != "", "%s has no value", k)
 	}
 	key, err := base64.StdEncoding.DecodeString(env["PULSEHOOKS_MASTER_KEY"])

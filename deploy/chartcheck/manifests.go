@@ -52,7 +52,7 @@ var expectations = map[string]expectation{
 		ports:     map[string]int32{"http": 8081},
 		probePort: "http",
 		listenEnv: map[string]string{"PULSEHOOKS_HTTP_ADDR": ":8081"},
-		secretEnv: map[string]string{"PULSEHOOKS_OPERATOR_TOKEN": "operator-token", "PULSEHOOKS_INTERNAL_TOKEN": "internal-token"},
+		secretEnv: map[string]string{"PULSEHOOKS_INGEST_TOKEN": "operator-token", "PULSEHOOKS_INTERNAL_TOKEN": "internal-token"},
 		needEnv:   []string{"PULSEHOOKS_NATS_URL", "PULSEHOOKS_CONFIG_GRPC", "PULSEHOOKS_REPLICAS"},
 		service:   true,
 		minGrace:  1,

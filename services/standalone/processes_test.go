@@ -243,7 +243,7 @@ func (c *cluster) startIngest(t *testing.T) *process {
 	t.Helper()
 	return startProcess(t, c.bin, "ingest", c.env(map[string]string{
 		"PULSEHOOKS_HTTP_ADDR":      c.ingestHTTP,
-		"PULSEHOOKS_OPERATOR_TOKEN": c.operatorToken,
+		"PULSEHOOKS_INGEST_TOKEN": c.operatorToken,
 	}))
 }
 

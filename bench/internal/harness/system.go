@@ -345,7 +345,7 @@ func (h *Harness) startProcesses(ctx context.Context, name string) (_ *system, e
 		// The attempt log lives with the run's other data, not in the
 		// directory the harness was started from.
 		"PULSEHOOKS_ATTEMPT_LOG_DIR=" + filepath.Join(logDir, "attemptlog")})
-	sys.env["ingest"] = slices.Concat(common, []string{"PULSEHOOKS_HTTP_ADDR=" + ingestHTTP, "PULSEHOOKS_OPERATOR_TOKEN=" + operatorToken, "PULSEHOOKS_REDIS_URL=" + sys.redisURL})
+	sys.env["ingest"] = slices.Concat(common, []string{"PULSEHOOKS_HTTP_ADDR=" + ingestHTTP, "PULSEHOOKS_INGEST_TOKEN=" + operatorToken, "PULSEHOOKS_REDIS_URL=" + sys.redisURL})
 	sys.env["fanout"] = slices.Concat(common, []string{"PULSEHOOKS_HEALTH_ADDR=" + fanoutHealth})
 	sys.env["delivery"] = slices.Concat(common, []string{"PULSEHOOKS_HEALTH_ADDR=" + deliveryHealth, "PULSEHOOKS_REDIS_URL=" + sys.redisURL})
 	sys.configURL, sys.ingestURL = "http://"+configHTTP, "http://"+ingestHTTP

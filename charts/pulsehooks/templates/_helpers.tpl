@@ -97,7 +97,7 @@ gRPC, so only config holds the master key).
 {{- $root := index . 0 }}
 {{- $keys := dict
   "config" (list "PULSEHOOKS_ADMIN_TOKEN=admin-token" "PULSEHOOKS_INTERNAL_TOKEN=internal-token" "PULSEHOOKS_MASTER_KEY=master-key")
-  "ingest" (list "PULSEHOOKS_OPERATOR_TOKEN=operator-token" "PULSEHOOKS_INTERNAL_TOKEN=internal-token")
+  "ingest" (list "PULSEHOOKS_INGEST_TOKEN=operator-token" "PULSEHOOKS_INTERNAL_TOKEN=internal-token")
   "fanout" (list "PULSEHOOKS_INTERNAL_TOKEN=internal-token")
   "delivery" (list "PULSEHOOKS_INTERNAL_TOKEN=internal-token") }}
 {{- range $pair := index $keys (index . 1) }}

@@ -8,7 +8,8 @@
 //	PULSEHOOKS_CONFIG_GRPC     config service gRPC address (default 127.0.0.1:9090)
 //	PULSEHOOKS_INTERNAL_TOKEN  bearer token for the config service, if it requires one
 //	PULSEHOOKS_HTTP_ADDR       HTTP listen address (default :8081)
-//	PULSEHOOKS_OPERATOR_TOKEN  the ingest token (pho_…), which HTTP publishers send as "Authorization: Bearer …" (required)
+//	PULSEHOOKS_INGEST_TOKEN    the ingest token (pho_…), which HTTP publishers send as "Authorization: Bearer …"
+//	                           (required; PULSEHOOKS_OPERATOR_TOKEN, its former name, is still read)
 //	PULSEHOOKS_REPLICAS        stream and bucket replicas (default 1)
 //	PULSEHOOKS_REDIS_URL       Redis URL for the per-tenant rate limits (falls back to REDIS_URL;
 //	                           unset: no rate limits)
@@ -59,7 +60,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 		redisURL:      env.String("", "PULSEHOOKS_REDIS_URL", "REDIS_URL"),
 		service: ingest.Config{
 			HTTPAddr:      env.String(ingest.DefaultHTTPAddr, "PULSEHOOKS_HTTP_ADDR"),
-			OperatorToken: env.Required("PULSEHOOKS_OPERATOR_TOKEN"),
+			OperatorToken: ingestToken(env),
 			Streams:       streams.Options{Replicas: env.Int("PULSEHOOKS_REPLICAS", 1)},
 			RateLimit: ingest.RateLimit{
 				EventsPerSecond: env.Int("PULSEHOOKS_QUOTA_INGEST_EVENTS_PER_SECOND", ingest.DefaultEventsPerSecond),
@@ -121,4 +122,14 @@ func redisOrNil(c *redis.Client) redis.UniversalClient {
 		return nil
 	}
 	return c
+}
+
+// ingestToken reads the ingest token from PULSEHOOKS_INGEST_TOKEN, or from
+// PULSEHOOKS_OPERATOR_TOKEN, the name it had before (the operator API token
+// is config's PULSEHOOKS_ADMIN_TOKEN, so the old name misled).
+func ingestToken(env *envconf.Reader) string {
+	if v := env.String("", "PULSEHOOKS_INGEST_TOKEN", "PULSEHOOKS_OPERATOR_TOKEN"); v != "" {
+		return v
+	}
+	return env.Required("PULSEHOOKS_INGEST_TOKEN")
 }
