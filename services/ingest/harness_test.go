@@ -66,6 +66,9 @@ type options struct {
 	redis redis.UniversalClient
 	// quotas are tenants' quota overrides in the fake configuration.
 	quotas map[string]*configv1.TenantQuotas
+	// logLevel is the least level of the service's logs shown (default
+	// warnings).
+	logLevel slog.Level
 }
 
 // newHarness starts NATS, the fake config service and, unless o.late,
@@ -97,7 +100,7 @@ func (h *harness) start(o options) {
 	if o.configure != nil {
 		o.configure(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: max(o.logLevel, slog.LevelWarn)}))
 	svc, err := New(context.Background(), cfg, Deps{
 		NATS:           h.nats.Conn(h.t),
 		Config:         h.config,

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +33,9 @@ const tracerName = "github.com/pulsehooks/pulsehooks/services/ingest"
 
 // Deps are the connections ingest uses.
 type Deps struct {
-	// NATS is the connection to serve on and publish with.
+	// NATS is the connection to serve on. Unless it was made with
+	// nats.ReconnectBufSize(-1), ingest publishes on a second connection
+	// with the same options and that setting (see publishConn).
 	NATS *nats.Conn
 	// Config is the config service, watched for tenants and event types.
 	Config configv1.ConfigServiceClient
@@ -47,9 +50,13 @@ type Deps struct {
 
 // Service is the ingest service. Make it with New and run it with Run.
 type Service struct {
-	cfg       Config
-	log       *slog.Logger
-	nc        *nats.Conn
+	cfg Config
+	log *slog.Logger
+	nc  *nats.Conn
+	// pubNC publishes events and idempotency records; ownPubNC says it was
+	// dialled by New and is closed by Run.
+	pubNC     *nats.Conn
+	ownPubNC  bool
 	js        jetstream.JetStream
 	view      *configwatch.View
 	validator validator
@@ -89,7 +96,44 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	js, err := jetstream.New(deps.NATS)
+	pubNC, own, err := publishConn(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	s, err := newService(ctx, cfg, deps, pubNC, log, tp)
+	if err != nil {
+		if own {
+			pubNC.Close()
+		}
+		return nil, err
+	}
+	s.ownPubNC = own
+	return s, nil
+}
+
+// publishConn returns the connection ingest publishes on: nc itself when it
+// buffers nothing while reconnecting, else a new connection with nc's
+// options and nats.ReconnectBufSize(-1). A publish made while disconnected
+// must fail at once rather than wait in the client's reconnect buffer: the
+// request that made it has been answered with an error by the time the
+// buffer is flushed, yet the event would be stored.
+func publishConn(nc *nats.Conn) (*nats.Conn, bool, error) {
+	if nc.Opts.ReconnectBufSize < 0 {
+		return nc, false, nil
+	}
+	opts := nc.Opts
+	opts.ReconnectBufSize = -1
+	opts.Name = strings.TrimSpace(opts.Name + " publish")
+	pc, err := opts.Connect()
+	if err != nil {
+		return nil, false, fmt.Errorf("connect the publishing connection to nats: %w", err)
+	}
+	return pc, true, nil
+}
+
+// newService is New once the publishing connection is made.
+func newService(ctx context.Context, cfg Config, deps Deps, pubNC *nats.Conn, log *slog.Logger, tp trace.TracerProvider) (*Service, error) {
+	js, err := jetstream.New(pubNC)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: jetstream: %w", err)
 	}
@@ -105,6 +149,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		cfg:       cfg,
 		log:       log,
 		nc:        deps.NATS,
+		pubNC:     pubNC,
 		js:        js,
 		view:      view,
 		validator: validator{catalog: view, maxDataBytes: cfg.MaxDataBytes},
@@ -154,7 +199,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return s.serveNATS(gctx, base) })
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	if s.ownPubNC {
+		s.pubNC.Close()
+	}
+	if err != nil {
 		return err
 	}
 	s.log.Info("ingest stopped")
