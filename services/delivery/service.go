@@ -75,24 +75,18 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery: jetstream: %w", err)
 	}
-	stream, err := streams.EnsureDeliveries(ctx, js, cfg.Streams, cfg.AckWait)
-	if err != nil {
-		return nil, fmt.Errorf("delivery: %w", err)
-	}
-	if _, err := streams.EnsureAttempts(ctx, js, cfg.Streams); err != nil {
-		return nil, fmt.Errorf("delivery: %w", err)
-	}
-	if _, err := streams.EnsureOperational(ctx, js, cfg.Streams); errors.Is(err, streams.ErrOperationalCaptured) {
-		// A stream made by hand for them stores (and acks) the events.
-		deps.Logger.WarnContext(ctx, "operational events are kept by another stream, not "+streams.Operational+"; delete it to let "+streams.Operational+" keep them", "err", err)
-	} else if err != nil {
-		return nil, fmt.Errorf("delivery: %w", err)
-	}
-	n, err := streams.PartitionsOf(ctx, js)
-	if err != nil {
-		return nil, fmt.Errorf("delivery: %w", err)
-	}
-	events, err := bindEvents(ctx, js, cfg.Streams)
+	// JetStream may be slow to come up (a cluster electing leaders, a
+	// restarting server): wait for it rather than exit.
+	var (
+		stream jetstream.Stream
+		n      int
+		events eventSource
+	)
+	err = streams.Retry(ctx, deps.Logger, "ensure streams and partition consumers", func(ctx context.Context) error {
+		var err error
+		stream, n, events, err = ensureStreams(ctx, js, cfg, deps.Logger)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
@@ -233,4 +227,32 @@ func (s *Service) releasePins() {
 			s.log.Warn("cannot release partition pin; it moves after the pinned TTL", "partition", p.index, "err", err)
 		}
 	}
+}
+
+// ensureStreams ensures DELIVERIES with its partition consumers, ATTEMPTS
+// and OPERATIONAL, binds EVENTS, and returns the DELIVERIES stream, the
+// partition count and the event source.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (jetstream.Stream, int, eventSource, error) {
+	stream, err := streams.EnsureDeliveries(ctx, js, cfg.Streams, cfg.AckWait)
+	if err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	if _, err := streams.EnsureAttempts(ctx, js, cfg.Streams); err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	if _, err := streams.EnsureOperational(ctx, js, cfg.Streams); errors.Is(err, streams.ErrOperationalCaptured) {
+		// A stream made by hand for them stores (and acks) the events.
+		log.WarnContext(ctx, "operational events are kept by another stream, not "+streams.Operational+"; delete it to let "+streams.Operational+" keep them", "err", err)
+	} else if err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	n, err := streams.PartitionsOf(ctx, js)
+	if err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	events, err := bindEvents(ctx, js, cfg.Streams)
+	if err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	return stream, n, events, nil
 }

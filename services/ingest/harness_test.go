@@ -66,6 +66,8 @@ type options struct {
 	redis redis.UniversalClient
 	// quotas are tenants' quota overrides in the fake configuration.
 	quotas map[string]*configv1.TenantQuotas
+	// nc, when set, is the service's connection (default a new one).
+	nc *nats.Conn
 	// logLevel is the least level of the service's logs shown (default
 	// warnings).
 	logLevel slog.Level
@@ -101,8 +103,12 @@ func (h *harness) start(o options) {
 		o.configure(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: max(o.logLevel, slog.LevelWarn)}))
+	nc := o.nc
+	if nc == nil {
+		nc = h.nats.Conn(h.t)
+	}
 	svc, err := New(context.Background(), cfg, Deps{
-		NATS:           h.nats.Conn(h.t),
+		NATS:           nc,
 		Config:         h.config,
 		Logger:         log,
 		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans)),

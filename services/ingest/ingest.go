@@ -65,6 +65,9 @@ type Service struct {
 	limiter   *limiter
 	ln        net.Listener
 	http      *http.Server
+	// prepared is closed once the EVENTS stream and the idempotency bucket
+	// are ensured and publisher.idem is set.
+	prepared chan struct{}
 	// stopping is set when shutdown starts; /readyz then fails.
 	stopping atomic.Bool
 	// serving is set once the NATS server has the queue subscription, so
@@ -72,8 +75,8 @@ type Service struct {
 	serving atomic.Bool
 }
 
-// New checks cfg, ensures the EVENTS stream and the idempotency bucket, and
-// binds the HTTP listener. Nothing runs until Run.
+// New checks cfg and binds the HTTP listener. Nothing runs until Run, which
+// also ensures the EVENTS stream and the idempotency bucket.
 func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -100,7 +103,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	s, err := newService(ctx, cfg, deps, pubNC, log, tp)
+	s, err := newService(cfg, deps, pubNC, log, tp)
 	if err != nil {
 		if own {
 			pubNC.Close()
@@ -124,6 +127,8 @@ func publishConn(nc *nats.Conn) (*nats.Conn, bool, error) {
 	opts := nc.Opts
 	opts.ReconnectBufSize = -1
 	opts.Name = strings.TrimSpace(opts.Name + " publish")
+	// Run waits for the server, as it does for the streams.
+	opts.RetryOnFailedConnect = true
 	pc, err := opts.Connect()
 	if err != nil {
 		return nil, false, fmt.Errorf("connect the publishing connection to nats: %w", err)
@@ -132,17 +137,10 @@ func publishConn(nc *nats.Conn) (*nats.Conn, bool, error) {
 }
 
 // newService is New once the publishing connection is made.
-func newService(ctx context.Context, cfg Config, deps Deps, pubNC *nats.Conn, log *slog.Logger, tp trace.TracerProvider) (*Service, error) {
+func newService(cfg Config, deps Deps, pubNC *nats.Conn, log *slog.Logger, tp trace.TracerProvider) (*Service, error) {
 	js, err := jetstream.New(pubNC)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: jetstream: %w", err)
-	}
-	if _, err := streams.EnsureEvents(ctx, js, cfg.Streams); err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	idem, err := ensureIdemStore(ctx, js, cfg.IdempotencyTTL, cfg.Streams.Replicas)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	view := configwatch.New(deps.Config, log, configv1.Kind_KIND_TENANT, configv1.Kind_KIND_EVENT_TYPE)
 	s := &Service{
@@ -153,7 +151,8 @@ func newService(ctx context.Context, cfg Config, deps Deps, pubNC *nats.Conn, lo
 		js:        js,
 		view:      view,
 		validator: validator{catalog: view, maxDataBytes: cfg.MaxDataBytes},
-		publisher: &publisher{js: js, idem: idem, tracer: tp.Tracer(tracerName), log: log},
+		publisher: &publisher{js: js, tracer: tp.Tracer(tracerName), log: log},
+		prepared:  make(chan struct{}),
 		inflight:  newInflight(cfg.MaxInFlight),
 		limiter:   newLimiter(deps.Redis, cfg.RateLimit, log),
 	}
@@ -173,15 +172,18 @@ func newService(ctx context.Context, cfg Config, deps Deps, pubNC *nats.Conn, lo
 func (s *Service) HTTPAddr() string { return s.ln.Addr().String() }
 
 // Run serves until ctx ends, then shuts down gracefully and returns nil. It
-// watches the configuration and serves HTTP at once (answering 503 until
-// the configuration snapshot is loaded); it joins the NATS queue group only
-// once the snapshot is loaded, so publishers reach ready replicas. On
+// watches the configuration, ensures the EVENTS stream and the idempotency
+// bucket (trying again, with backoff, while JetStream is unavailable) and
+// serves HTTP at once, answering 503 until the configuration snapshot is
+// loaded and the stream and bucket are in place; it joins the NATS queue
+// group only then, so publishers reach ready replicas. On
 // shutdown it fails /readyz, leaves the queue group, lets requests in
 // flight finish (up to ShutdownTimeout) and returns.
 func (s *Service) Run(ctx context.Context) error {
 	base := context.WithoutCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.view.Run(gctx) })
+	g.Go(func() error { return s.prepare(gctx) })
 	g.Go(func() error {
 		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("ingest: serve HTTP: %w", err)
@@ -210,13 +212,43 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-// serveNATS joins the queue group once the configuration is loaded and
-// leaves it when ctx ends, waiting for requests in flight.
+// prepare ensures the EVENTS stream and the idempotency bucket, trying each
+// again until it succeeds or ctx ends, then closes prepared. Only a
+// permanent failure (a configuration JetStream refuses) is an error.
+func (s *Service) prepare(ctx context.Context) error {
+	err := streams.Retry(ctx, s.log, "ensure stream "+streams.Events, func(ctx context.Context) error {
+		_, err := streams.EnsureEvents(ctx, s.js, s.cfg.Streams)
+		return err
+	})
+	var idem *idemStore
+	if err == nil {
+		err = streams.Retry(ctx, s.log, "ensure bucket "+IdempotencyBucket, func(ctx context.Context) error {
+			var err error
+			idem, err = ensureIdemStore(ctx, s.js, s.cfg.IdempotencyTTL, s.cfg.Streams.Replicas)
+			return err
+		})
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("ingest: %w", err)
+	}
+	s.publisher.idem = idem
+	close(s.prepared)
+	return nil
+}
+
+// serveNATS joins the queue group once the configuration is loaded and the
+// stream and bucket are ensured, and leaves it when ctx ends, waiting for
+// requests in flight.
 func (s *Service) serveNATS(ctx, base context.Context) error {
-	select {
-	case <-s.view.Ready():
-	case <-ctx.Done():
-		return nil
+	for _, ready := range []<-chan struct{}{s.view.Ready(), s.prepared} {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	svc, err := s.startMicro(base)
 	if err != nil {
@@ -270,6 +302,11 @@ func (s *Service) accept(ctx context.Context, in input) (result, error) {
 	case <-s.view.Ready():
 	default:
 		return result{}, unavailable("configuration not loaded yet, retry", configwatch.ErrNotReady)
+	}
+	select {
+	case <-s.prepared:
+	default:
+		return result{}, unavailable("stream "+streams.Events+" not ready yet, retry", nil)
 	}
 	ev, err := s.validator.validate(in, time.Now())
 	if err != nil {

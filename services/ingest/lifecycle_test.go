@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -190,6 +191,38 @@ func TestRestartKeepsStreamAndKeys(t *testing.T) {
 
 	if again.GetMessageId() != first.GetMessageId() || !again.GetDuplicate() {
 		t.Errorf("publish after restart = {%s %v}, want {%s true}", again.GetMessageId(), again.GetDuplicate(), first.GetMessageId())
+	}
+	if got := h.eventCount(); got != 1 {
+		t.Errorf("EVENTS holds %d messages, want 1", got)
+	}
+}
+
+func TestWaitsForJetStreamAtStart(t *testing.T) {
+	h := newHarness(t, options{late: true})
+	nc := h.nats.Conn(t)
+	h.nats.Stop()
+
+	h.start(options{nc: nc, logLevel: slog.LevelError})
+
+	if status, body := h.get("/healthz"); status != http.StatusOK {
+		t.Errorf("/healthz = %d %s, want 200 while waiting for JetStream", status, body)
+	}
+	// The snapshot loads at once; the stream waits for the server.
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if status, body := h.get("/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, "not ensured") {
+			return fmt.Errorf("/readyz = %d %s, want 503 naming the stream not ensured", status, body)
+		}
+		return nil
+	})
+	if status, _, body := h.post(`{"tenant_id":"ten_acme","event_type":"job.created","data":{}}`, nil); status != http.StatusServiceUnavailable {
+		t.Errorf("POST = %d %s, want 503 while the stream is not ensured", status, body)
+	}
+
+	h.nats.Start()
+	h.waitReady()
+
+	if status, _, body := h.post(`{"tenant_id":"ten_acme","event_type":"job.created","data":{}}`, nil); status != http.StatusAccepted {
+		t.Errorf("POST = %d %s, want 202 once JetStream is up", status, body)
 	}
 	if got := h.eventCount(); got != 1 {
 		t.Errorf("EVENTS holds %d messages, want 1", got)

@@ -41,6 +41,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -146,15 +147,27 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 
-	svc, err := delivery.New(ctx, s.service, delivery.Deps{
-		NATS:           proc.NATS,
-		Redis:          rdb,
-		Config:         cfg,
-		Logger:         proc.Logger,
-		TracerProvider: proc.TracerProvider,
-	})
-	if err != nil {
-		return err
+	// New waits for JetStream; the probes answer meanwhile (not ready).
+	var svc atomic.Pointer[delivery.Service]
+	ready := func() bool {
+		started := svc.Load()
+		return started != nil && started.Ready()
 	}
-	return health.Run(ctx, s.healthAddr, svc.Ready, svc.Run)
+	return health.Run(ctx, s.healthAddr, ready, func(ctx context.Context) error {
+		started, err := delivery.New(ctx, s.service, delivery.Deps{
+			NATS:           proc.NATS,
+			Redis:          rdb,
+			Config:         cfg,
+			Logger:         proc.Logger,
+			TracerProvider: proc.TracerProvider,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
+			return err
+		}
+		svc.Store(started)
+		return started.Run(ctx)
+	})
 }
