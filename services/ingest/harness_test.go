@@ -98,7 +98,8 @@ func newHarness(t *testing.T, o options) *harness {
 // start makes and runs the service; it is stopped when the test ends.
 func (h *harness) start(o options) {
 	h.t.Helper()
-	cfg := Config{HTTPAddr: "127.0.0.1:0", OperatorToken: testToken, ShutdownTimeout: 5 * time.Second}
+	// No drain period unless a test sets one: every stop would wait for it.
+	cfg := Config{HTTPAddr: "127.0.0.1:0", OperatorToken: testToken, ShutdownTimeout: 5 * time.Second, DrainPeriod: -1}
 	if o.configure != nil {
 		o.configure(&cfg)
 	}

@@ -176,9 +176,11 @@ func (s *Service) HTTPAddr() string { return s.ln.Addr().String() }
 // bucket (trying again, with backoff, while JetStream is unavailable) and
 // serves HTTP at once, answering 503 until the configuration snapshot is
 // loaded and the stream and bucket are in place; it joins the NATS queue
-// group only then, so publishers reach ready replicas. On
-// shutdown it fails /readyz, leaves the queue group, lets requests in
-// flight finish (up to ShutdownTimeout) and returns.
+// group only then, so publishers reach ready replicas. On shutdown it
+// fails /readyz at once and leaves the queue group (NATS routes to the
+// other members at once), keeps serving HTTP for DrainPeriod (load
+// balancers take a while to notice), then closes the listener, lets
+// requests in flight finish (up to ShutdownTimeout) and returns.
 func (s *Service) Run(ctx context.Context) error {
 	base := context.WithoutCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
@@ -193,6 +195,9 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		s.stopping.Store(true)
+		if ctx.Err() != nil {
+			s.drain()
+		}
 		sctx, cancel := context.WithTimeout(base, s.cfg.ShutdownTimeout)
 		defer cancel()
 		if err := s.http.Shutdown(sctx); err != nil {
@@ -210,6 +215,18 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.log.Info("ingest stopped")
 	return nil
+}
+
+// drain keeps HTTP serving for the drain period once /readyz fails, while
+// load balancers notice and route elsewhere; connections are no longer kept
+// alive, so clients reconnect, to other replicas.
+func (s *Service) drain() {
+	if s.cfg.DrainPeriod <= 0 {
+		return
+	}
+	s.http.SetKeepAlivesEnabled(false)
+	s.log.Info("ingest draining: not ready, still serving HTTP", "drain_period", s.cfg.DrainPeriod)
+	time.Sleep(s.cfg.DrainPeriod)
 }
 
 // prepare ensures the EVENTS stream and the idempotency bucket, trying each

@@ -228,3 +228,48 @@ func TestWaitsForJetStreamAtStart(t *testing.T) {
 		t.Errorf("EVENTS holds %d messages, want 1", got)
 	}
 }
+
+func TestShutdownDrainsHTTP(t *testing.T) {
+	const drain = 2 * time.Second
+	h := newHarness(t, options{configure: func(c *Config) { c.DrainPeriod = drain }})
+	addr := h.svc.HTTPAddr()
+	stopped := make(chan error, 1)
+	start := time.Now()
+
+	go func() { stopped <- h.stop() }()
+
+	// /readyz fails at once…
+	testenv.WaitFor(t, 500*time.Millisecond, func() error {
+		if status, body := h.get("/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+			return fmt.Errorf("/readyz = %d %s, want 503 shutting down", status, body)
+		}
+		return nil
+	})
+	// …while publishes over HTTP are still served during the drain…
+	status, _, body := h.post(`{"tenant_id":"ten_acme","event_type":"job.created","data":{}}`, nil)
+	if status != http.StatusAccepted {
+		t.Errorf("POST during the drain = %d %s, want 202", status, body)
+	}
+	if elapsed := time.Since(start); elapsed >= drain {
+		t.Fatalf("checks took %v, longer than the drain period %v", elapsed, drain)
+	}
+	// …and NATS publishers already go to the other members of the queue
+	// group: this replica has left it.
+	if _, err := h.publish(&eventv1.PublishRequest{TenantId: tenantA, EventType: "job.created", Data: []byte(`{}`)}, nil); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("NATS publish during the drain: error = %v, want no responders", err)
+	}
+
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if elapsed := time.Since(start); elapsed < drain {
+		t.Errorf("Run returned after %v, want at least the drain period %v", elapsed, drain)
+	}
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("HTTP listener %s still accepts connections after the drain", addr)
+	}
+	if got := h.eventCount(); got != 1 {
+		t.Errorf("EVENTS holds %d messages, want 1", got)
+	}
+}

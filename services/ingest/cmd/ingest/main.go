@@ -14,6 +14,8 @@
 //	                           unset: no rate limits)
 //	PULSEHOOKS_QUOTA_INGEST_EVENTS_PER_SECOND  events/s per tenant (default 1000; -1 no limit)
 //	PULSEHOOKS_QUOTA_INGEST_BURST              events at once above that rate (default 2000)
+//	PULSEHOOKS_DRAIN_PERIOD    how long HTTP keeps serving after SIGTERM while /readyz fails
+//	                           (default 5s; 0s: none)
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
 //	PULSEHOOKS_PPROF_ADDR      net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
@@ -24,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -60,6 +63,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 		service: ingest.Config{
 			HTTPAddr:      env.String(ingest.DefaultHTTPAddr, "PULSEHOOKS_HTTP_ADDR"),
 			OperatorToken: env.Required("PULSEHOOKS_OPERATOR_TOKEN"),
+			DrainPeriod:   drainPeriod(env.Duration("PULSEHOOKS_DRAIN_PERIOD", ingest.DefaultDrainPeriod)),
 			Streams:       streams.Options{Replicas: env.Int("PULSEHOOKS_REPLICAS", 1)},
 			RateLimit: ingest.RateLimit{
 				EventsPerSecond: env.Int("PULSEHOOKS_QUOTA_INGEST_EVENTS_PER_SECOND", ingest.DefaultEventsPerSecond),
@@ -121,4 +125,12 @@ func redisOrNil(c *redis.Client) redis.UniversalClient {
 		return nil
 	}
 	return c
+}
+
+// drainPeriod maps PULSEHOOKS_DRAIN_PERIOD=0s to Config's "none" (negative).
+func drainPeriod(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
