@@ -186,21 +186,43 @@ func (s *Service) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	s.ready.Store(false)
-	s.log.Info("delivery worker stopping: finishing attempts in flight")
+	s.log.Info("delivery worker stopping: handing back deliveries not started, finishing attempts in flight")
+	// Deliveries pulled but not started go back to the stream at once
+	// (nakked without delay), and the pins are released so the next
+	// worker takes the partitions now; attempts in flight stay ours (kept
+	// alive) and are settled by this worker.
 	pulling.Wait()
 	for _, p := range s.partitions {
 		p.stop()
 	}
-	for _, p := range s.partitions {
-		p.lanes.wait()
-	}
+	s.releasePins()
+	s.waitInFlight()
 	s.deferrer.close()
 	scheduling.Wait()
 	stopKeep()
 	keeping.Wait()
-	s.releasePins()
 	s.log.Info("delivery worker stopped")
 	return nil
+}
+
+// waitInFlight waits for the attempts in flight, up to ShutdownGrace; those
+// still running after it are left to JetStream, which redelivers them after
+// the ack wait.
+func (s *Service) waitInFlight() {
+	done := make(chan struct{})
+	go func() {
+		for _, p := range s.partitions {
+			p.lanes.wait()
+		}
+		close(done)
+	}()
+	t := time.NewTimer(s.cfg.ShutdownGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.log.Warn("attempts still in flight after the shutdown grace; JetStream redelivers them after the ack wait", "grace", s.cfg.ShutdownGrace)
+	}
 }
 
 // pruneStates forgets idle endpoints' states every minute until ctx ends.
