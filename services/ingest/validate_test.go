@@ -137,7 +137,8 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		HTTPAddr: DefaultHTTPAddr, OperatorToken: "t", MaxDataBytes: DefaultMaxDataBytes, IdempotencyTTL: DefaultIdempotencyTTL,
-		MaxInFlight: DefaultMaxInFlight, ShutdownTimeout: DefaultShutdownTimeout,
+		MaxInFlight: DefaultMaxInFlight, ShutdownTimeout: DefaultShutdownTimeout, DrainPeriod: DefaultDrainPeriod,
+		RateLimit: RateLimit{EventsPerSecond: DefaultEventsPerSecond, Burst: DefaultBurst},
 	}
 	if got != want {
 		t.Errorf("withDefaults = %+v, want %+v", got, want)
