@@ -100,6 +100,7 @@ reject_bad_values() {
 		fi
 	done <<'EOF'
 delivery.terminationGracePeriodSeconds=30|in-flight attempts take up to 30 s
+ingest.terminationGracePeriodSeconds=20|the preStop sleep, the drain and the shutdown need 26 s
 secrets.masterKey=c2hvcnQ=|the master key is 32 bytes
 jetstream.replicas=2|stream replicas are 1, 3 or 5
 config.replica=3|unknown keys are typos

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -332,6 +333,9 @@ func checkDeployment(r *report, d *appsv1.Deployment, o *objects, opts manifestO
 		"serviceAccountName %q is not a rendered ServiceAccount", spec.ServiceAccountName)
 	r.check(subj, spec.TerminationGracePeriodSeconds != nil && *spec.TerminationGracePeriodSeconds >= exp.minGrace,
 		"terminationGracePeriodSeconds %v, want at least %d", deref(spec.TerminationGracePeriodSeconds), exp.minGrace)
+	if comp == "ingest" && len(spec.Containers) == 1 {
+		checkDrain(r, subj, spec)
+	}
 	aa := spec.Affinity
 	hasAnti := aa != nil && aa.PodAntiAffinity != nil &&
 		(len(aa.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) > 0 || len(aa.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0)
@@ -363,6 +367,35 @@ func checkDeployment(r *report, d *appsv1.Deployment, o *objects, opts manifestO
 		cm = checkContainer(r, subj, &spec.Containers[i], psc, exp, volumes, o, opts)
 	}
 	return cm
+}
+
+// ingestShutdownSeconds is ingest's DefaultShutdownTimeout: how long it
+// waits for requests in flight once the drain period is over.
+const ingestShutdownSeconds = 15
+
+// checkDrain checks that a terminating ingest pod stays reachable through a
+// rolling update: a preStop sleep while Service endpoints drop it, then
+// PULSEHOOKS_DRAIN_PERIOD of serving with /readyz failing, and a grace
+// period covering both and the shutdown.
+func checkDrain(r *report, subj string, spec corev1.PodSpec) {
+	c := spec.Containers[0]
+	var sleep int64
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+		sleep = c.Lifecycle.PreStop.Sleep.Seconds
+	}
+	r.check(subj, sleep > 0, "no preStop sleep: the pod would shut down while Service endpoints still send it requests")
+	var drain time.Duration
+	for _, e := range c.Env {
+		if e.Name == "PULSEHOOKS_DRAIN_PERIOD" {
+			d, err := time.ParseDuration(e.Value)
+			r.check(subj, err == nil, "PULSEHOOKS_DRAIN_PERIOD %q is not a duration", e.Value)
+			drain = d
+		}
+	}
+	r.check(subj, drain > 0, "PULSEHOOKS_DRAIN_PERIOD is not set to a positive duration: load balancers probing /readyz get no time to notice")
+	need := sleep + int64(drain/time.Second) + ingestShutdownSeconds + 1
+	r.check(subj, spec.TerminationGracePeriodSeconds != nil && *spec.TerminationGracePeriodSeconds >= need,
+		"terminationGracePeriodSeconds %v, want at least %d (preStop %d s + drain %v + shutdown %d s + 1)", deref(spec.TerminationGracePeriodSeconds), need, sleep, drain, ingestShutdownSeconds)
 }
 
 func checkContainer(r *report, subj string, c *corev1.Container, psc *corev1.PodSecurityContext, exp expectation,

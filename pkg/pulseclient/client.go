@@ -138,7 +138,7 @@ type PublishResult struct {
 }
 
 // Publish sends in to ingest and waits until it is stored. It retries on no
-// responders, timeouts and 503 replies with backoff until ctx ends; any other
+// responders, timeouts and 503 and 504 replies with backoff until ctx ends; any other
 // error reply is returned at once as an *Error. The trace context of ctx is
 // carried in the request headers.
 func (c *Client) Publish(ctx context.Context, in PublishInput) (PublishResult, error) {
@@ -268,7 +268,8 @@ func decodeReply(reply *nats.Msg) (PublishResult, error) {
 }
 
 // retryable reports whether err may pass on another attempt: ingest not
-// (yet) subscribed, no reply within the attempt timeout, or a 503 reply.
+// (yet) subscribed, no reply within the attempt timeout, or a 503 or 504
+// reply.
 func retryable(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {

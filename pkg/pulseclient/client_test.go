@@ -125,6 +125,12 @@ func TestPublishReplies(t *testing.T) {
 			wantTries: 3,
 		},
 		{
+			name:      "504 (outcome unknown) is retried",
+			script:    []reply{{status: "504", code: CodeTimeout, message: "timed out waiting for the event stream"}, ok("msg_3", true)},
+			want:      PublishResult{MessageID: "msg_3", Duplicate: true},
+			wantTries: 2,
+		},
+		{
 			name:      "empty success reply is an error",
 			script:    []reply{ok("", false)},
 			wantTries: 1,
@@ -337,6 +343,7 @@ func TestErrorHelpers(t *testing.T) {
 		temporary bool
 	}{
 		{err: &Error{Status: 503, Code: CodeUnavailable}, code: CodeUnavailable, wantIs: true, temporary: true},
+		{err: &Error{Status: 504, Code: CodeTimeout}, code: CodeTimeout, wantIs: true, temporary: true},
 		{err: fmt.Errorf("wrapped: %w", &Error{Status: 422, Code: CodeUnknownTenant}), code: CodeUnknownTenant, wantIs: true},
 		{err: &Error{Status: 400, Code: CodeInvalidData}, code: CodeUnknownTenant},
 		{err: errors.New("plain"), code: CodeInternal},

@@ -31,8 +31,13 @@ const (
 	// CodeSchemaMismatch: data does not match the event type's JSON Schema;
 	// the message names the failing path and rule.
 	CodeSchemaMismatch = "schema_mismatch"
-	// CodeUnavailable: ingest cannot store events right now; retry later.
+	// CodeUnavailable: ingest cannot store events right now and stored
+	// nothing; retry later.
 	CodeUnavailable = "unavailable"
+	// CodeTimeout: the stream did not acknowledge the event in time (HTTP
+	// 504), so it may or may not have been stored. Retry with the same
+	// idempotency key: the retry stores it at most once.
+	CodeTimeout = "timeout"
 	// CodeInternal: an unexpected failure inside ingest.
 	CodeInternal = "internal"
 	// CodeUnauthorized: the HTTP request has no valid ingest token.
@@ -59,10 +64,10 @@ func (e *Error) Error() string {
 }
 
 // Temporary reports whether retrying the same request may succeed: true for
-// 503 Service Unavailable only. Publish already retries those until its
-// context ends.
+// 503 Service Unavailable and 504 Gateway Timeout only. Publish already
+// retries those, with the same idempotency key, until its context ends.
 func (e *Error) Temporary() bool {
-	return e.Status == http.StatusServiceUnavailable
+	return e.Status == http.StatusServiceUnavailable || e.Status == http.StatusGatewayTimeout
 }
 
 // IsCode reports whether err is, or wraps, an *Error with the given code.

@@ -195,7 +195,7 @@ func EnsureDeliveries(ctx context.Context, js jetstream.JetStream, o Options, ac
 	o = o.withDefaults()
 	if existing, err := js.Stream(ctx, Deliveries); err == nil {
 		if p, ok := existing.CachedInfo().Config.Metadata[partitionsKey]; ok && p != strconv.Itoa(o.Partitions) {
-			return nil, fmt.Errorf("stream %s has %s partitions, configuration says %d: the partition count is fixed per deployment", Deliveries, p, o.Partitions)
+			return nil, fmt.Errorf("stream %s has %s partitions, configuration says %d: %w", Deliveries, p, o.Partitions, ErrPartitionsChanged)
 		}
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("look up stream %s: %w", Deliveries, err)

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/pulsehooks/pulsehooks/pkg/secretbox"
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	"github.com/pulsehooks/pulsehooks/services/config/attemptlog"
 	"github.com/pulsehooks/pulsehooks/services/config/relay"
@@ -95,14 +96,23 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("config service: %w", err)
 	}
 	st := newState(watchBuffer)
-	store, err := openStore(ctx, js, cfg, st, box, deps.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("config service: %w", err)
-	}
-	if err := store.seedCatalog(ctx); err != nil {
-		return nil, fmt.Errorf("config service: %w", err)
-	}
-	replay, err := newReplayer(ctx, js, cfg)
+	// JetStream may be slow to come up (a cluster electing leaders, a
+	// restarting server): wait for it rather than exit.
+	var (
+		store  *Store
+		replay *replayer
+	)
+	err = streams.Retry(ctx, deps.Logger, "ensure key-value buckets", func(ctx context.Context) error {
+		var err error
+		if store, err = openStore(ctx, js, cfg, st, box, deps.Logger); err != nil {
+			return err
+		}
+		if err := store.seedCatalog(ctx); err != nil {
+			return err
+		}
+		replay, err = newReplayer(ctx, js, cfg)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("config service: %w", err)
 	}

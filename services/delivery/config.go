@@ -31,6 +31,9 @@ const (
 	// DefaultLaneMaxWait is how long a delivery may wait in its endpoint's
 	// lane queue before it is put off to the schedule.
 	DefaultLaneMaxWait = 5 * time.Second
+	// DefaultShutdownGrace is how long shutdown waits for attempts in
+	// flight.
+	DefaultShutdownGrace = 10 * time.Second
 	// DefaultMaxInFlight is how many attempts one worker may have in flight
 	// across all endpoints.
 	DefaultMaxInFlight = 1024
@@ -114,6 +117,10 @@ type Config struct {
 	// (default 5s); one that has waited longer is put off to the schedule,
 	// so a slow or hanging endpoint's backlog leaves the stream.
 	LaneMaxWait time.Duration
+	// ShutdownGrace is how long shutdown waits for attempts in flight
+	// (default 10s), after handing back the deliveries not yet started;
+	// attempts still running then are left to JetStream's redelivery.
+	ShutdownGrace time.Duration
 	// MaxInFlight caps the attempts in flight in this worker across all
 	// endpoints (default 1024), so that a fan-out to thousands of endpoints
 	// queues for connections instead of opening thousands at once.
@@ -200,6 +207,9 @@ func (c Config) withDefaults() Config {
 	if c.LaneMaxWait == 0 {
 		c.LaneMaxWait = DefaultLaneMaxWait
 	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
 	if c.IdempotencyTTL == 0 {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
 	}
@@ -260,6 +270,9 @@ func (c Config) validate() error {
 	}
 	if c.LaneQueue < 1 {
 		errs = append(errs, fmt.Errorf("LaneQueue %d is below 1", c.LaneQueue))
+	}
+	if c.ShutdownGrace < 0 {
+		errs = append(errs, fmt.Errorf("ShutdownGrace %v is negative", c.ShutdownGrace))
 	}
 	if c.LaneMaxWait < 0 {
 		errs = append(errs, fmt.Errorf("LaneMaxWait %v is negative", c.LaneMaxWait))

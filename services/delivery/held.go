@@ -2,7 +2,10 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // release forgets j once it has been delivered (or will not be).
@@ -68,11 +71,24 @@ func (p *partition) expireQueued(ctx context.Context, maxWait time.Duration) {
 	}
 }
 
-// stop stops starting deliveries; those never started are forgotten and
-// stay un-acked, so JetStream redelivers them to the next worker after the
-// ack wait.
+// stop stops starting deliveries and hands back (nakks without delay)
+// those never started, so the partition's next worker gets them as soon as
+// the pin moves rather than after the ack wait.
 func (p *partition) stop() {
+	n := 0
 	for _, j := range p.lanes.stop() {
-		p.release(j)
+		p.handBack(j)
+		n++
 	}
+	if n > 0 {
+		p.log.Info("handed back queued deliveries", "count", n)
+	}
+}
+
+// handBack nakks j without delay and forgets it.
+func (p *partition) handBack(j *job) {
+	if err := j.settle().Nak(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		p.log.Warn("hand back a queued delivery; it returns after the ack wait", "seq", j.seq, "err", err)
+	}
+	p.release(j)
 }

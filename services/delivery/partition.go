@@ -96,7 +96,13 @@ func (p *partition) pullOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open pull on %s: %w", streams.PartitionConsumer(p.index), err)
 	}
-	defer it.Stop() // deliveries buffered but not handed to a lane stay un-acked
+	defer func() {
+		if ctx.Err() != nil {
+			p.handBackBuffered(it)
+			return
+		}
+		it.Stop()
+	}()
 	failures := 0
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
@@ -181,6 +187,28 @@ func (p *partition) accept(ctx context.Context, msg jetstream.Msg) {
 		due := p.states.deferSlot(ep, now, p.deferDelay, p.concurrency)
 		p.deferrer.submit(ctx, deferral{p: p, j: j, due: due, why: "lane full"})
 	case refused:
-		p.release(j) // stopping: left un-acked for the next worker
+		p.handBack(j) // stopping: to the next worker, at once
+	}
+}
+
+// handBackBuffered stops pulling and nakks, without delay, every delivery
+// the iterator has received but not yet returned, so the partition's next
+// worker gets them at once instead of after the ack wait.
+func (p *partition) handBackBuffered(it jetstream.MessagesContext) {
+	it.Drain()
+	n := 0
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			break // ErrMsgIteratorClosed once the buffer is empty
+		}
+		if err := msg.Nak(); err != nil {
+			p.log.Warn("hand back a buffered delivery", "err", err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		p.log.Info("handed back buffered deliveries", "count", n)
 	}
 }

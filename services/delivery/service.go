@@ -75,24 +75,18 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery: jetstream: %w", err)
 	}
-	stream, err := streams.EnsureDeliveries(ctx, js, cfg.Streams, cfg.AckWait)
-	if err != nil {
-		return nil, fmt.Errorf("delivery: %w", err)
-	}
-	if _, err := streams.EnsureAttempts(ctx, js, cfg.Streams); err != nil {
-		return nil, fmt.Errorf("delivery: %w", err)
-	}
-	if _, err := streams.EnsureOperational(ctx, js, cfg.Streams); errors.Is(err, streams.ErrOperationalCaptured) {
-		// A stream made by hand for them stores (and acks) the events.
-		deps.Logger.WarnContext(ctx, "operational events are kept by another stream, not "+streams.Operational+"; delete it to let "+streams.Operational+" keep them", "err", err)
-	} else if err != nil {
-		return nil, fmt.Errorf("delivery: %w", err)
-	}
-	n, err := streams.PartitionsOf(ctx, js)
-	if err != nil {
-		return nil, fmt.Errorf("delivery: %w", err)
-	}
-	events, err := bindEvents(ctx, js, cfg.Streams)
+	// JetStream may be slow to come up (a cluster electing leaders, a
+	// restarting server): wait for it rather than exit.
+	var (
+		stream jetstream.Stream
+		n      int
+		events eventSource
+	)
+	err = streams.Retry(ctx, deps.Logger, "ensure streams and partition consumers", func(ctx context.Context) error {
+		var err error
+		stream, n, events, err = ensureStreams(ctx, js, cfg, deps.Logger)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
@@ -192,21 +186,43 @@ func (s *Service) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	s.ready.Store(false)
-	s.log.Info("delivery worker stopping: finishing attempts in flight")
+	s.log.Info("delivery worker stopping: handing back deliveries not started, finishing attempts in flight")
+	// Deliveries pulled but not started go back to the stream at once
+	// (nakked without delay), and the pins are released so the next
+	// worker takes the partitions now; attempts in flight stay ours (kept
+	// alive) and are settled by this worker.
 	pulling.Wait()
 	for _, p := range s.partitions {
 		p.stop()
 	}
-	for _, p := range s.partitions {
-		p.lanes.wait()
-	}
+	s.releasePins()
+	s.waitInFlight()
 	s.deferrer.close()
 	scheduling.Wait()
 	stopKeep()
 	keeping.Wait()
-	s.releasePins()
 	s.log.Info("delivery worker stopped")
 	return nil
+}
+
+// waitInFlight waits for the attempts in flight, up to ShutdownGrace; those
+// still running after it are left to JetStream, which redelivers them after
+// the ack wait.
+func (s *Service) waitInFlight() {
+	done := make(chan struct{})
+	go func() {
+		for _, p := range s.partitions {
+			p.lanes.wait()
+		}
+		close(done)
+	}()
+	t := time.NewTimer(s.cfg.ShutdownGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.log.Warn("attempts still in flight after the shutdown grace; JetStream redelivers them after the ack wait", "grace", s.cfg.ShutdownGrace)
+	}
 }
 
 // pruneStates forgets idle endpoints' states every minute until ctx ends.
@@ -233,4 +249,32 @@ func (s *Service) releasePins() {
 			s.log.Warn("cannot release partition pin; it moves after the pinned TTL", "partition", p.index, "err", err)
 		}
 	}
+}
+
+// ensureStreams ensures DELIVERIES with its partition consumers, ATTEMPTS
+// and OPERATIONAL, binds EVENTS, and returns the DELIVERIES stream, the
+// partition count and the event source.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (jetstream.Stream, int, eventSource, error) {
+	stream, err := streams.EnsureDeliveries(ctx, js, cfg.Streams, cfg.AckWait)
+	if err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	if _, err := streams.EnsureAttempts(ctx, js, cfg.Streams); err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	if _, err := streams.EnsureOperational(ctx, js, cfg.Streams); errors.Is(err, streams.ErrOperationalCaptured) {
+		// A stream made by hand for them stores (and acks) the events.
+		log.WarnContext(ctx, "operational events are kept by another stream, not "+streams.Operational+"; delete it to let "+streams.Operational+" keep them", "err", err)
+	} else if err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	n, err := streams.PartitionsOf(ctx, js)
+	if err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	events, err := bindEvents(ctx, js, cfg.Streams)
+	if err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	return stream, n, events, nil
 }

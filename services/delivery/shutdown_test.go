@@ -79,3 +79,64 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("receiver got %d requests in all, want 2", got)
 	}
 }
+
+// TestShutdownHandsBackQueuedDeliveriesAtOnce stops a worker whose endpoint
+// is slow, with one delivery in flight and several waiting in the lane: the
+// waiting ones go to the next worker within seconds, not after the ack wait,
+// while the one in flight is finished by the stopping worker.
+func TestShutdownHandsBackQueuedDeliveriesAtOnce(t *testing.T) {
+	e := newEnv(t)
+	firstArrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	releaseAll := func() { once.Do(func() { close(release) }) }
+	defer releaseAll() // before the workers' clean-ups, which wait for it
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			firstArrived <- struct{}{}
+			<-release
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	ep := newEndpoint(t, rc.srv.URL)
+	e.config.put(ep)
+	cfg := testConfig()
+	cfg.AckWait = 30 * time.Second
+	cfg.LaneConcurrency = 1
+	cfg.LaneMaxWait = time.Minute // stay in the lane, not put off
+	cfg.ShutdownGrace = 20 * time.Second
+	first := e.startWorker(t, cfg, workerOptions{})
+	const queued = 6
+	for range queued + 1 {
+		e.publish(context.Background(), t, newDelivery(ep))
+	}
+	<-firstArrived
+	testenv.WaitFor(t, waitTimeout, func() error {
+		if _, waiting := first.svc.partitions[0].lanes.stats(); waiting != queued {
+			return fmt.Errorf("%d deliveries waiting in the lane, want %d", waiting, queued)
+		}
+		return nil
+	})
+	e.startWorker(t, cfg, workerOptions{})
+
+	first.cancel()
+	start := time.Now()
+
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if got := rc.count(); got != 1+queued {
+			return fmt.Errorf("receiver got %d requests, want %d", got, 1+queued)
+		}
+		return nil
+	})
+	took := time.Since(start)
+	t.Logf("%d queued deliveries delivered by the next worker %v after the stop", queued, took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		t.Errorf("the next worker delivered the queued deliveries %v after the stop, want within 3 s (the ack wait is %v)", took, cfg.AckWait)
+	}
+	releaseAll()
+	first.stop(t)
+	e.waitDeliveriesEmpty(t)
+	if got := rc.count(); got != 1+queued {
+		t.Errorf("receiver got %d requests in all, want %d: each delivery once", got, 1+queued)
+	}
+}

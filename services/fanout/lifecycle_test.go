@@ -2,9 +2,14 @@ package fanout
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
@@ -100,5 +105,59 @@ func TestRunReturnsNilWhenItsContextEnds(t *testing.T) {
 				t.Error("Ready() = true after Run returned, want false")
 			}
 		})
+	}
+}
+
+// countingHandler counts the records logged at warning level or above.
+type countingHandler struct {
+	warnings *atomic.Int32
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.warnings.Add(1)
+	}
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestNewWaitsForALateServer(t *testing.T) {
+	n := testenv.StartNATS(t)
+	nc, err := nats.Connect(n.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer nc.Close()
+	client := newFakeConfig(false).serve(t)
+	n.Stop()
+	var warnings atomic.Int32
+	done := make(chan error, 1)
+	go func() {
+		_, err := New(context.Background(), testConfig(), Deps{NATS: nc, Config: client, Logger: slog.New(countingHandler{&warnings})})
+		done <- err
+	}()
+	testenv.WaitFor(t, 20*time.Second, func() error {
+		if got := warnings.Load(); got < 2 {
+			return fmt.Errorf("%d failed attempts logged while the server is down, want at least 2", got)
+		}
+		return nil
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("New returned %v while the server is down, want it to wait", err)
+	default:
+	}
+
+	n.Start()
+
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("New did not return 30 s after the server started")
 	}
 }

@@ -82,28 +82,19 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fanout: jetstream context: %w", err)
 	}
-	events, err := streams.EnsureEvents(ctx, js, cfg.Streams)
-	if err != nil {
-		return nil, fmt.Errorf("fanout: %w", err)
-	}
-	if _, err := streams.EnsureDeliveries(ctx, js, cfg.Streams, cfg.DeliveryAckWait); err != nil {
-		return nil, fmt.Errorf("fanout: %w", err)
-	}
-	partitions, err := streams.PartitionsOf(ctx, js)
-	if err != nil {
-		return nil, fmt.Errorf("fanout: %w", err)
-	}
-	consumer, err := events.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       streams.FanoutConsumer,
-		Description:   "fanout: one delivery per matching endpoint, shared by all fanout replicas",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: cfg.MaxAckPending,
+	// JetStream may be slow to come up (a cluster electing leaders, a
+	// restarting server): wait for it rather than exit.
+	var (
+		partitions int
+		consumer   jetstream.Consumer
+	)
+	err = streams.Retry(ctx, log, "ensure streams and consumer "+streams.FanoutConsumer, func(ctx context.Context) error {
+		var err error
+		partitions, consumer, err = ensureStreams(ctx, js, cfg)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fanout: ensure consumer %s on %s: %w", streams.FanoutConsumer, streams.Events, err)
+		return nil, fmt.Errorf("fanout: %w", err)
 	}
 	return &Service{
 		cfg:        cfg,
@@ -146,3 +137,32 @@ func (s *Service) Run(ctx context.Context) error {
 // Ready reports whether the configuration snapshot is loaded and events are
 // being consumed; it turns false as soon as shutdown starts.
 func (s *Service) Ready() bool { return s.ready.Load() }
+
+// ensureStreams ensures EVENTS, DELIVERIES and the fanout consumer, and
+// returns the partition count and the consumer.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) (int, jetstream.Consumer, error) {
+	events, err := streams.EnsureEvents(ctx, js, cfg.Streams)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := streams.EnsureDeliveries(ctx, js, cfg.Streams, cfg.DeliveryAckWait); err != nil {
+		return 0, nil, err
+	}
+	partitions, err := streams.PartitionsOf(ctx, js)
+	if err != nil {
+		return 0, nil, err
+	}
+	consumer, err := events.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       streams.FanoutConsumer,
+		Description:   "fanout: one delivery per matching endpoint, shared by all fanout replicas",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: cfg.MaxAckPending,
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("ensure consumer %s on %s: %w", streams.FanoutConsumer, streams.Events, err)
+	}
+	return partitions, consumer, nil
+}

@@ -15,6 +15,7 @@ const (
 	DefaultIdempotencyTTL  = 24 * time.Hour
 	DefaultMaxInFlight     = 256
 	DefaultShutdownTimeout = 15 * time.Second
+	DefaultDrainPeriod     = 5 * time.Second
 )
 
 // Limits that are not configurable.
@@ -50,8 +51,12 @@ type Config struct {
 	// (default 256); further requests wait in the subscription.
 	MaxInFlight int
 	// ShutdownTimeout bounds how long shutdown waits for in-flight requests
-	// (default 15 s).
+	// (default 15 s), after the drain period.
 	ShutdownTimeout time.Duration
+	// DrainPeriod is how long HTTP keeps serving after shutdown starts and
+	// /readyz fails (default 5 s; negative: none), so load balancers and
+	// Kubernetes endpoints stop sending requests before the listener closes.
+	DrainPeriod time.Duration
 	// RateLimit is the per-tenant ingest quota, applied when Deps.Redis is
 	// set (default 1,000 events/s, burst 2,000).
 	RateLimit RateLimit
@@ -73,6 +78,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	switch {
+	case c.DrainPeriod == 0:
+		c.DrainPeriod = DefaultDrainPeriod
+	case c.DrainPeriod < 0:
+		c.DrainPeriod = 0
 	}
 	var errs []error
 	var rerr error

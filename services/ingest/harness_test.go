@@ -66,6 +66,11 @@ type options struct {
 	redis redis.UniversalClient
 	// quotas are tenants' quota overrides in the fake configuration.
 	quotas map[string]*configv1.TenantQuotas
+	// nc, when set, is the service's connection (default a new one).
+	nc *nats.Conn
+	// logLevel is the least level of the service's logs shown (default
+	// warnings).
+	logLevel slog.Level
 }
 
 // cancelledSchema is the JSON Schema the fake catalog gives job.cancelled.
@@ -97,13 +102,18 @@ func newHarness(t *testing.T, o options) *harness {
 // start makes and runs the service; it is stopped when the test ends.
 func (h *harness) start(o options) {
 	h.t.Helper()
-	cfg := Config{HTTPAddr: "127.0.0.1:0", OperatorToken: testToken, ShutdownTimeout: 5 * time.Second}
+	// No drain period unless a test sets one: every stop would wait for it.
+	cfg := Config{HTTPAddr: "127.0.0.1:0", OperatorToken: testToken, ShutdownTimeout: 5 * time.Second, DrainPeriod: -1}
 	if o.configure != nil {
 		o.configure(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: max(o.logLevel, slog.LevelWarn)}))
+	nc := o.nc
+	if nc == nil {
+		nc = h.nats.Conn(h.t)
+	}
 	svc, err := New(context.Background(), cfg, Deps{
-		NATS:           h.nats.Conn(h.t),
+		NATS:           nc,
 		Config:         h.config,
 		Logger:         log,
 		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans)),

@@ -23,7 +23,8 @@ func (s *Service) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // handleReadyz answers 200 once the configuration snapshot is loaded, the
-// NATS queue subscription is in place and the EVENTS stream answers, and
+// EVENTS stream and the idempotency bucket are ensured, the NATS queue
+// subscription is in place and the EVENTS stream answers, and
 // 503 before that and during shutdown.
 func (s *Service) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if reason := s.notReady(r.Context()); reason != "" {
@@ -42,6 +43,11 @@ func (s *Service) notReady(ctx context.Context) string {
 	case <-s.view.Ready():
 	default:
 		return "configuration snapshot not loaded yet"
+	}
+	select {
+	case <-s.prepared:
+	default:
+		return "stream " + streams.Events + " and bucket " + IdempotencyBucket + " not ensured yet"
 	}
 	if !s.serving.Load() {
 		return "not subscribed to " + streams.IngestSubject + " yet"

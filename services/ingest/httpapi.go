@@ -221,7 +221,7 @@ func (s *Service) writeHTTPError(ctx context.Context, w http.ResponseWriter, err
 	if p.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pulsehooks-ingest"`)
 	}
-	if p.status == http.StatusServiceUnavailable {
+	if p.status == http.StatusServiceUnavailable || p.status == http.StatusGatewayTimeout {
 		w.Header().Set("Retry-After", "1")
 	}
 	if p.status == http.StatusTooManyRequests {

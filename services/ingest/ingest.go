@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +33,9 @@ const tracerName = "github.com/pulsehooks/pulsehooks/services/ingest"
 
 // Deps are the connections ingest uses.
 type Deps struct {
-	// NATS is the connection to serve on and publish with.
+	// NATS is the connection to serve on. Unless it was made with
+	// nats.ReconnectBufSize(-1), ingest publishes on a second connection
+	// with the same options and that setting (see publishConn).
 	NATS *nats.Conn
 	// Config is the config service, watched for tenants and event types.
 	Config configv1.ConfigServiceClient
@@ -47,9 +50,13 @@ type Deps struct {
 
 // Service is the ingest service. Make it with New and run it with Run.
 type Service struct {
-	cfg       Config
-	log       *slog.Logger
-	nc        *nats.Conn
+	cfg Config
+	log *slog.Logger
+	nc  *nats.Conn
+	// pubNC publishes events and idempotency records; ownPubNC says it was
+	// dialled by New and is closed by Run.
+	pubNC     *nats.Conn
+	ownPubNC  bool
 	js        jetstream.JetStream
 	view      *configwatch.View
 	validator validator
@@ -58,6 +65,9 @@ type Service struct {
 	limiter   *limiter
 	ln        net.Listener
 	http      *http.Server
+	// prepared is closed once the EVENTS stream and the idempotency bucket
+	// are ensured and publisher.idem is set.
+	prepared chan struct{}
 	// stopping is set when shutdown starts; /readyz then fails.
 	stopping atomic.Bool
 	// serving is set once the NATS server has the queue subscription, so
@@ -65,8 +75,8 @@ type Service struct {
 	serving atomic.Bool
 }
 
-// New checks cfg, ensures the EVENTS stream and the idempotency bucket, and
-// binds the HTTP listener. Nothing runs until Run.
+// New checks cfg and binds the HTTP listener. Nothing runs until Run, which
+// also ensures the EVENTS stream and the idempotency bucket.
 func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -89,26 +99,60 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	js, err := jetstream.New(deps.NATS)
+	pubNC, own, err := publishConn(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	s, err := newService(cfg, deps, pubNC, log, tp)
+	if err != nil {
+		if own {
+			pubNC.Close()
+		}
+		return nil, err
+	}
+	s.ownPubNC = own
+	return s, nil
+}
+
+// publishConn returns the connection ingest publishes on: nc itself when it
+// buffers nothing while reconnecting, else a new connection with nc's
+// options and nats.ReconnectBufSize(-1). A publish made while disconnected
+// must fail at once rather than wait in the client's reconnect buffer: the
+// request that made it has been answered with an error by the time the
+// buffer is flushed, yet the event would be stored.
+func publishConn(nc *nats.Conn) (*nats.Conn, bool, error) {
+	if nc.Opts.ReconnectBufSize < 0 {
+		return nc, false, nil
+	}
+	opts := nc.Opts
+	opts.ReconnectBufSize = -1
+	opts.Name = strings.TrimSpace(opts.Name + " publish")
+	// Run waits for the server, as it does for the streams.
+	opts.RetryOnFailedConnect = true
+	pc, err := opts.Connect()
+	if err != nil {
+		return nil, false, fmt.Errorf("connect the publishing connection to nats: %w", err)
+	}
+	return pc, true, nil
+}
+
+// newService is New once the publishing connection is made.
+func newService(cfg Config, deps Deps, pubNC *nats.Conn, log *slog.Logger, tp trace.TracerProvider) (*Service, error) {
+	js, err := jetstream.New(pubNC)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: jetstream: %w", err)
-	}
-	if _, err := streams.EnsureEvents(ctx, js, cfg.Streams); err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	idem, err := ensureIdemStore(ctx, js, cfg.IdempotencyTTL, cfg.Streams.Replicas)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	view := configwatch.New(deps.Config, log, configv1.Kind_KIND_TENANT, configv1.Kind_KIND_EVENT_TYPE)
 	s := &Service{
 		cfg:       cfg,
 		log:       log,
 		nc:        deps.NATS,
+		pubNC:     pubNC,
 		js:        js,
 		view:      view,
 		validator: validator{catalog: view, schemas: newSchemas(log), maxDataBytes: cfg.MaxDataBytes},
-		publisher: &publisher{js: js, idem: idem, tracer: tp.Tracer(tracerName), log: log},
+		publisher: &publisher{js: js, tracer: tp.Tracer(tracerName), log: log},
+		prepared:  make(chan struct{}),
 		inflight:  newInflight(cfg.MaxInFlight),
 		limiter:   newLimiter(deps.Redis, cfg.RateLimit, log),
 	}
@@ -128,16 +172,21 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 func (s *Service) HTTPAddr() string { return s.ln.Addr().String() }
 
 // Run serves until ctx ends, then shuts down gracefully and returns nil. It
-// watches the configuration and serves HTTP at once (answering 503 until
-// the configuration snapshot is loaded); it joins the NATS queue group only
-// once the snapshot is loaded, so publishers reach ready replicas. On
-// shutdown it fails /readyz, leaves the queue group, lets requests in
-// flight finish (up to ShutdownTimeout) and returns.
+// watches the configuration, ensures the EVENTS stream and the idempotency
+// bucket (trying again, with backoff, while JetStream is unavailable) and
+// serves HTTP at once, answering 503 until the configuration snapshot is
+// loaded and the stream and bucket are in place; it joins the NATS queue
+// group only then, so publishers reach ready replicas. On shutdown it
+// fails /readyz at once and leaves the queue group (NATS routes to the
+// other members at once), keeps serving HTTP for DrainPeriod (load
+// balancers take a while to notice), then closes the listener, lets
+// requests in flight finish (up to ShutdownTimeout) and returns.
 func (s *Service) Run(ctx context.Context) error {
 	base := context.WithoutCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.view.Run(gctx) })
 	g.Go(func() error { s.validator.schemas.compileAll(gctx, s.view); return nil })
+	g.Go(func() error { return s.prepare(gctx) })
 	g.Go(func() error {
 		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("ingest: serve HTTP: %w", err)
@@ -147,6 +196,9 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		s.stopping.Store(true)
+		if ctx.Err() != nil {
+			s.drain()
+		}
 		sctx, cancel := context.WithTimeout(base, s.cfg.ShutdownTimeout)
 		defer cancel()
 		if err := s.http.Shutdown(sctx); err != nil {
@@ -155,20 +207,66 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return s.serveNATS(gctx, base) })
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	if s.ownPubNC {
+		s.pubNC.Close()
+	}
+	if err != nil {
 		return err
 	}
 	s.log.Info("ingest stopped")
 	return nil
 }
 
-// serveNATS joins the queue group once the configuration is loaded and
-// leaves it when ctx ends, waiting for requests in flight.
+// drain keeps HTTP serving for the drain period once /readyz fails, while
+// load balancers notice and route elsewhere; connections are no longer kept
+// alive, so clients reconnect, to other replicas.
+func (s *Service) drain() {
+	if s.cfg.DrainPeriod <= 0 {
+		return
+	}
+	s.http.SetKeepAlivesEnabled(false)
+	s.log.Info("ingest draining: not ready, still serving HTTP", "drain_period", s.cfg.DrainPeriod)
+	time.Sleep(s.cfg.DrainPeriod)
+}
+
+// prepare ensures the EVENTS stream and the idempotency bucket, trying each
+// again until it succeeds or ctx ends, then closes prepared. Only a
+// permanent failure (a configuration JetStream refuses) is an error.
+func (s *Service) prepare(ctx context.Context) error {
+	err := streams.Retry(ctx, s.log, "ensure stream "+streams.Events, func(ctx context.Context) error {
+		_, err := streams.EnsureEvents(ctx, s.js, s.cfg.Streams)
+		return err
+	})
+	var idem *idemStore
+	if err == nil {
+		err = streams.Retry(ctx, s.log, "ensure bucket "+IdempotencyBucket, func(ctx context.Context) error {
+			var err error
+			idem, err = ensureIdemStore(ctx, s.js, s.cfg.IdempotencyTTL, s.cfg.Streams.Replicas)
+			return err
+		})
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("ingest: %w", err)
+	}
+	s.publisher.idem = idem
+	close(s.prepared)
+	return nil
+}
+
+// serveNATS joins the queue group once the configuration is loaded and the
+// stream and bucket are ensured, and leaves it when ctx ends, waiting for
+// requests in flight.
 func (s *Service) serveNATS(ctx, base context.Context) error {
-	select {
-	case <-s.view.Ready():
-	case <-ctx.Done():
-		return nil
+	for _, ready := range []<-chan struct{}{s.view.Ready(), s.prepared} {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	svc, err := s.startMicro(base)
 	if err != nil {
@@ -222,6 +320,11 @@ func (s *Service) accept(ctx context.Context, in input) (result, error) {
 	case <-s.view.Ready():
 	default:
 		return result{}, unavailable("configuration not loaded yet, retry", configwatch.ErrNotReady)
+	}
+	select {
+	case <-s.prepared:
+	default:
+		return result{}, unavailable("stream "+streams.Events+" not ready yet, retry", nil)
 	}
 	ev, err := s.validator.validate(in, time.Now())
 	if err != nil {

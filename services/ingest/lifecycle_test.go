@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -190,6 +191,83 @@ func TestRestartKeepsStreamAndKeys(t *testing.T) {
 
 	if again.GetMessageId() != first.GetMessageId() || !again.GetDuplicate() {
 		t.Errorf("publish after restart = {%s %v}, want {%s true}", again.GetMessageId(), again.GetDuplicate(), first.GetMessageId())
+	}
+	if got := h.eventCount(); got != 1 {
+		t.Errorf("EVENTS holds %d messages, want 1", got)
+	}
+}
+
+func TestWaitsForJetStreamAtStart(t *testing.T) {
+	h := newHarness(t, options{late: true})
+	nc := h.nats.Conn(t)
+	h.nats.Stop()
+
+	h.start(options{nc: nc, logLevel: slog.LevelError})
+
+	if status, body := h.get("/healthz"); status != http.StatusOK {
+		t.Errorf("/healthz = %d %s, want 200 while waiting for JetStream", status, body)
+	}
+	// The snapshot loads at once; the stream waits for the server.
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if status, body := h.get("/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, "not ensured") {
+			return fmt.Errorf("/readyz = %d %s, want 503 naming the stream not ensured", status, body)
+		}
+		return nil
+	})
+	if status, _, body := h.post(`{"tenant_id":"ten_acme","event_type":"job.created","data":{}}`, nil); status != http.StatusServiceUnavailable {
+		t.Errorf("POST = %d %s, want 503 while the stream is not ensured", status, body)
+	}
+
+	h.nats.Start()
+	h.waitReady()
+
+	if status, _, body := h.post(`{"tenant_id":"ten_acme","event_type":"job.created","data":{}}`, nil); status != http.StatusAccepted {
+		t.Errorf("POST = %d %s, want 202 once JetStream is up", status, body)
+	}
+	if got := h.eventCount(); got != 1 {
+		t.Errorf("EVENTS holds %d messages, want 1", got)
+	}
+}
+
+func TestShutdownDrainsHTTP(t *testing.T) {
+	const drain = 2 * time.Second
+	h := newHarness(t, options{configure: func(c *Config) { c.DrainPeriod = drain }})
+	addr := h.svc.HTTPAddr()
+	stopped := make(chan error, 1)
+	start := time.Now()
+
+	go func() { stopped <- h.stop() }()
+
+	// /readyz fails at once…
+	testenv.WaitFor(t, 500*time.Millisecond, func() error {
+		if status, body := h.get("/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+			return fmt.Errorf("/readyz = %d %s, want 503 shutting down", status, body)
+		}
+		return nil
+	})
+	// …while publishes over HTTP are still served during the drain…
+	status, _, body := h.post(`{"tenant_id":"ten_acme","event_type":"job.created","data":{}}`, nil)
+	if status != http.StatusAccepted {
+		t.Errorf("POST during the drain = %d %s, want 202", status, body)
+	}
+	if elapsed := time.Since(start); elapsed >= drain {
+		t.Fatalf("checks took %v, longer than the drain period %v", elapsed, drain)
+	}
+	// …and NATS publishers already go to the other members of the queue
+	// group: this replica has left it.
+	if _, err := h.publish(&eventv1.PublishRequest{TenantId: tenantA, EventType: "job.created", Data: []byte(`{}`)}, nil); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("NATS publish during the drain: error = %v, want no responders", err)
+	}
+
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if elapsed := time.Since(start); elapsed < drain {
+		t.Errorf("Run returned after %v, want at least the drain period %v", elapsed, drain)
+	}
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("HTTP listener %s still accepts connections after the drain", addr)
 	}
 	if got := h.eventCount(); got != 1 {
 		t.Errorf("EVENTS holds %d messages, want 1", got)

@@ -52,6 +52,14 @@ func unavailable(message string, cause error) *problem {
 	return &problem{status: http.StatusServiceUnavailable, code: pulseclient.CodeUnavailable, message: message, cause: cause}
 }
 
+// outcomeUnknown is a publish whose stream ack did not come in time: the
+// event may have been stored, which no other error answer allows.
+func outcomeUnknown(cause error) *problem {
+	return &problem{status: http.StatusGatewayTimeout, code: pulseclient.CodeTimeout,
+		message: "timed out waiting for the event stream; the event may have been stored: retry with the same idempotency key",
+		cause:   cause}
+}
+
 // asProblem returns err as a problem, turning unexpected errors into 500s
 // whose details stay in the logs.
 func asProblem(err error) *problem {

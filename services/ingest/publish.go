@@ -160,7 +160,26 @@ func (p *publisher) append(ctx context.Context, msgID, subject string, ev event,
 	natsx.Inject(ctx, msg)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(streams.Events))
 	if err != nil {
-		return nil, unavailable("event stream unavailable, retry later", fmt.Errorf("publish %s to %s: %w", msgID, subject, err))
+		err = fmt.Errorf("publish %s to %s: %w", msgID, subject, err)
+		if notStored(err) {
+			return nil, unavailable("event stream unavailable, retry later", err)
+		}
+		return nil, outcomeUnknown(err)
 	}
 	return ack, nil
+}
+
+// notStored reports whether a failed PublishMsg certainly stored nothing,
+// now or later: the message never left the client (the publishing
+// connection buffers nothing while reconnecting), no stream was listening,
+// or the stream refused it. Any other failure — above all a timeout waiting
+// for the ack of a message that was sent — leaves the outcome unknown.
+func notStored(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrMaxPayload) ||
+		errors.Is(err, nats.ErrInvalidConnection)
 }

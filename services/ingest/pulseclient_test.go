@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
 	"github.com/pulsehooks/pulsehooks/pkg/pulseclient"
@@ -115,5 +118,74 @@ func TestPulseclientTypedErrors(t *testing.T) {
 	}
 	if got := h.eventCount(); got != 0 {
 		t.Errorf("EVENTS holds %d messages, want 0", got)
+	}
+}
+
+// lossyProxy forwards requests on subject to ingest and drops the first
+// drop replies, as a network that loses them would: ingest has handled the
+// request, but the publisher never hears so and retries.
+func (h *harness) lossyProxy(subject string, drop int) func() int {
+	h.t.Helper()
+	nc := h.nats.Conn(h.t)
+	var (
+		mu       sync.Mutex
+		received int
+	)
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		mu.Lock()
+		received++
+		n := received
+		mu.Unlock()
+		reply, err := nc.RequestMsg(&nats.Msg{Subject: streams.IngestSubject, Data: m.Data, Header: m.Header}, 5*time.Second)
+		if err != nil || n <= drop {
+			return
+		}
+		_ = m.RespondMsg(&nats.Msg{Data: reply.Data, Header: reply.Header})
+	})
+	if err != nil {
+		h.t.Fatalf("subscribe %s: %v", subject, err)
+	}
+	h.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return received
+	}
+}
+
+func TestPulseclientRetryAfterLostReplyIsStoredOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		key  string
+	}{
+		{"generated key", ""},
+		{"caller's key", "job_7/completed"},
+	}
+	h := newHarness(t, options{})
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			subject := fmt.Sprintf("test.lossy.%d", i)
+			received := h.lossyProxy(subject, 1)
+			c := pulseclient.New(h.nats.Conn(t), pulseclient.WithSubject(subject),
+				pulseclient.WithAttemptTimeout(500*time.Millisecond), pulseclient.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
+			before := h.eventCount()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+
+			res, err := c.Publish(ctx, pulseclient.PublishInput{TenantID: tenantA, EventType: "job.completed", Data: map[string]string{"job_id": "j7"}, IdempotencyKey: tt.key})
+
+			if err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+			if got := received(); got != 2 {
+				t.Errorf("ingest got %d requests, want 2: the first reply was lost", got)
+			}
+			if !res.Duplicate {
+				t.Errorf("result = %+v, want Duplicate: the retry found the first attempt's key", res)
+			}
+			if got := h.eventCount() - before; got != 1 {
+				t.Errorf("EVENTS gained %d messages, want 1: a retried publish is stored once", got)
+			}
+		})
 	}
 }

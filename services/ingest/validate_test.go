@@ -139,7 +139,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		HTTPAddr: DefaultHTTPAddr, OperatorToken: "t", MaxDataBytes: DefaultMaxDataBytes, IdempotencyTTL: DefaultIdempotencyTTL,
-		MaxInFlight: DefaultMaxInFlight, ShutdownTimeout: DefaultShutdownTimeout,
+		MaxInFlight: DefaultMaxInFlight, ShutdownTimeout: DefaultShutdownTimeout, DrainPeriod: DefaultDrainPeriod,
 		RateLimit: RateLimit{EventsPerSecond: DefaultEventsPerSecond, Burst: DefaultBurst},
 	}
 	if got != want {

@@ -242,7 +242,7 @@ func (c *cluster) startConfig(t *testing.T) *process {
 func (c *cluster) startIngest(t *testing.T) *process {
 	t.Helper()
 	return startProcess(t, c.bin, "ingest", c.env(map[string]string{
-		"PULSEHOOKS_HTTP_ADDR":      c.ingestHTTP,
+		"PULSEHOOKS_HTTP_ADDR":    c.ingestHTTP,
 		"PULSEHOOKS_INGEST_TOKEN": c.operatorToken,
 	}))
 }

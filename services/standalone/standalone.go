@@ -183,6 +183,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 		HTTPAddr:      cfg.IngestHTTPAddr,
 		OperatorToken: s.secrets.OperatorToken,
 		Streams:       so,
+		// One process behind no load balancer: nothing to drain for.
+		DrainPeriod: -1,
 	}, ingest.Deps{NATS: s.conn("ingest"), Config: client, Redis: s.redis, Logger: s.logger("ingest"), TracerProvider: deps.TracerProvider}); err != nil {
 		return nil, fmt.Errorf("ingest service: %w", err)
 	}

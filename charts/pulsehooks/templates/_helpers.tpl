@@ -128,7 +128,7 @@ these are per pod. Call with (list $ "delivery").
       fieldPath: metadata.namespace
 {{- $listen := dict
   "config" (list "PULSEHOOKS_HTTP_ADDR=:8080" "PULSEHOOKS_GRPC_ADDR=:9090" "PULSEHOOKS_ATTEMPT_LOG_DIR=/var/lib/pulsehooks/attemptlog")
-  "ingest" (list "PULSEHOOKS_HTTP_ADDR=:8081")
+  "ingest" (list "PULSEHOOKS_HTTP_ADDR=:8081" (printf "PULSEHOOKS_DRAIN_PERIOD=%ds" (int $svc.drainSeconds)))
   "fanout" (list "PULSEHOOKS_HEALTH_ADDR=:8082")
   "delivery" (list "PULSEHOOKS_HEALTH_ADDR=:8083") }}
 {{- range $pair := index $listen $component }}
@@ -349,6 +349,10 @@ Checks across values that the schema cannot express; fails the render with a cle
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
 {{- fail (printf "%s.autoscaling.minReplicas (%d) exceeds maxReplicas (%d)" $c (int $a.minReplicas) (int $a.maxReplicas)) }}
 {{- end }}
+{{- end }}
+{{- $grace := add (mul 2 (int .Values.ingest.drainSeconds)) 16 }}
+{{- if lt (int .Values.ingest.terminationGracePeriodSeconds) (int $grace) }}
+{{- fail (printf "ingest.terminationGracePeriodSeconds (%d) is under %d: the preStop sleep and the drain (drainSeconds %d each) and the 15 s shutdown need it" (int .Values.ingest.terminationGracePeriodSeconds) (int $grace) (int .Values.ingest.drainSeconds)) }}
 {{- end }}
 {{- with .Values.secrets.masterKey }}
 {{- if ne (len (b64dec .)) 32 }}

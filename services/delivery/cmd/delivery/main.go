@@ -24,6 +24,7 @@
 //	PULSEHOOKS_LANE_CONCURRENCY attempts in flight per endpoint (default 8)
 //	PULSEHOOKS_LANE_QUEUE      deliveries waiting per endpoint before they are put off (default 64)
 //	PULSEHOOKS_LANE_MAX_WAIT   longest wait in a lane before a delivery is put off (default 5s)
+//	PULSEHOOKS_SHUTDOWN_GRACE  how long shutdown waits for attempts in flight (default 10s)
 //	PULSEHOOKS_MAX_IN_FLIGHT   attempts in flight in the worker across all endpoints (default 1024)
 //	PULSEHOOKS_ACK_WAIT        ack wait of the partition consumers (default 60s)
 //	PULSEHOOKS_CLAIM_LEASE     lease on claimed retry-schedule items (default 30s)
@@ -41,6 +42,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -96,6 +98,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 			LaneQueue:       env.Int("PULSEHOOKS_LANE_QUEUE", 0),
 			MaxInFlight:     env.Int("PULSEHOOKS_MAX_IN_FLIGHT", 0),
 			LaneMaxWait:     env.Duration("PULSEHOOKS_LANE_MAX_WAIT", 0),
+			ShutdownGrace:   env.Duration("PULSEHOOKS_SHUTDOWN_GRACE", 0),
 			AckWait:         env.Duration("PULSEHOOKS_ACK_WAIT", 0),
 			ClaimLease:      env.Duration("PULSEHOOKS_CLAIM_LEASE", 0),
 			ClaimBatch:      env.Int("PULSEHOOKS_CLAIM_BATCH", 0),
@@ -146,15 +149,27 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 
-	svc, err := delivery.New(ctx, s.service, delivery.Deps{
-		NATS:           proc.NATS,
-		Redis:          rdb,
-		Config:         cfg,
-		Logger:         proc.Logger,
-		TracerProvider: proc.TracerProvider,
-	})
-	if err != nil {
-		return err
+	// New waits for JetStream; the probes answer meanwhile (not ready).
+	var svc atomic.Pointer[delivery.Service]
+	ready := func() bool {
+		started := svc.Load()
+		return started != nil && started.Ready()
 	}
-	return health.Run(ctx, s.healthAddr, svc.Ready, svc.Run)
+	return health.Run(ctx, s.healthAddr, ready, func(ctx context.Context) error {
+		started, err := delivery.New(ctx, s.service, delivery.Deps{
+			NATS:           proc.NATS,
+			Redis:          rdb,
+			Config:         cfg,
+			Logger:         proc.Logger,
+			TracerProvider: proc.TracerProvider,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
+			return err
+		}
+		svc.Store(started)
+		return started.Run(ctx)
+	})
 }

@@ -19,6 +19,7 @@ package main
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/health"
@@ -87,14 +88,26 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 
-	svc, err := fanout.New(ctx, s.service, fanout.Deps{
-		NATS:           proc.NATS,
-		Config:         cfg,
-		Logger:         proc.Logger,
-		TracerProvider: proc.TracerProvider,
-	})
-	if err != nil {
-		return err
+	// New waits for JetStream; the probes answer meanwhile (not ready).
+	var svc atomic.Pointer[fanout.Service]
+	ready := func() bool {
+		started := svc.Load()
+		return started != nil && started.Ready()
 	}
-	return health.Run(ctx, s.healthAddr, svc.Ready, svc.Run)
+	return health.Run(ctx, s.healthAddr, ready, func(ctx context.Context) error {
+		started, err := fanout.New(ctx, s.service, fanout.Deps{
+			NATS:           proc.NATS,
+			Config:         cfg,
+			Logger:         proc.Logger,
+			TracerProvider: proc.TracerProvider,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
+			return err
+		}
+		svc.Store(started)
+		return started.Run(ctx)
+	})
 }

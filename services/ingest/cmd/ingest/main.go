@@ -15,6 +15,8 @@
 //	                           unset: no rate limits)
 //	PULSEHOOKS_QUOTA_INGEST_EVENTS_PER_SECOND  events/s per tenant (default 1000; -1 no limit)
 //	PULSEHOOKS_QUOTA_INGEST_BURST              events at once above that rate (default 2000)
+//	PULSEHOOKS_DRAIN_PERIOD    how long HTTP keeps serving after SIGTERM while /readyz fails
+//	                           (default 5s; 0s: none)
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
 //	PULSEHOOKS_PPROF_ADDR      net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
@@ -25,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -61,6 +64,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 		service: ingest.Config{
 			HTTPAddr:      env.String(ingest.DefaultHTTPAddr, "PULSEHOOKS_HTTP_ADDR"),
 			OperatorToken: ingestToken(env),
+			DrainPeriod:   drainPeriod(env.Duration("PULSEHOOKS_DRAIN_PERIOD", ingest.DefaultDrainPeriod)),
 			Streams:       streams.Options{Replicas: env.Int("PULSEHOOKS_REPLICAS", 1)},
 			RateLimit: ingest.RateLimit{
 				EventsPerSecond: env.Int("PULSEHOOKS_QUOTA_INGEST_EVENTS_PER_SECOND", ingest.DefaultEventsPerSecond),
@@ -132,4 +136,12 @@ func ingestToken(env *envconf.Reader) string {
 		return v
 	}
 	return env.Required("PULSEHOOKS_INGEST_TOKEN")
+}
+
+// drainPeriod maps PULSEHOOKS_DRAIN_PERIOD=0s to Config's "none" (negative).
+func drainPeriod(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
