@@ -265,6 +265,9 @@ func (h *harness) mustPublish(req *eventv1.PublishRequest) *eventv1.PublishRespo
 func (h *harness) eventCount() uint64 {
 	h.t.Helper()
 	s, err := h.js.Stream(context.Background(), streams.Events)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0 // Run has not ensured it yet: nothing can have been stored
+	}
 	if err != nil {
 		h.t.Fatalf("look up %s: %v", streams.Events, err)
 	}
