@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -88,4 +89,40 @@ func Run(ctx context.Context, addr string, ready func() bool, run func(context.C
 		}
 	}
 	return first
+}
+
+// Service is what RunStarting runs: ready once it serves, and serving until
+// its context ends.
+type Service interface {
+	Ready() bool
+	Run(ctx context.Context) error
+}
+
+// RunStarting is Run for a service that takes a while to build (its New
+// waits for JetStream, say): the probes answer from the start, not ready
+// until start has returned the service and it reports ready. A start that
+// fails because ctx ended returns nil (stopped while starting).
+func RunStarting[S Service](ctx context.Context, addr string, start func(context.Context) (S, error)) error {
+	var (
+		mu      sync.Mutex
+		started Service
+	)
+	ready := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return started != nil && started.Ready()
+	}
+	return Run(ctx, addr, ready, func(ctx context.Context) error {
+		svc, err := start(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		mu.Lock()
+		started = svc
+		mu.Unlock()
+		return svc.Run(ctx)
+	})
 }

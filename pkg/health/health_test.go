@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -175,4 +176,63 @@ func waitServing(t *testing.T, addr string) {
 		_, err := get("http://" + addr + "/readyz")
 		return err
 	})
+}
+
+// startingService is ready once its ready channel is closed.
+type startingService struct{ ready chan struct{} }
+
+func (s *startingService) Ready() bool {
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *startingService) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+func TestRunStarting(t *testing.T) {
+	addr := freeAddr(t)
+	release := make(chan struct{})
+	svc := &startingService{ready: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- RunStarting(ctx, addr, func(ctx context.Context) (*startingService, error) {
+			select {
+			case <-release:
+				return svc, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})
+	}()
+	waitServing(t, addr)
+	if status, err := get("http://" + addr + "/readyz"); err != nil || status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while starting = %d %v, want 503", status, err)
+	}
+	close(release)
+	close(svc.ready)
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if status, err := get("http://" + addr + "/readyz"); err != nil || status != http.StatusOK {
+			return fmt.Errorf("/readyz = %d %v, want 200", status, err)
+		}
+		return nil
+	})
+	cancel()
+	if err := wait(t, done); err != nil {
+		t.Errorf("RunStarting after its context ended = %v, want nil", err)
+	}
+
+	// Stopped while starting: nil, not the start's context error.
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	err := RunStarting(ctx, freeAddr(t), func(ctx context.Context) (*startingService, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	if err != nil {
+		t.Errorf("RunStarting stopped while starting = %v, want nil", err)
+	}
 }

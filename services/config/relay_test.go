@@ -16,24 +16,6 @@ import (
 	"github.com/pulsehooks/pulsehooks/services/config/relay/listen"
 )
 
-// lockedBuffer collects the listener's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRelayAcrossReplicas attaches a listener to one replica and sends the
 // relay endpoint's deliveries to another: the request travels over NATS to
 // the replica holding the socket. Unsigned requests are refused there;
@@ -56,7 +38,7 @@ func TestRelayAcrossReplicas(t *testing.T) {
 	}))
 	defer local.Close()
 
-	out := &lockedBuffer{}
+	out := &testenv.Buffer{}
 	cfg := listen.Config{URL: r1.base, APIKey: key, ForwardTo: local.URL, Name: "replicas", Out: out, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -171,7 +153,7 @@ func TestRelayLocalServerFailures(t *testing.T) {
 		{"too slow", slow.URL, http.StatusGatewayTimeout, "did not answer within 1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := &lockedBuffer{}
+			out := &testenv.Buffer{}
 			cfg := listen.Config{URL: h.base, APIKey: key, ForwardTo: tc.forwardTo, Name: tc.name, Out: out}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)

@@ -59,3 +59,23 @@ func (s *Service) notReady(ctx context.Context) string {
 	}
 	return ""
 }
+
+// Ready reports whether the service takes publishes: the configuration is
+// loaded, the stream and bucket are ensured and the NATS queue subscription
+// is in place (what /readyz checks, without its round trip to the stream).
+func (s *Service) Ready() bool {
+	if s.stopping.Load() || !s.serving.Load() {
+		return false
+	}
+	select {
+	case <-s.view.Ready():
+	default:
+		return false
+	}
+	select {
+	case <-s.prepared:
+		return true
+	default:
+		return false
+	}
+}

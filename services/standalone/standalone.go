@@ -287,12 +287,33 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.fanout.Run(gctx) })
 	g.Go(func() error { return s.delivery.Run(gctx) })
 	if s.deps.Out != nil {
-		s.printBanner(s.deps.Out)
+		g.Go(func() error {
+			// The banner's commands work as soon as it is printed.
+			if s.waitReady(gctx) {
+				s.printBanner(s.deps.Out)
+			}
+			return nil
+		})
 	}
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// waitReady waits until ingest, fanout and delivery are ready, and reports
+// false if ctx ended first.
+func (s *Service) waitReady(ctx context.Context) bool {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !s.ingest.Ready() || !s.fanout.Ready() || !s.delivery.Ready() {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // close releases everything New opened; it is safe on a partly built Service.

@@ -1,36 +1,17 @@
 package standalone_test
 
 import (
-	"bytes"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	"github.com/pulsehooks/pulsehooks/services/standalone"
 )
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // publishBody matches the JSON after -d ' of a publish command, across lines.
 var publishBody = regexp.MustCompile(`(?s)-d '(\{"tenant_id".*?\}\})'`)
@@ -40,7 +21,7 @@ var publishBody = regexp.MustCompile(`(?s)-d '(\{"tenant_id".*?\}\})'`)
 // shell variable set before use, and the example job.completed event accepted
 // by ingest against the built-in catalog's schema.
 func TestTourAsPasted(t *testing.T) {
-	var out lockedBuffer
+	var out testenv.Buffer
 	sys := startSystem(t, sysOptions{dataDir: t.TempDir(), out: &out, hooks: func(c *standalone.Config) { c.Demo = true }})
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), "Ctrl-C") {

@@ -42,7 +42,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -150,26 +149,13 @@ func run(ctx context.Context) (err error) {
 	}
 
 	// New waits for JetStream; the probes answer meanwhile (not ready).
-	var svc atomic.Pointer[delivery.Service]
-	ready := func() bool {
-		started := svc.Load()
-		return started != nil && started.Ready()
-	}
-	return health.Run(ctx, s.healthAddr, ready, func(ctx context.Context) error {
-		started, err := delivery.New(ctx, s.service, delivery.Deps{
+	return health.RunStarting(ctx, s.healthAddr, func(ctx context.Context) (*delivery.Service, error) {
+		return delivery.New(ctx, s.service, delivery.Deps{
 			NATS:           proc.NATS,
 			Redis:          rdb,
 			Config:         cfg,
 			Logger:         proc.Logger,
 			TracerProvider: proc.TracerProvider,
 		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil // stopped while starting
-			}
-			return err
-		}
-		svc.Store(started)
-		return started.Run(ctx)
 	})
 }

@@ -19,7 +19,6 @@ package main
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/health"
@@ -89,25 +88,12 @@ func run(ctx context.Context) (err error) {
 	}
 
 	// New waits for JetStream; the probes answer meanwhile (not ready).
-	var svc atomic.Pointer[fanout.Service]
-	ready := func() bool {
-		started := svc.Load()
-		return started != nil && started.Ready()
-	}
-	return health.Run(ctx, s.healthAddr, ready, func(ctx context.Context) error {
-		started, err := fanout.New(ctx, s.service, fanout.Deps{
+	return health.RunStarting(ctx, s.healthAddr, func(ctx context.Context) (*fanout.Service, error) {
+		return fanout.New(ctx, s.service, fanout.Deps{
 			NATS:           proc.NATS,
 			Config:         cfg,
 			Logger:         proc.Logger,
 			TracerProvider: proc.TracerProvider,
 		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil // stopped while starting
-			}
-			return err
-		}
-		svc.Store(started)
-		return started.Run(ctx)
 	})
 }
