@@ -21,6 +21,34 @@ import (
 // the replica holding the socket. Unsigned requests are refused there;
 // without a listener the route answers 503; a replica shutting down sends
 // its listeners to reconnect.
+// runListener runs listen.Run with cfg (whose Out is out) until stop is
+// called or the test ends, and returns once it is connected, with its relay
+// endpoint. stop ends it and returns Run's error.
+func runListener(t *testing.T, cfg listen.Config, out *testenv.Buffer) (ens listen.Ensured, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- listen.Run(ctx, cfg) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(out.String(), "connected, waiting") {
+			return fmt.Errorf("not connected yet: %s", out.String())
+		}
+		return nil
+	})
+	ens, err := listen.EnsureEndpoint(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ens, stop
+}
+
 func TestRelayAcrossReplicas(t *testing.T) {
 	r1 := startService(t)
 	r2 := &harness{t: t, nats: r1.nats, cfg: r1.cfg}
@@ -40,20 +68,8 @@ func TestRelayAcrossReplicas(t *testing.T) {
 
 	out := &testenv.Buffer{}
 	cfg := listen.Config{URL: r1.base, APIKey: key, ForwardTo: local.URL, Name: "replicas", Out: out, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- listen.Run(ctx, cfg) }()
-	testenv.WaitFor(t, 10*time.Second, func() error {
-		if !strings.Contains(out.String(), "connected, waiting") {
-			return fmt.Errorf("not connected yet: %s", out.String())
-		}
-		return nil
-	})
-	ens, err := listen.EnsureEndpoint(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	ens, stop := runListener(t, cfg, out)
 	ep, err := r2.svc.store.GetEndpoint(ctx, "acme", ens.Endpoint.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -120,8 +136,7 @@ func TestRelayAcrossReplicas(t *testing.T) {
 	if status, body, _ := post(r2, "msg_4", true); status != http.StatusServiceUnavailable || !strings.Contains(body, "no listener connected") {
 		t.Errorf("POST without a listener = %d %q, want 503 \"no listener connected…\"", status, body)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("listen.Run = %v, want nil after cancel", err)
 	}
 }
@@ -155,20 +170,8 @@ func TestRelayLocalServerFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := &testenv.Buffer{}
 			cfg := listen.Config{URL: h.base, APIKey: key, ForwardTo: tc.forwardTo, Name: tc.name, Out: out}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- listen.Run(ctx, cfg) }()
-			defer func() { cancel(); <-done }()
-			testenv.WaitFor(t, 10*time.Second, func() error {
-				if !strings.Contains(out.String(), "connected, waiting") {
-					return fmt.Errorf("not connected yet: %s", out.String())
-				}
-				return nil
-			})
-			ens, err := listen.EnsureEndpoint(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ctx := context.Background()
+			ens, _ := runListener(t, cfg, out)
 			if status, data := h.api(key, http.MethodPatch, "/v1/endpoints/"+ens.Endpoint.ID, map[string]any{"timeout_seconds": 1}); status != http.StatusOK {
 				t.Fatalf("PATCH timeout: %d %s", status, data)
 			}
