@@ -36,6 +36,21 @@ func (s *Service) handleReadyz(w http.ResponseWriter, r *http.Request) {
 
 // notReady says why the service cannot take publishes, or "" when it can.
 func (s *Service) notReady(ctx context.Context) string {
+	if reason := s.notReadyHere(); reason != "" {
+		return reason
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
+	defer cancel()
+	if _, err := s.js.Stream(ctx, streams.Events); err != nil {
+		return "stream " + streams.Events + " unavailable: " + err.Error()
+	}
+	return ""
+}
+
+// notReadyHere is notReady without asking the server: shutting down, the
+// configuration not loaded, the stream and bucket not ensured, or the
+// queue subscription not in place.
+func (s *Service) notReadyHere() string {
 	if s.stopping.Load() {
 		return "shutting down"
 	}
@@ -52,30 +67,9 @@ func (s *Service) notReady(ctx context.Context) string {
 	if !s.serving.Load() {
 		return "not subscribed to " + streams.IngestSubject + " yet"
 	}
-	ctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
-	defer cancel()
-	if _, err := s.js.Stream(ctx, streams.Events); err != nil {
-		return "stream " + streams.Events + " unavailable: " + err.Error()
-	}
 	return ""
 }
 
-// Ready reports whether the service takes publishes: the configuration is
-// loaded, the stream and bucket are ensured and the NATS queue subscription
-// is in place (what /readyz checks, without its round trip to the stream).
-func (s *Service) Ready() bool {
-	if s.stopping.Load() || !s.serving.Load() {
-		return false
-	}
-	select {
-	case <-s.view.Ready():
-	default:
-		return false
-	}
-	select {
-	case <-s.prepared:
-		return true
-	default:
-		return false
-	}
-}
+// Ready reports whether the service takes publishes: what /readyz checks,
+// without its round trip to the stream.
+func (s *Service) Ready() bool { return s.notReadyHere() == "" }
