@@ -13,6 +13,7 @@ import (
 
 	"github.com/pulsehooks/pulsehooks/pkg/signature"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	"github.com/pulsehooks/pulsehooks/services/config/relay/listen"
 )
 
@@ -70,10 +71,13 @@ func TestRelayAcrossReplicas(t *testing.T) {
 	cfg := listen.Config{URL: r1.base, APIKey: key, ForwardTo: local.URL, Name: "replicas", Out: out, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
 	ctx := context.Background()
 	ens, stop := runListener(t, cfg, out)
-	ep, err := r2.svc.store.GetEndpoint(ctx, "acme", ens.Endpoint.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// r2 learns of the endpoint r1 created from its KV watcher.
+	var ep *configv1.Endpoint
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		var err error
+		ep, err = r2.svc.store.GetEndpoint(ctx, "acme", ens.Endpoint.ID)
+		return err
+	})
 	signer, err := signature.NewSigner(CurrentSecret(ep))
 	if err != nil {
 		t.Fatal(err)
