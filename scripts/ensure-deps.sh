@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs what `make test` needs beyond Go, when it is missing: redis-server.
+# Installs what `make test` and `make check` need beyond Go, when it is missing:
+# redis-server, redis-sentinel (Redis HA tests) and prometheus (its promtool checks
+# the alert rules; the server is scraped in an integration test).
 # As root it uses apt-get; otherwise it stops and says how to install it.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || [ -x /usr/bin/redis-sentinel ] || need+=(redis-sentinel)
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
@@ -24,3 +28,7 @@ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian's package starts a system redis on 6379; the tests start their own on free ports.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
 service redis-server stop >/dev/null 2>&1 || true
+for svc in redis-sentinel prometheus prometheus-node-exporter; do
+	if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+	service "$svc" stop >/dev/null 2>&1 || true
+done
