@@ -1,5 +1,7 @@
 // Package health serves the liveness (/healthz) and readiness (/readyz) probes
-// of the services that have no HTTP server of their own.
+// of the services that have no HTTP server of their own, and keeps the
+// registry of work loops (Liveness) that makes liveness mean the work
+// moves, not only that the process is up.
 package health
 
 import (
@@ -21,15 +23,37 @@ type Server struct {
 	srv *http.Server
 }
 
+// Option configures the probe listener.
+type Option func(*options)
+
+type options struct {
+	live *Liveness
+}
+
+// WithLiveness makes /healthz answer 503, naming the stuck loops, while
+// live's Check fails.
+func WithLiveness(live *Liveness) Option {
+	return func(o *options) { o.live = live }
+}
+
 // Listen binds addr; /readyz answers 200 while ready returns true and 503
-// otherwise, /healthz answers 200 while the process serves.
-func Listen(addr string, ready func() bool) (*Server, error) {
+// otherwise, /healthz answers 200 while the process serves (and, with
+// WithLiveness, while its work loops make progress).
+func Listen(addr string, ready func() bool, opts ...Option) (*Server, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("health listener on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := o.live.Check(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -68,11 +92,11 @@ func (s *Server) Serve(ctx context.Context) error {
 // Run runs run beside a probe listener on addr whose readiness is ready, or
 // run alone if addr is empty. The first of the two to fail cancels the
 // other's context; Run returns once both have returned, with the first error.
-func Run(ctx context.Context, addr string, ready func() bool, run func(context.Context) error) error {
+func Run(ctx context.Context, addr string, ready func() bool, run func(context.Context) error, opts ...Option) error {
 	if addr == "" {
 		return run(ctx)
 	}
-	s, err := Listen(addr, ready)
+	s, err := Listen(addr, ready, opts...)
 	if err != nil {
 		return err
 	}
@@ -102,7 +126,7 @@ type Service interface {
 // waits for JetStream, say): the probes answer from the start, not ready
 // until start has returned the service and it reports ready. A start that
 // fails because ctx ended returns nil (stopped while starting).
-func RunStarting[S Service](ctx context.Context, addr string, start func(context.Context) (S, error)) error {
+func RunStarting[S Service](ctx context.Context, addr string, start func(context.Context) (S, error), opts ...Option) error {
 	var (
 		mu      sync.Mutex
 		started Service
@@ -124,5 +148,5 @@ func RunStarting[S Service](ctx context.Context, addr string, start func(context
 		started = svc
 		mu.Unlock()
 		return svc.Run(ctx)
-	})
+	}, opts...)
 }
