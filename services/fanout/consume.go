@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 )
 
@@ -41,9 +42,14 @@ func (s *Service) consume(ctx context.Context) error {
 		})
 	}
 
+	// The loop beats for every event it hands on; it is stuck when it has
+	// not for the limit while the consumer has events not yet delivered.
+	loop := s.live.Loop("fanout: consumer "+streams.FanoutConsumer+" on "+streams.Events, s.eventsPending)
+	defer loop.Close()
+
 	s.ready.Store(true)
 	s.log.Info("consuming events", "consumer", streams.FanoutConsumer, "concurrency", s.cfg.Concurrency, "partitions", s.partitions)
-	err = s.dispatch(ctx, iter, jobs)
+	err = s.dispatch(ctx, iter, jobs, loop)
 	s.ready.Store(false)
 	iter.Stop()
 	close(jobs)
@@ -54,8 +60,9 @@ func (s *Service) consume(ctx context.Context) error {
 // dispatch hands events from iter to the workers until iter is closed. Events
 // it takes once ctx has ended (still buffered when the iterator was drained)
 // are handed back for immediate redelivery to another replica.
-func (s *Service) dispatch(ctx context.Context, iter jetstream.MessagesContext, jobs chan<- jetstream.Msg) error {
+func (s *Service) dispatch(ctx context.Context, iter jetstream.MessagesContext, jobs chan<- jetstream.Msg, loop *health.Loop) error {
 	for {
+		loop.Beat()
 		msg, err := iter.Next()
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -77,6 +84,19 @@ func (s *Service) dispatch(ctx context.Context, iter jetstream.MessagesContext, 
 			s.handBack(msg)
 		}
 	}
+}
+
+// eventsPending reports whether the fanout consumer has events it has not
+// delivered to any replica yet and could deliver to this one (one consumer
+// info request). At MaxAckPending the server sends nothing to anyone: then
+// the replicas holding the events are the stuck ones, not this one.
+func (s *Service) eventsPending(ctx context.Context) (bool, error) {
+	info, err := s.consumer.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("consumer info %s: %w", streams.FanoutConsumer, err)
+	}
+	full := info.Config.MaxAckPending > 0 && info.NumAckPending >= info.Config.MaxAckPending
+	return info.NumPending > 0 && !full, nil
 }
 
 // drainWorkers waits for the workers to finish their fan-outs, cancelling

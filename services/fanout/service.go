@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
@@ -38,6 +39,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// TracerProvider makes the fanout spans; nil disables tracing.
 	TracerProvider trace.TracerProvider
+	// Liveness, if set, has the consume loop registered in it, so /healthz
+	// fails while the loop is stuck with events pending.
+	Liveness *health.Liveness
 }
 
 // Service is the fanout service. Create it with New, then call Run once.
@@ -49,6 +53,7 @@ type Service struct {
 	consumer   jetstream.Consumer
 	view       *configwatch.View
 	partitions int
+	live       *health.Liveness
 	ready      atomic.Bool
 }
 
@@ -104,6 +109,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		consumer:   consumer,
 		view:       configwatch.New(deps.Config, log, configv1.Kind_KIND_TENANT, configv1.Kind_KIND_ENDPOINT),
 		partitions: partitions,
+		live:       deps.Liveness,
 	}, nil
 }
 

@@ -10,6 +10,7 @@
 //	PULSEHOOKS_REPLICAS           stream replicas (default 1)
 //	PULSEHOOKS_FANOUT_CONCURRENCY events fanned out at once (default 64)
 //	PULSEHOOKS_HEALTH_ADDR        /healthz and /readyz listener (default :8082, "off" disables)
+//	PULSEHOOKS_STUCK_AFTER        /healthz fails when the consume loop makes no progress this long with events pending (default 2m)
 //	PULSEHOOKS_LOG_LEVEL          debug, info, warn or error (default info)
 //	PULSEHOOKS_PPROF_ADDR         net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
@@ -19,6 +20,7 @@ package main
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/health"
@@ -40,6 +42,7 @@ type settings struct {
 	healthAddr    string
 	logLevel      string
 	pprofAddr     string
+	stuckAfter    time.Duration
 	service       fanout.Config
 }
 
@@ -51,6 +54,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 		healthAddr:    env.String(":8082", "PULSEHOOKS_HEALTH_ADDR"),
 		logLevel:      env.String("info", "PULSEHOOKS_LOG_LEVEL"),
 		pprofAddr:     env.String("", "PULSEHOOKS_PPROF_ADDR"),
+		stuckAfter:    env.Duration("PULSEHOOKS_STUCK_AFTER", health.DefaultStuckAfter),
 		service: fanout.Config{
 			Streams: streams.Options{
 				Partitions: env.Int("PULSEHOOKS_PARTITIONS", streams.DefaultPartitions),
@@ -88,12 +92,14 @@ func run(ctx context.Context) (err error) {
 	}
 
 	// New waits for JetStream; the probes answer meanwhile (not ready).
+	live := health.NewLiveness(s.stuckAfter)
 	return health.RunStarting(ctx, s.healthAddr, func(ctx context.Context) (*fanout.Service, error) {
 		return fanout.New(ctx, s.service, fanout.Deps{
 			NATS:           proc.NATS,
 			Config:         cfg,
 			Logger:         proc.Logger,
 			TracerProvider: proc.TracerProvider,
+			Liveness:       live,
 		})
-	})
+	}, health.WithLiveness(live))
 }
