@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
@@ -104,6 +105,7 @@ type worker struct {
 // workerOptions are the less common knobs of startWorker.
 type workerOptions struct {
 	tracer trace.TracerProvider
+	live   *health.Liveness
 }
 
 // startWorker runs a Service on its own NATS connection until the test ends
@@ -119,7 +121,7 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 		opts.tracer = noop.NewTracerProvider()
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: e.redis.Client(t), Config: e.client, Logger: log, TracerProvider: opts.tracer})
+	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: e.redis.Client(t), Config: e.client, Logger: log, TracerProvider: opts.tracer, Liveness: opts.live})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

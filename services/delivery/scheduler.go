@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/retryq"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
@@ -78,7 +79,7 @@ func (s *scheduler) kick(due time.Time) {
 // run returns due items until ctx ends. A batch being returned when ctx
 // ends is finished first; claimed items not returned come due again after
 // their lease.
-func (s *scheduler) run(ctx context.Context) {
+func (s *scheduler) run(ctx context.Context, loop *health.Loop) {
 	backoff := 50 * time.Millisecond
 	failing := false
 	timer := time.NewTimer(0)
@@ -90,6 +91,7 @@ func (s *scheduler) run(ctx context.Context) {
 		case <-timer.C:
 		case <-s.wake:
 		}
+		loop.Beat()
 		wait := s.cfg.PollInterval
 		next, err := s.pass(ctx)
 		switch {

@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/retryq"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
@@ -44,6 +45,9 @@ type Deps struct {
 	Config         configv1.ConfigServiceClient
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
+	// Liveness, if set, has the partition pull loops and the scheduler
+	// registered in it, so /healthz fails while one is stuck.
+	Liveness *health.Liveness
 }
 
 // Service is a delivery worker.
@@ -56,6 +60,7 @@ type Service struct {
 	deferrer   *deferrer
 	scheduler  *scheduler
 	states     *endpointStates
+	live       *health.Liveness
 	started    atomic.Bool
 	ready      atomic.Bool
 }
@@ -96,7 +101,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	}
 	log := deps.Logger
 	view := configwatch.New(deps.Config, log, configv1.Kind_KIND_ENDPOINT)
-	s := &Service{cfg: cfg, log: log, view: view, states: newEndpointStates()}
+	s := &Service{cfg: cfg, log: log, view: view, states: newEndpointStates(), live: deps.Liveness}
 	s.scheduler = newScheduler(cfg, log, queue, events, js)
 	s.deliverer = &deliverer{
 		cfg:       cfg,
@@ -157,9 +162,11 @@ func (s *Service) Run(ctx context.Context) error {
 	var pulling, keeping, scheduling sync.WaitGroup
 	s.deferrer.start(keepCtx)
 	scheduling.Add(2)
+	schedLoop := s.live.Loop("delivery: retry scheduler", health.Always)
 	go func() {
 		defer scheduling.Done()
-		s.scheduler.run(ctx)
+		defer schedLoop.Close()
+		s.scheduler.run(ctx, schedLoop)
 	}()
 	go func() {
 		defer scheduling.Done()
@@ -167,8 +174,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	for _, p := range s.partitions {
 		pulling.Add(2)
+		loop := s.watchPull(p)
 		go func() {
 			defer pulling.Done()
+			defer loop.Close()
 			p.pull(ctx)
 		}()
 		go func() { // ends with the pulls, before the deferrer closes

@@ -16,6 +16,7 @@
 //	PULSEHOOKS_RELAY_URL       base URL of the config service's relay route, e.g. http://pulsehooks-config:8080;
 //	                           exactly its /relay/v1/<endpoint> URLs are reached without the SSRF policy
 //	PULSEHOOKS_HEALTH_ADDR     /healthz and /readyz listener (default :8083, "off" disables)
+//	PULSEHOOKS_STUCK_AFTER     /healthz fails when a pull loop or the scheduler makes no progress this long with work pending (default 2m)
 //	PULSEHOOKS_RETRY_SCHEDULE  delay before each attempt (default 0s,5s,5m,30m,2h,5h,10h,10h)
 //	PULSEHOOKS_RETRY_JITTER    ± fraction of each retry delay (default 0.2, at most 0.5)
 //	PULSEHOOKS_DISABLE_AFTER   disable an endpoint failing this long without a success (default 120h)
@@ -42,6 +43,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -66,6 +68,7 @@ type settings struct {
 	healthAddr    string
 	logLevel      string
 	pprofAddr     string
+	stuckAfter    time.Duration
 	service       delivery.Config
 }
 
@@ -78,6 +81,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 		healthAddr:    env.String(":8083", "PULSEHOOKS_HEALTH_ADDR"),
 		logLevel:      env.String("info", "PULSEHOOKS_LOG_LEVEL"),
 		pprofAddr:     env.String("", "PULSEHOOKS_PPROF_ADDR"),
+		stuckAfter:    env.Duration("PULSEHOOKS_STUCK_AFTER", health.DefaultStuckAfter),
 		service: delivery.Config{
 			Streams: streams.Options{
 				Partitions: env.Int("PULSEHOOKS_PARTITIONS", streams.DefaultPartitions),
@@ -149,6 +153,7 @@ func run(ctx context.Context) (err error) {
 	}
 
 	// New waits for JetStream; the probes answer meanwhile (not ready).
+	live := health.NewLiveness(s.stuckAfter)
 	return health.RunStarting(ctx, s.healthAddr, func(ctx context.Context) (*delivery.Service, error) {
 		return delivery.New(ctx, s.service, delivery.Deps{
 			NATS:           proc.NATS,
@@ -156,6 +161,7 @@ func run(ctx context.Context) (err error) {
 			Config:         cfg,
 			Logger:         proc.Logger,
 			TracerProvider: proc.TracerProvider,
+			Liveness:       live,
 		})
-	})
+	}, health.WithLiveness(live))
 }

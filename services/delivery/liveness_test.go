@@ -1,0 +1,56 @@
+package delivery
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/pulsehooks/pulsehooks/pkg/health"
+)
+
+// TestLivenessOfThePullLoops checks the pull loops' pending test on real
+// partition consumers — deliveries not yet pulled are pending for a worker
+// while nobody holds the pin — and that a running worker whose loops and
+// scheduler are idle with nothing pending stays live past the limit.
+func TestLivenessOfThePullLoops(t *testing.T) {
+	const stuckAfter = 300 * time.Millisecond
+	e := newEnv(t)
+	rc := newReceiver(t, func(w http.ResponseWriter, _ *http.Request, _ int) { _, _ = w.Write([]byte("ok")) })
+	ep := newEndpoint(t, rc.srv.URL)
+	e.config.put(ep)
+	cfg := testConfig()
+
+	// A worker built but not running: its partition has deliveries it has
+	// not pulled, and no pin.
+	idle, err := New(context.Background(), cfg, Deps{NATS: e.nats.Conn(t), Redis: e.redis.Client(t), Config: e.client,
+		Logger: slog.New(slog.DiscardHandler), TracerProvider: noop.NewTracerProvider()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish(context.Background(), t, newDelivery(ep))
+	e.publish(context.Background(), t, newDelivery(ep))
+	if pending, err := idle.partitions[0].deliveriesPending(context.Background()); err != nil || !pending {
+		t.Fatalf("deliveriesPending with 2 deliveries not pulled and no pin = %v, %v; want true", pending, err)
+	}
+
+	live := health.NewLiveness(stuckAfter)
+	w := e.startWorker(t, cfg, workerOptions{live: live})
+	e.attempts(t, 2)
+	e.waitDeliveriesEmpty(t)
+	if pending, err := w.svc.partitions[0].deliveriesPending(context.Background()); err != nil || pending {
+		t.Fatalf("deliveriesPending once both are delivered = %v, %v; want false", pending, err)
+	}
+	// Idle with nothing pending, for three times the limit: live.
+	for deadline := time.Now().Add(3 * stuckAfter); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err := live.Check(context.Background()); err != nil {
+			t.Fatalf("Check of an idle worker with nothing pending = %v, want nil", err)
+		}
+	}
+	if got := rc.count(); got != 2 {
+		t.Errorf("receiver got %d requests, want 2", got)
+	}
+}
