@@ -68,6 +68,10 @@ type Config struct {
 	AttemptRetention time.Duration
 	// Quotas are the per-tenant limits; zero fields take the defaults.
 	Quotas Quotas
+	// StuckAfter is how long the attempt-log indexer may read nothing while
+	// its streams hold messages it has not indexed before /healthz fails
+	// (PULSEHOOKS_STUCK_AFTER); default health.DefaultStuckAfter.
+	StuckAfter time.Duration
 
 	// RelayURL is the base URL at which delivery workers reach this
 	// service's relay route (PULSEHOOKS_RELAY_URL; default PublicURL): relay

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/secretbox"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
@@ -61,6 +62,8 @@ type Service struct {
 	replay  *replayer
 	// relay serves `pulsehooks listen` (relay_routes.go).
 	relay *relay.Relay
+	// live has the work loops /healthz checks (the attempt-log indexer).
+	live *health.Liveness
 
 	httpLn, grpcLn net.Listener
 	httpSrv        *http.Server
@@ -131,9 +134,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		js:       js,
 		alog:     alog,
 		indexer:  attemptlog.NewIndexer(alog, js, deps.Logger),
+		live:     health.NewLiveness(cfg.StuckAfter),
 		replay:   replay,
 		stopping: make(chan struct{}),
 	}
+	s.indexer.ReportTo(s.live)
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		_ = alog.Close()
 		return nil, fmt.Errorf("config service: listen for HTTP on %s: %w", cfg.HTTPAddr, err)

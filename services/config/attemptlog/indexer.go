@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
@@ -40,6 +41,7 @@ type Indexer struct {
 	store *Store
 	js    jetstream.JetStream
 	log   *slog.Logger
+	live  *health.Liveness
 }
 
 // NewIndexer returns an indexer of js's streams into store.
@@ -49,6 +51,11 @@ func NewIndexer(store *Store, js jetstream.JetStream, log *slog.Logger) *Indexer
 	}
 	return &Indexer{store: store, js: js, log: log.With("component", "attemptlog")}
 }
+
+// ReportTo registers the indexer's loops, one per stream, in live when Run
+// starts: each is stuck when it has read nothing for live's limit while its
+// stream holds messages past the stored position. Call it before Run.
+func (ix *Indexer) ReportTo(live *health.Liveness) { ix.live = live }
 
 // Run indexes until ctx ends, then returns nil. Streams that do not exist
 // yet are waited for; a consumer that fails is created again from the
@@ -86,9 +93,14 @@ func (ix *Indexer) sweepForever(ctx context.Context) {
 
 // followForever follows a stream until ctx ends.
 func (ix *Indexer) followForever(ctx context.Context, name string) {
+	loop := ix.live.Loop("config: attempt log indexer of "+name, func(ctx context.Context) (bool, error) {
+		return ix.behind(ctx, name)
+	})
+	defer loop.Close()
 	var lastErr string
 	for ctx.Err() == nil {
-		err := ix.follow(ctx, name)
+		loop.Beat()
+		err := ix.follow(ctx, name, loop)
 		if ctx.Err() != nil {
 			return
 		}
@@ -109,7 +121,7 @@ func (ix *Indexer) followForever(ctx context.Context, name string) {
 
 // follow reads a stream from the stored position on, storing each batch
 // with the position it reaches, until ctx ends (nil) or the consumer fails.
-func (ix *Indexer) follow(ctx context.Context, name string) error {
+func (ix *Indexer) follow(ctx context.Context, name string, loop *health.Loop) error {
 	st, err := ix.js.Stream(ctx, name)
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", name, err)
@@ -171,6 +183,7 @@ func (ix *Indexer) follow(ctx context.Context, name string) error {
 			msg jetstream.Msg
 			err error
 		)
+		loop.Beat()
 		if pending == 0 {
 			msg, err = it.Next(jetstream.NextContext(ctx))
 		} else {
@@ -208,6 +221,20 @@ func (ix *Indexer) follow(ctx context.Context, name string) error {
 			}
 		}
 	}
+}
+
+// behind reports whether the stream holds messages after the position the
+// store has reached (one stream info request).
+func (ix *Indexer) behind(ctx context.Context, name string) (bool, error) {
+	st, err := ix.js.Stream(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("look up stream %s: %w", name, err)
+	}
+	pos, err := ix.store.Position(name)
+	if err != nil {
+		return false, err
+	}
+	return st.CachedInfo().State.LastSeq > pos, nil
 }
 
 // add decodes one stream message into the batch.

@@ -8,6 +8,7 @@ import (
 	"errors"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/process"
 	"github.com/pulsehooks/pulsehooks/services/config"
 )
@@ -35,6 +36,7 @@ func run(ctx context.Context) (err error) {
 
 		AttemptLogDir:    env.String(config.DefaultAttemptLogDir, "PULSEHOOKS_ATTEMPT_LOG_DIR"),
 		AttemptRetention: env.Duration("PULSEHOOKS_ATTEMPT_RETENTION", config.DefaultAttemptRetention),
+		StuckAfter:       env.Duration("PULSEHOOKS_STUCK_AFTER", health.DefaultStuckAfter),
 		Quotas: config.Quotas{
 			Endpoints:          env.Int("PULSEHOOKS_QUOTA_ENDPOINTS", config.DefaultQuotaEndpoints),
 			HeadersPerEndpoint: env.Int("PULSEHOOKS_QUOTA_HEADERS_PER_ENDPOINT", config.DefaultQuotaHeadersPerEndpoint),
