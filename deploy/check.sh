@@ -5,9 +5,10 @@
 #
 #   1. installs helm ${HELM_VERSION} into ${TOOLS_BIN:-.tools/bin} when missing (go install);
 #   2. helm lint --strict on the chart with its default values and deploy/values-production.yaml;
-#   3. helm template with both; deploy/chartcheck decodes every manifest strictly into its
-#      Kubernetes type and asserts the hardened securityContext, probes, resources, PDBs,
-#      Services, HPAs, NetworkPolicies, ConfigMap and Secret wiring;
+#   3. helm template with both (and with the attempt log's persistence off); deploy/chartcheck
+#      decodes every manifest strictly into its Kubernetes type and asserts, for Deployments and
+#      StatefulSets alike, the hardened securityContext, probes, resources, PDBs, Services, HPAs,
+#      NetworkPolicies, ConfigMap and Secret wiring, and the StatefulSet's claim templates;
 #   4. values the schema or the templates must reject are rejected;
 #   5. docker-compose.yml: `docker compose config -q` when the compose plugin exists, and always
 #      the compose-spec loader (compose-go) plus structure checks in deploy/chartcheck;
@@ -81,6 +82,14 @@ lint() {
 render_default() {
 	"$helm" template pulsehooks-dev "$chart" --namespace pulsehooks >"$work/default.yaml"
 	"$work/chartcheck" manifests -replicas config=2,ingest=2,fanout=2,delivery=3 "$work/default.yaml"
+	grep -q '^kind: StatefulSet$' "$work/default.yaml" || { echo "config is not a StatefulSet with default values" >&2; return 1; }
+}
+
+# config.attemptLog.persistence.enabled=false: config runs as a Deployment on attemptLog.volume.
+render_ephemeral() {
+	"$helm" template pulsehooks-dev "$chart" --namespace pulsehooks --set config.attemptLog.persistence.enabled=false >"$work/ephemeral.yaml"
+	"$work/chartcheck" manifests -replicas config=2,ingest=2,fanout=2,delivery=3 "$work/ephemeral.yaml"
+	! grep -q '^kind: StatefulSet$' "$work/ephemeral.yaml" || { echo "a StatefulSet rendered with persistence disabled" >&2; return 1; }
 }
 
 render_production() {
@@ -108,6 +117,8 @@ delivery.resources.limits.memory=null|every service needs a memory limit
 partitions=8,delivery.replicas=9|workers beyond the partition count hold nothing
 delivery.autoscaling.enabled=true,delivery.autoscaling.maxReplicas=65|autoscaling beyond the partition count
 redis.url=http://redis:6379|Redis URL scheme
+config.attemptLog.persistence.size=lots|the attempt log's claim size is a storage quantity
+config.attemptLog.persistence.whenScaled=Keep|claim retention is Retain or Delete
 EOF
 	return $ok
 }
@@ -128,6 +139,7 @@ step "build deploy/chartcheck" build_chartcheck
 if ((${#failed[@]} == 0)); then
 	step "helm lint --strict (default and production values)" lint
 	step "helm template + manifest checks (default values)" render_default
+	step "helm template + manifest checks (config.attemptLog.persistence.enabled=false)" render_ephemeral
 	step "helm template + manifest checks ($prod)" render_production
 	step "values the chart must reject" reject_bad_values
 	step "docker-compose.yml" compose

@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// expectation is what one service's Deployment must look like.
+// expectation is what one service's workload (Deployment or StatefulSet) must look like.
 type expectation struct {
 	ports     map[string]int32  // container port name → number
 	probePort string            // port name of /healthz and /readyz
@@ -37,6 +37,9 @@ type expectation struct {
 	needEnv   []string          // variables that must be set (env or the shared ConfigMap)
 	service   bool              // a Service must expose every port
 	minGrace  int64             // minimum terminationGracePeriodSeconds
+	// dataEnv names a directory variable whose path must be a mounted volume, and
+	// persistent says a StatefulSet must back it with a volumeClaimTemplate.
+	dataEnv string
 }
 
 var expectations = map[string]expectation{
@@ -48,6 +51,7 @@ var expectations = map[string]expectation{
 		needEnv:   []string{"PULSEHOOKS_NATS_URL", "PULSEHOOKS_PUBLIC_URL", "PULSEHOOKS_REPLICAS"},
 		service:   true,
 		minGrace:  1,
+		dataEnv:   "PULSEHOOKS_ATTEMPT_LOG_DIR",
 	},
 	"ingest": {
 		ports:     map[string]int32{"http": 8081},
@@ -82,9 +86,25 @@ var secretKeys = []string{"admin-token", "operator-token", "internal-token", "ma
 
 const nonrootUID = 65532
 
+// workload is a Deployment or a StatefulSet: what the checks of a service's pods need.
+type workload struct {
+	kind     string // "Deployment" or "StatefulSet"
+	name     string
+	replicas *int32
+	selector *metav1.LabelSelector
+	template corev1.PodTemplateSpec
+	sts      *appsv1.StatefulSet // nil for a Deployment
+}
+
+// subject names the workload in reports.
+func (w *workload) subject() string { return w.kind + " " + w.name }
+
+// component is the workload's app.kubernetes.io/component pod label.
+func (w *workload) component() string { return w.template.Labels["app.kubernetes.io/component"] }
+
 // objects is one rendered chart, by kind.
 type objects struct {
-	deployments     []*appsv1.Deployment
+	workloads       []*workload
 	services        []*corev1.Service
 	configMaps      map[string]*corev1.ConfigMap
 	secrets         map[string]*corev1.Secret
@@ -127,8 +147,16 @@ func runManifests(r *report, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}
-	fmt.Printf("%s: %d Deployments, %d Services, %d ConfigMaps, %d Secrets, %d PodDisruptionBudgets, %d HPAs, %d NetworkPolicies\n",
-		fs.Arg(0), len(objs.deployments), len(objs.services), len(objs.configMaps), len(objs.secrets), len(objs.pdbs), len(objs.hpas), len(objs.netpols))
+	var deployments, statefulSets int
+	for _, w := range objs.workloads {
+		if w.sts != nil {
+			statefulSets++
+		} else {
+			deployments++
+		}
+	}
+	fmt.Printf("%s: %d Deployments, %d StatefulSets, %d Services, %d ConfigMaps, %d Secrets, %d PodDisruptionBudgets, %d HPAs, %d NetworkPolicies\n",
+		fs.Arg(0), deployments, statefulSets, len(objs.services), len(objs.configMaps), len(objs.secrets), len(objs.pdbs), len(objs.hpas), len(objs.netpols))
 	checkManifests(r, objs, opts)
 	return nil
 }
@@ -136,6 +164,7 @@ func runManifests(r *report, args []string) error {
 // apiVersions is the apiVersion each kind must use (the stable one).
 var apiVersions = map[string]string{
 	"Deployment":              "apps/v1",
+	"StatefulSet":             "apps/v1",
 	"Service":                 "v1",
 	"ConfigMap":               "v1",
 	"Secret":                  "v1",
@@ -174,6 +203,9 @@ func decodeManifests(r *report, in io.Reader) (*objects, error) {
 		case "Deployment":
 			o := &appsv1.Deployment{}
 			obj, meta = o, &o.ObjectMeta
+		case "StatefulSet":
+			o := &appsv1.StatefulSet{}
+			obj, meta = o, &o.ObjectMeta
 		case "Service":
 			o := &corev1.Service{}
 			obj, meta = o, &o.ObjectMeta
@@ -205,7 +237,11 @@ func decodeManifests(r *report, in io.Reader) (*objects, error) {
 		}
 		switch o := obj.(type) {
 		case *appsv1.Deployment:
-			objs.deployments = append(objs.deployments, o)
+			objs.workloads = append(objs.workloads, &workload{kind: "Deployment", name: o.Name,
+				replicas: o.Spec.Replicas, selector: o.Spec.Selector, template: o.Spec.Template})
+		case *appsv1.StatefulSet:
+			objs.workloads = append(objs.workloads, &workload{kind: "StatefulSet", name: o.Name,
+				replicas: o.Spec.Replicas, selector: o.Spec.Selector, template: o.Spec.Template, sts: o})
 		case *corev1.Service:
 			objs.services = append(objs.services, o)
 		case *corev1.ConfigMap:
@@ -258,20 +294,20 @@ func checkLabels(r *report, subject, where string, ls map[string]string) {
 }
 
 func checkManifests(r *report, o *objects, opts manifestOptions) {
-	byComponent := map[string]*appsv1.Deployment{}
-	for _, d := range o.deployments {
-		comp := d.Spec.Template.Labels["app.kubernetes.io/component"]
+	byComponent := map[string]*workload{}
+	for _, w := range o.workloads {
+		comp := w.component()
 		if _, dup := byComponent[comp]; dup {
-			r.fail("Deployment "+d.Name, "second Deployment for component %q", comp)
+			r.fail(w.subject(), "second workload for component %q", comp)
 		}
-		byComponent[comp] = d
+		byComponent[comp] = w
 	}
 	for _, c := range components {
-		r.check("chart", byComponent[c] != nil, "no Deployment for %s", c)
+		r.check("chart", byComponent[c] != nil, "no Deployment or StatefulSet for %s", c)
 	}
 	var cm *corev1.ConfigMap
-	for _, d := range o.deployments {
-		if c := checkDeployment(r, d, o, opts); c != nil {
+	for _, w := range o.workloads {
+		if c := checkWorkload(r, w, o, opts); c != nil {
 			cm = c
 		}
 	}
@@ -287,7 +323,7 @@ func checkManifests(r *report, o *objects, opts manifestOptions) {
 	}
 }
 
-// selects reports whether sel (a Deployment, PDB, NetworkPolicy or HPA selector) selects the pod labels.
+// selects reports whether sel (a workload, PDB, NetworkPolicy or HPA selector) selects the pod labels.
 func selects(sel *metav1.LabelSelector, pod map[string]string) bool {
 	if sel == nil {
 		return false
@@ -296,35 +332,38 @@ func selects(sel *metav1.LabelSelector, pod map[string]string) bool {
 	return err == nil && !s.Empty() && s.Matches(labels.Set(pod))
 }
 
-// checkDeployment checks one service's Deployment and returns the ConfigMap its pods load.
-func checkDeployment(r *report, d *appsv1.Deployment, o *objects, opts manifestOptions) *corev1.ConfigMap {
-	subj := "Deployment " + d.Name
-	pod := d.Spec.Template
-	comp := pod.Labels["app.kubernetes.io/component"]
+// checkWorkload checks one service's Deployment or StatefulSet and returns the ConfigMap its pods load.
+func checkWorkload(r *report, w *workload, o *objects, opts manifestOptions) *corev1.ConfigMap {
+	subj := w.subject()
+	pod := w.template
+	comp := w.component()
 	exp, known := expectations[comp]
 	if !known {
 		r.fail(subj, "pod label app.kubernetes.io/component=%q is not one of %v", comp, components)
 		return nil
 	}
 	checkLabels(r, subj, "pod labels", pod.Labels)
-	r.check(subj, selects(d.Spec.Selector, pod.Labels), "spec.selector does not select the pod template's labels")
+	r.check(subj, selects(w.selector, pod.Labels), "spec.selector does not select the pod template's labels")
 
-	// Replicas: fixed unless an HPA scales the Deployment.
+	// Replicas: fixed unless an HPA scales the workload.
 	var hpa *autoscalingv2.HorizontalPodAutoscaler
 	for _, h := range o.hpas {
-		if h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == d.Name {
+		if h.Spec.ScaleTargetRef.Kind == w.kind && h.Spec.ScaleTargetRef.Name == w.name {
 			hpa = h
 		}
 	}
 	switch {
 	case hpa != nil:
-		r.check(subj, d.Spec.Replicas == nil, "sets spec.replicas although HorizontalPodAutoscaler %s scales it (each upgrade would reset the count)", hpa.Name)
-	case d.Spec.Replicas == nil:
+		r.check(subj, w.replicas == nil, "sets spec.replicas although HorizontalPodAutoscaler %s scales it (each upgrade would reset the count)", hpa.Name)
+	case w.replicas == nil:
 		r.fail(subj, "no spec.replicas and no HorizontalPodAutoscaler")
 	default:
 		if want, ok := opts.replicas[comp]; ok {
-			r.check(subj, *d.Spec.Replicas == want, "spec.replicas %d, want %d", *d.Spec.Replicas, want)
+			r.check(subj, *w.replicas == want, "spec.replicas %d, want %d", *w.replicas, want)
 		}
+	}
+	if w.sts != nil {
+		checkStatefulSet(r, w, o)
 	}
 
 	spec := pod.Spec
@@ -360,13 +399,88 @@ func checkDeployment(r *report, d *appsv1.Deployment, o *objects, opts manifestO
 	for _, v := range spec.Volumes {
 		volumes[v.Name] = true
 	}
+	if w.sts != nil {
+		for _, t := range w.sts.Spec.VolumeClaimTemplates {
+			r.check(subj, !volumes[t.Name], "volumeClaimTemplate %q has the name of a pod volume", t.Name)
+			volumes[t.Name] = true
+		}
+	}
 	r.check(subj, len(spec.InitContainers) == 0, "has init containers (not expected; they would need the same hardening)")
 	r.check(subj, len(spec.Containers) == 1 && spec.Containers[0].Name == comp, "want one container named %q", comp)
 	var cm *corev1.ConfigMap
 	for i := range spec.Containers {
 		cm = checkContainer(r, subj, &spec.Containers[i], psc, exp, volumes, o, opts)
 	}
+	if exp.dataEnv != "" && len(spec.Containers) == 1 {
+		checkDataDir(r, w, &spec.Containers[0], exp.dataEnv)
+	}
 	return cm
+}
+
+// checkStatefulSet checks what only a StatefulSet has: its governing Service, an update
+// strategy that rolls pods one at a time, and claim templates that each replica can bind.
+func checkStatefulSet(r *report, w *workload, o *objects) {
+	subj := w.subject()
+	spec := w.sts.Spec
+	var governing *corev1.Service
+	for _, s := range o.services {
+		if s.Name == spec.ServiceName {
+			governing = s
+		}
+	}
+	r.check(subj, governing != nil, "serviceName %q is not a rendered Service", spec.ServiceName)
+	if governing != nil {
+		r.check(subj, len(governing.Spec.Selector) > 0 && labels.SelectorFromSet(governing.Spec.Selector).Matches(labels.Set(w.template.Labels)),
+			"serviceName %q does not select the StatefulSet's pods", spec.ServiceName)
+	}
+	r.check(subj, spec.UpdateStrategy.Type == "" || spec.UpdateStrategy.Type == appsv1.RollingUpdateStatefulSetStrategyType,
+		"updateStrategy %q: OnDelete never rolls the pods on an upgrade", spec.UpdateStrategy.Type)
+	r.check(subj, len(spec.VolumeClaimTemplates) > 0, "no volumeClaimTemplates (a Deployment would do)")
+	for _, t := range spec.VolumeClaimTemplates {
+		tsubj := subj + " volumeClaimTemplate " + t.Name
+		r.check(tsubj, len(validation.IsDNS1123Label(t.Name)) == 0, "invalid name %q", t.Name)
+		r.check(tsubj, len(t.Spec.AccessModes) > 0, "no accessModes")
+		for _, m := range t.Spec.AccessModes {
+			r.check(tsubj, m == corev1.ReadWriteOnce || m == corev1.ReadWriteOncePod, "accessMode %s: each replica's claim is its own (ReadWriteOnce)", m)
+		}
+		size, ok := t.Spec.Resources.Requests[corev1.ResourceStorage]
+		r.check(tsubj, ok && size.Sign() > 0, "no resources.requests.storage")
+		checkLabels(r, tsubj, "metadata.labels", t.Labels)
+	}
+	if p := spec.PersistentVolumeClaimRetentionPolicy; p != nil {
+		for which, v := range map[string]appsv1.PersistentVolumeClaimRetentionPolicyType{"whenDeleted": p.WhenDeleted, "whenScaled": p.WhenScaled} {
+			r.check(subj, v == "" || v == appsv1.RetainPersistentVolumeClaimRetentionPolicyType || v == appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
+				"persistentVolumeClaimRetentionPolicy.%s %q", which, v)
+		}
+	}
+}
+
+// checkDataDir checks that the directory named by env is a volume mount, and, in a
+// StatefulSet, one backed by a volumeClaimTemplate (else the data would not persist).
+func checkDataDir(r *report, w *workload, c *corev1.Container, env string) {
+	subj := w.subject() + " container " + c.Name
+	var dir string
+	for _, e := range c.Env {
+		if e.Name == env {
+			dir = e.Value
+		}
+	}
+	r.check(subj, dir != "", "env %s is not set", env)
+	if dir == "" {
+		return
+	}
+	var mount *corev1.VolumeMount
+	for i, m := range c.VolumeMounts {
+		if m.MountPath == dir {
+			mount = &c.VolumeMounts[i]
+		}
+	}
+	r.check(subj, mount != nil && !mount.ReadOnly, "%s=%s is not a writable volume mount (the root filesystem is read-only)", env, dir)
+	if mount == nil || w.sts == nil {
+		return
+	}
+	claimed := slices.ContainsFunc(w.sts.Spec.VolumeClaimTemplates, func(t corev1.PersistentVolumeClaim) bool { return t.Name == mount.Name })
+	r.check(subj, claimed, "%s=%s is mounted from volume %q, not from a volumeClaimTemplate", env, dir, mount.Name)
 }
 
 // ingestShutdownSeconds is ingest's DefaultShutdownTimeout: how long it
@@ -559,34 +673,34 @@ func checkSecretRef(r *report, subj, env string, ref *corev1.SecretKeySelector, 
 		"env %s: Secret %q is neither rendered nor an expected existing Secret (%v)", env, ref.Name, opts.externalSecrets)
 }
 
-func checkServices(r *report, o *objects, byComponent map[string]*appsv1.Deployment) {
+func checkServices(r *report, o *objects, byComponent map[string]*workload) {
 	exposed := map[string]map[string]bool{} // component → port names exposed
 	for _, s := range o.services {
 		subj := "Service " + s.Name
 		r.check(subj, len(s.Spec.Selector) > 0, "no selector")
-		var target *appsv1.Deployment
+		var target *workload
 		matches := 0
-		for _, d := range o.deployments {
-			if len(s.Spec.Selector) > 0 && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
-				target = d
+		for _, w := range o.workloads {
+			if len(s.Spec.Selector) > 0 && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(w.template.Labels)) {
+				target = w
 				matches++
 			}
 		}
-		r.check(subj, matches == 1, "selector matches %d Deployments, want 1", matches)
+		r.check(subj, matches == 1, "selector matches %d workloads, want 1", matches)
 		if target == nil {
 			continue
 		}
-		comp := target.Spec.Template.Labels["app.kubernetes.io/component"]
+		comp := target.component()
 		if exposed[comp] == nil {
 			exposed[comp] = map[string]bool{}
 		}
-		c := &target.Spec.Template.Spec.Containers[0]
+		c := &target.template.Spec.Containers[0]
 		for _, p := range s.Spec.Ports {
 			tp := p.TargetPort
 			if tp.Type == intstr.Int && tp.IntVal == 0 {
 				tp = intstr.FromInt32(p.Port)
 			}
-			r.check(subj, resolvesPort(tp, c), "port %s targets %s, not a container port of %s", p.Name, tp.String(), target.Name)
+			r.check(subj, resolvesPort(tp, c), "port %s targets %s, not a container port of %s", p.Name, tp.String(), target.name)
 			for name, n := range expectations[comp].ports {
 				if n == p.Port && resolvesPort(tp, c) && (tp.StrVal == name || tp.IntVal == n) {
 					exposed[comp][name] = true
@@ -599,25 +713,25 @@ func checkServices(r *report, o *objects, byComponent map[string]*appsv1.Deploym
 			continue
 		}
 		for name, n := range expectations[comp].ports {
-			r.check("Deployment "+byComponent[comp].Name, exposed[comp][name], "no Service exposes port %s (%d) on the same number", name, n)
+			r.check(byComponent[comp].subject(), exposed[comp][name], "no Service exposes port %s (%d) on the same number", name, n)
 		}
 	}
 }
 
 func checkPDBs(r *report, o *objects) {
-	for _, d := range o.deployments {
+	for _, w := range o.workloads {
 		var covering []*policyv1.PodDisruptionBudget
 		for _, p := range o.pdbs {
-			if selects(p.Spec.Selector, d.Spec.Template.Labels) {
+			if selects(p.Spec.Selector, w.template.Labels) {
 				covering = append(covering, p)
 			}
 		}
-		subj := "Deployment " + d.Name
+		subj := w.subject()
 		r.check(subj, len(covering) == 1, "covered by %d PodDisruptionBudgets, want 1", len(covering))
 		for _, p := range covering {
-			if p.Spec.MinAvailable != nil && p.Spec.MinAvailable.Type == intstr.Int && d.Spec.Replicas != nil {
-				r.check("PodDisruptionBudget "+p.Name, p.Spec.MinAvailable.IntVal < *d.Spec.Replicas,
-					"minAvailable %d with %d replicas blocks every drain", p.Spec.MinAvailable.IntVal, *d.Spec.Replicas)
+			if p.Spec.MinAvailable != nil && p.Spec.MinAvailable.Type == intstr.Int && w.replicas != nil {
+				r.check("PodDisruptionBudget "+p.Name, p.Spec.MinAvailable.IntVal < *w.replicas,
+					"minAvailable %d with %d replicas blocks every drain", p.Spec.MinAvailable.IntVal, *w.replicas)
 			}
 		}
 	}
@@ -640,13 +754,13 @@ func checkHPAs(r *report, o *objects, cm *corev1.ConfigMap) {
 	for _, h := range o.hpas {
 		subj := "HorizontalPodAutoscaler " + h.Name
 		ref := h.Spec.ScaleTargetRef
-		var target *appsv1.Deployment
-		for _, d := range o.deployments {
-			if d.Name == ref.Name {
-				target = d
+		var target *workload
+		for _, w := range o.workloads {
+			if w.kind == ref.Kind && w.name == ref.Name {
+				target = w
 			}
 		}
-		r.check(subj, ref.Kind == "Deployment" && ref.APIVersion == "apps/v1" && target != nil, "scaleTargetRef %s/%s %s is not a rendered Deployment", ref.APIVersion, ref.Kind, ref.Name)
+		r.check(subj, ref.APIVersion == "apps/v1" && target != nil, "scaleTargetRef %s/%s %s is not a rendered Deployment or StatefulSet", ref.APIVersion, ref.Kind, ref.Name)
 		minR := int32(1)
 		if h.Spec.MinReplicas != nil {
 			minR = *h.Spec.MinReplicas
@@ -656,14 +770,14 @@ func checkHPAs(r *report, o *objects, cm *corev1.ConfigMap) {
 		if target == nil {
 			continue
 		}
-		comp := target.Spec.Template.Labels["app.kubernetes.io/component"]
+		comp := target.component()
 		r.check(subj, comp != "config", "config runs a fixed number of replicas")
 		if comp == "delivery" && partitions > 0 {
 			r.check(subj, h.Spec.MaxReplicas <= partitions, "maxReplicas %d exceeds the %d partitions", h.Spec.MaxReplicas, partitions)
 		}
 		for _, m := range h.Spec.Metrics {
 			if m.Type == autoscalingv2.ResourceMetricSourceType && m.Resource != nil {
-				_, hasReq := target.Spec.Template.Spec.Containers[0].Resources.Requests[m.Resource.Name]
+				_, hasReq := target.template.Spec.Containers[0].Resources.Requests[m.Resource.Name]
 				r.check(subj, hasReq, "scales on %s utilization but the pods request no %s", m.Resource.Name, m.Resource.Name)
 			}
 		}
@@ -677,26 +791,26 @@ func checkNetworkPolicies(r *report, o *objects) {
 	covered := map[string]bool{}
 	for _, np := range o.netpols {
 		subj := "NetworkPolicy " + np.Name
-		var target *appsv1.Deployment
-		for _, d := range o.deployments {
-			if selects(&np.Spec.PodSelector, d.Spec.Template.Labels) {
-				target = d
-				covered[d.Name] = true
+		var target *workload
+		for _, w := range o.workloads {
+			if selects(&np.Spec.PodSelector, w.template.Labels) {
+				target = w
+				covered[w.subject()] = true
 			}
 		}
-		r.check(subj, target != nil, "podSelector selects no Deployment")
+		r.check(subj, target != nil, "podSelector selects no workload")
 		r.check(subj, slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress), "policyTypes has no Ingress")
 		if target == nil {
 			continue
 		}
-		c := &target.Spec.Template.Spec.Containers[0]
+		c := &target.template.Spec.Containers[0]
 		for _, rule := range np.Spec.Ingress {
 			for _, p := range rule.Ports {
-				r.check(subj, p.Port != nil && resolvesPort(*p.Port, c), "ingress port %v is not a container port of %s", p.Port, target.Name)
+				r.check(subj, p.Port != nil && resolvesPort(*p.Port, c), "ingress port %v is not a container port of %s", p.Port, target.name)
 			}
 		}
 		// The pods must stay reachable on their probe port, or the policy starves the Service.
-		exp := expectations[target.Spec.Template.Labels["app.kubernetes.io/component"]]
+		exp := expectations[target.component()]
 		open := false
 		for _, rule := range np.Spec.Ingress {
 			for _, p := range rule.Ports {
@@ -707,8 +821,8 @@ func checkNetworkPolicies(r *report, o *objects) {
 		}
 		r.check(subj, open, "does not allow the health port %q", exp.probePort)
 	}
-	for _, d := range o.deployments {
-		r.check("Deployment "+d.Name, covered[d.Name], "NetworkPolicies are rendered but none selects this Deployment")
+	for _, w := range o.workloads {
+		r.check(w.subject(), covered[w.subject()], "NetworkPolicies are rendered but none selects this workload")
 	}
 }
 

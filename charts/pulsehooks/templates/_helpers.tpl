@@ -302,7 +302,7 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
-{{- if eq (index . 1) "config" }}
+{{- if and (eq (index . 1) "config") (not $svc.attemptLog.persistence.enabled) }}
   - name: attemptlog
     {{- toYaml $svc.attemptLog.volume | nindent 4 }}
 {{- end }}
