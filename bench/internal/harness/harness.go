@@ -73,7 +73,7 @@ type Options struct {
 }
 
 // Scenarios lists the scenarios `all` runs, in order.
-var Scenarios = []string{"throughput", "latency", "fanout", "isolation", "scale", "retry"}
+var Scenarios = []string{"throughput", "latency", "fanout", "isolation", "scale", "retry", "rollout"}
 
 // QuickScenarios are what bench-quick runs.
 var QuickScenarios = []string{"throughput", "latency"}
@@ -235,6 +235,8 @@ func (h *Harness) runScenario(ctx context.Context, name string) Result {
 		err = h.scale(ctx, &res)
 	case "retry":
 		err = h.retry(ctx, &res)
+	case "rollout":
+		err = h.rollout(ctx, &res)
 	case "smoke":
 		err = h.smoke(ctx, &res)
 	}
@@ -247,7 +249,7 @@ func (h *Harness) runScenario(ctx context.Context, name string) Result {
 // build builds the binaries into bench/.bin (cached by the go command).
 func (h *Harness) build(ctx context.Context) error {
 	pkgs := []string{"./services/standalone/cmd/pulsehooks", "./bench/cmd/receiver", "./bench/cmd/loadgen", "./bench/cmd/natsd"}
-	if h.opts.Shape == ShapeProcesses || slices.Contains(h.opts.Scenarios, "scale") {
+	if h.opts.Shape == ShapeProcesses || slices.Contains(h.opts.Scenarios, "scale") || slices.Contains(h.opts.Scenarios, "rollout") {
 		for _, s := range []string{"config", "ingest", "fanout", "delivery"} {
 			pkgs = append(pkgs, "./services/"+s+"/cmd/"+s)
 		}

@@ -61,21 +61,27 @@ type Result struct {
 	AcceptedPerS float64 `json:"accepted_per_s"`
 	AckP99Ms     float64 `json:"ack_p99_ms"`
 
-	Expected       int     `json:"expected"`
-	Deliveries     int     `json:"deliveries"`
-	Lost           int     `json:"lost"`
-	Duplicates     int     `json:"duplicates"`
-	Unexpected     int     `json:"unexpected"`
-	BadSignatures  int64   `json:"bad_signatures"`
-	FailedAttempts int     `json:"failed_attempts"`
-	DeliveriesPerS float64 `json:"deliveries_per_s"`
-	CeilingPerS    float64 `json:"ceiling_per_s"`
-	Ratio          float64 `json:"ratio"`
-	P50Ms          float64 `json:"p50_ms"`
-	P90Ms          float64 `json:"p90_ms"`
-	P99Ms          float64 `json:"p99_ms"`
-	P999Ms         float64 `json:"p999_ms"`
-	MaxMs          float64 `json:"max_ms"`
+	Expected      int   `json:"expected"`
+	Deliveries    int   `json:"deliveries"`
+	Lost          int   `json:"lost"`
+	Duplicates    int   `json:"duplicates"`
+	Unexpected    int   `json:"unexpected"`
+	BadSignatures int64 `json:"bad_signatures"`
+	// AttemptsMissing counts deliveries the receiver answered 2xx for that
+	// have no succeeded attempt record in ATTEMPTS (rollout only).
+	AttemptsMissing *int    `json:"attempts_missing,omitempty"`
+	FailedAttempts  int     `json:"failed_attempts"`
+	DeliveriesPerS  float64 `json:"deliveries_per_s"`
+	CeilingPerS     float64 `json:"ceiling_per_s"`
+	Ratio           float64 `json:"ratio"`
+	P50Ms           float64 `json:"p50_ms"`
+	P90Ms           float64 `json:"p90_ms"`
+	P99Ms           float64 `json:"p99_ms"`
+	P999Ms          float64 `json:"p999_ms"`
+	MaxMs           float64 `json:"max_ms"`
+	// P99MsSteady is the p99 of the same load without restarts, in the same
+	// run (rollout only).
+	P99MsSteady float64 `json:"p99_ms_steady,omitempty"`
 	// FromSendP50Ms and FromSendP99Ms measure from the start of the publish
 	// instead of its ack: they include ingest's own work.
 	FromSendP50Ms float64 `json:"from_send_p50_ms"`

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,10 +54,18 @@ type system struct {
 	logDir   string
 	redis    *proc
 	stopped  bool
+
+	// mu guards procs and restarting while a restart runs beside the load.
+	mu sync.Mutex
+	// restarting names the processes being restarted on purpose: their
+	// exit is not a death.
+	restarting map[string]bool
 }
 
 // proc returns the named process, or nil.
 func (s *system) proc(name string) *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, p := range s.procs {
 		if p.name == name {
 			return p
@@ -65,10 +74,13 @@ func (s *system) proc(name string) *proc {
 	return nil
 }
 
-// dead returns a process of the system that has exited, or nil.
+// dead returns a process of the system that has exited, or nil; one being
+// restarted does not count.
 func (s *system) dead() *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, p := range s.procs {
-		if p.exited() {
+		if p.exited() && !s.restarting[p.name] {
 			return p
 		}
 	}
@@ -97,6 +109,8 @@ func (s *system) watch(ctx context.Context, cancel context.CancelCauseFunc) {
 
 // rss returns the peak RSS of each process in MiB.
 func (s *system) rss() map[string]float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := map[string]float64{}
 	for _, p := range s.procs {
 		out[p.name] = mib(p.peakRSS())
@@ -271,7 +285,15 @@ func (h *Harness) startStandalone(ctx context.Context, name string) (_ *system, 
 
 // startProcesses starts nats-server (cmd/natsd), redis-server and the four
 // services, each its own process.
-func (h *Harness) startProcesses(ctx context.Context, name string) (_ *system, err error) {
+func (h *Harness) startProcesses(ctx context.Context, name string) (*system, error) {
+	return h.startReplicas(ctx, name, nil)
+}
+
+// startReplicas is startProcesses with replicas[service] processes of a
+// service (default 1; config always 1: the others reach it at one gRPC
+// address). The first of a service is named after it, the others
+// <service>-2, <service>-3 …, each with its own listen addresses.
+func (h *Harness) startReplicas(ctx context.Context, name string, replicas map[string]int) (_ *system, err error) {
 	logDir := filepath.Join(h.work, name)
 	if err := os.MkdirAll(filepath.Join(logDir, "jetstream"), 0o700); err != nil {
 		return nil, err
@@ -315,11 +337,11 @@ func (h *Harness) startProcesses(ctx context.Context, name string) (_ *system, e
 		return nil, fmt.Errorf("natsd said %q: %w", line, err)
 	}
 	sys.natsURL = ready.URL
-	addrs, err := freeAddrs(5)
+	addrs, err := freeAddrs(2)
 	if err != nil {
 		return nil, err
 	}
-	configHTTP, configGRPC, ingestHTTP, fanoutHealth, deliveryHealth := addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]
+	configHTTP, configGRPC := addrs[0], addrs[1]
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	sys.adminToken = "pha_" + rand.Text()
@@ -345,60 +367,94 @@ func (h *Harness) startProcesses(ctx context.Context, name string) (_ *system, e
 		// The attempt log lives with the run's other data, not in the
 		// directory the harness was started from.
 		"PULSEHOOKS_ATTEMPT_LOG_DIR=" + filepath.Join(logDir, "attemptlog")})
-	sys.env["ingest"] = slices.Concat(common, []string{"PULSEHOOKS_HTTP_ADDR=" + ingestHTTP, "PULSEHOOKS_INGEST_TOKEN=" + operatorToken, "PULSEHOOKS_REDIS_URL=" + sys.redisURL})
-	sys.env["fanout"] = slices.Concat(common, []string{"PULSEHOOKS_HEALTH_ADDR=" + fanoutHealth})
-	sys.env["delivery"] = slices.Concat(common, []string{"PULSEHOOKS_HEALTH_ADDR=" + deliveryHealth, "PULSEHOOKS_REDIS_URL=" + sys.redisURL})
-	sys.configURL, sys.ingestURL = "http://"+configHTTP, "http://"+ingestHTTP
-	sys.readyURL = map[string]string{
-		"config":   sys.configURL + "/readyz",
-		"ingest":   sys.ingestURL + "/readyz",
-		"fanout":   "http://" + fanoutHealth + "/readyz",
-		"delivery": "http://" + deliveryHealth + "/readyz",
-	}
-	if h.opts.Profile {
-		for _, svc := range []string{"config", "ingest", "fanout", "delivery"} {
-			a, err := freeAddr()
+	sys.configURL = "http://" + configHTTP
+	sys.readyURL = map[string]string{"config": sys.configURL + "/readyz"}
+	names := map[string][]string{"config": {"config"}}
+	for _, svc := range []string{"ingest", "fanout", "delivery"} {
+		for i := range max(replicas[svc], 1) {
+			n := svc
+			if i > 0 {
+				n = fmt.Sprintf("%s-%d", svc, i+1)
+			}
+			names[svc] = append(names[svc], n)
+			addr, err := freeAddr()
 			if err != nil {
 				return nil, err
 			}
-			sys.env[svc] = append(sys.env[svc], "PULSEHOOKS_PPROF_ADDR="+a)
-			sys.pprof[svc] = a
+			switch svc {
+			case "ingest":
+				sys.env[n] = slices.Concat(common, []string{"PULSEHOOKS_HTTP_ADDR=" + addr, "PULSEHOOKS_INGEST_TOKEN=" + operatorToken, "PULSEHOOKS_REDIS_URL=" + sys.redisURL})
+				if i == 0 {
+					sys.ingestURL = "http://" + addr
+				}
+				sys.readyURL[n] = "http://" + addr + "/readyz"
+			case "fanout":
+				sys.env[n] = slices.Concat(common, []string{"PULSEHOOKS_HEALTH_ADDR=" + addr})
+				sys.readyURL[n] = "http://" + addr + "/readyz"
+			case "delivery":
+				sys.env[n] = slices.Concat(common, []string{"PULSEHOOKS_HEALTH_ADDR=" + addr, "PULSEHOOKS_REDIS_URL=" + sys.redisURL})
+				sys.readyURL[n] = "http://" + addr + "/readyz"
+			}
 		}
 	}
 	for _, svc := range []string{"config", "ingest", "fanout", "delivery"} {
-		sys.bins[svc] = h.bin(svc)
-		p, _, err := startProc(ctx, logDir, procSpec{name: svc, bin: sys.bins[svc], env: sys.env[svc]})
-		if err != nil {
-			return nil, err
-		}
-		sys.procs = append(sys.procs, p)
-		if err := waitHTTP(ctx, p, sys.readyURL[svc], 120*time.Second); err != nil {
-			return nil, err
+		for _, n := range names[svc] {
+			if h.opts.Profile {
+				a, err := freeAddr()
+				if err != nil {
+					return nil, err
+				}
+				sys.env[n] = append(sys.env[n], "PULSEHOOKS_PPROF_ADDR="+a)
+				sys.pprof[n] = a
+			}
+			sys.bins[n] = h.bin(svc)
+			p, _, err := startProc(ctx, logDir, procSpec{name: n, bin: sys.bins[n], env: sys.env[n]})
+			if err != nil {
+				return nil, err
+			}
+			sys.procs = append(sys.procs, p)
+			if err := waitHTTP(ctx, p, sys.readyURL[n], 120*time.Second); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return sys, nil
 }
 
-// restart stops the named service process and starts it again with the
-// same environment (its log goes to <name>-<n>.log); the new process
-// replaces the old in procs.
+// restart stops the named service process with SIGTERM and starts it
+// again with the same environment (its log goes to <name>-restart<n>.log);
+// the new process replaces the old in procs. It may run beside the load:
+// the process's exit meanwhile is not taken for a death.
 func (s *system) restart(ctx context.Context, name string, n int) (*proc, error) {
 	old := s.proc(name)
 	if old == nil || s.bins[name] == "" {
 		return nil, fmt.Errorf("no %s process to restart", name)
 	}
+	s.mu.Lock()
+	if s.restarting == nil {
+		s.restarting = map[string]bool{}
+	}
+	s.restarting[name] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.restarting, name)
+		s.mu.Unlock()
+	}()
 	if err := old.stop(stopTimeout); err != nil {
 		return nil, err
 	}
-	p, _, err := startProc(ctx, s.logDir, procSpec{name: fmt.Sprintf("%s-%d", name, n), bin: s.bins[name], env: s.env[name]})
+	p, _, err := startProc(ctx, s.logDir, procSpec{name: fmt.Sprintf("%s-restart%d", name, n), bin: s.bins[name], env: s.env[name]})
 	if err != nil {
 		return nil, err
 	}
 	p.name = name
+	s.mu.Lock()
 	for i := range s.procs {
 		if s.procs[i] == old {
 			s.procs[i] = p
 		}
 	}
+	s.mu.Unlock()
 	return p, nil
 }

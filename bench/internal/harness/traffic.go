@@ -42,6 +42,10 @@ type traffic struct {
 	settle bool
 	// stall ends the wait when no delivery arrived for this long (default 30 s).
 	stall time.Duration
+	// during, when set, runs beside the load generator (restarts under
+	// load, say); the run waits for it before counting, and its error ends
+	// the run.
+	during func(ctx context.Context) error
 }
 
 // runTraffic publishes with a loadgen process, waits until the deliveries
@@ -78,7 +82,16 @@ func (h *Harness) runTraffic(ctx context.Context, t traffic, res *Result) error 
 	// A system process that dies ends the run at once.
 	lctx, stopWatch := context.WithCancelCause(ctx)
 	go t.sys.watch(lctx, stopWatch)
+	duringErr := make(chan error, 1)
+	if t.during != nil {
+		go func() { duringErr <- t.during(lctx) }()
+	} else {
+		duringErr <- nil
+	}
 	rss, lgCPU, err := h.runLoadgenRSS(lctx, t.name, args, &sum)
+	if derr := <-duringErr; derr != nil && err == nil {
+		err = derr
+	}
 	if cause := context.Cause(lctx); cause != nil && ctx.Err() == nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
