@@ -25,6 +25,9 @@ type proc struct {
 	logPath string
 	done    chan struct{}
 	err     error
+	// carried is the CPU time of the processes this one replaced under
+	// the same name (restarts), so CPU deltas across a restart add up.
+	carried time.Duration
 }
 
 // procSpec says how to start a process.
@@ -179,6 +182,14 @@ func (p *proc) cpuTime() time.Duration {
 	if p == nil || p.cmd.Process == nil {
 		return 0
 	}
+	if p.exited() && p.cmd.ProcessState != nil {
+		return p.carried + p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+	}
+	return p.carried + p.liveCPUTime()
+}
+
+// liveCPUTime reads the running process's CPU time from /proc.
+func (p *proc) liveCPUTime() time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
 	if err != nil {
 		return 0

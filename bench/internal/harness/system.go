@@ -449,6 +449,7 @@ func (s *system) restart(ctx context.Context, name string, n int) (*proc, error)
 		return nil, err
 	}
 	p.name = name
+	p.carried = old.cpuTime()
 	s.mu.Lock()
 	for i := range s.procs {
 		if s.procs[i] == old {
