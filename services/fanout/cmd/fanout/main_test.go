@@ -3,8 +3,10 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/services/fanout"
 )
@@ -24,6 +26,7 @@ func TestLoadSettings(t *testing.T) {
 				configAddr: "127.0.0.1:9090",
 				healthAddr: ":8082",
 				logLevel:   "info",
+				stuckAfter: health.DefaultStuckAfter,
 				service: fanout.Config{
 					Streams:     streams.Options{Partitions: streams.DefaultPartitions, Replicas: 1},
 					Concurrency: fanout.DefaultConcurrency,
@@ -41,6 +44,7 @@ func TestLoadSettings(t *testing.T) {
 				"PULSEHOOKS_FANOUT_CONCURRENCY": "128",
 				"PULSEHOOKS_HEALTH_ADDR":        "off",
 				"PULSEHOOKS_LOG_LEVEL":          "debug",
+				"PULSEHOOKS_STUCK_AFTER":        "45s",
 			},
 			want: settings{
 				natsURL:       "nats://nats:4222",
@@ -48,6 +52,7 @@ func TestLoadSettings(t *testing.T) {
 				internalToken: "phi_secret",
 				healthAddr:    "",
 				logLevel:      "debug",
+				stuckAfter:    45 * time.Second,
 				service: fanout.Config{
 					Streams:     streams.Options{Partitions: 16, Replicas: 3},
 					Concurrency: 128,
@@ -58,6 +63,11 @@ func TestLoadSettings(t *testing.T) {
 			name:    "malformed numbers",
 			env:     map[string]string{"PULSEHOOKS_PARTITIONS": "many", "PULSEHOOKS_REPLICAS": "three"},
 			wantErr: "PULSEHOOKS_PARTITIONS",
+		},
+		{
+			name:    "malformed stuck-after",
+			env:     map[string]string{"PULSEHOOKS_STUCK_AFTER": "soon"},
+			wantErr: "PULSEHOOKS_STUCK_AFTER",
 		},
 	}
 	for _, tt := range tests {
