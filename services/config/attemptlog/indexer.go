@@ -94,7 +94,7 @@ func (ix *Indexer) sweepForever(ctx context.Context) {
 // followForever follows a stream until ctx ends.
 func (ix *Indexer) followForever(ctx context.Context, name string) {
 	loop := ix.live.Loop("config: attempt log indexer of "+name, func(ctx context.Context) (bool, error) {
-		return ix.behind(ctx, name)
+		return ix.Behind(ctx, name)
 	})
 	defer loop.Close()
 	var lastErr string
@@ -223,9 +223,9 @@ func (ix *Indexer) follow(ctx context.Context, name string, loop *health.Loop) e
 	}
 }
 
-// behind reports whether the stream holds messages after the position the
+// Behind reports whether the stream holds messages after the position the
 // store has reached (one stream info request).
-func (ix *Indexer) behind(ctx context.Context, name string) (bool, error) {
+func (ix *Indexer) Behind(ctx context.Context, name string) (bool, error) {
 	st, err := ix.js.Stream(ctx, name)
 	if err != nil {
 		return false, fmt.Errorf("look up stream %s: %w", name, err)

@@ -25,8 +25,8 @@ func TestIndexerLiveness(t *testing.T) {
 		_, last = e.publishEvent("ten_a", "job.completed", time.Now())
 	}
 	ix := NewIndexer(s, e.js, nil)
-	if behind, err := ix.behind(context.Background(), streams.Events); err != nil || !behind {
-		t.Fatalf("behind with 3 events not indexed = %v, %v; want true", behind, err)
+	if behind, err := ix.Behind(context.Background(), streams.Events); err != nil || !behind {
+		t.Fatalf("Behind with 3 events not indexed = %v, %v; want true", behind, err)
 	}
 
 	live := health.NewLiveness(stuckAfter)
@@ -42,8 +42,8 @@ func TestIndexerLiveness(t *testing.T) {
 	}()
 	waitPositions(t, s, last, 0)
 	for _, name := range []string{streams.Events, streams.Attempts} {
-		if behind, err := ix.behind(context.Background(), name); err != nil || behind {
-			t.Fatalf("behind on %s once indexed = %v, %v; want false", name, behind, err)
+		if behind, err := ix.Behind(context.Background(), name); err != nil || behind {
+			t.Fatalf("Behind on %s once indexed = %v, %v; want false", name, behind, err)
 		}
 	}
 	for deadline := time.Now().Add(3 * stuckAfter); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
