@@ -14,13 +14,14 @@ import (
 // work pending, before liveness fails (PULSEHOOKS_STUCK_AFTER).
 const DefaultStuckAfter = 2 * time.Minute
 
-// pendingTimeout bounds one pending check.
-const pendingTimeout = 2 * time.Second
+// checkTimeout bounds the pending checks of one Check, which run at once,
+// so a probe (the chart's timeout is 2 s) gets its answer in time.
+const checkTimeout = time.Second
 
 // Pending reports whether a loop has work waiting for it (messages its
 // consumer has not delivered, say). It is asked only about a loop that has
-// not beaten for the limit, at most once per cache period, so it may make
-// a round trip. An error counts as nothing pending: a server that cannot be
+// not beaten for the limit, at most once per cache period and within a
+// second, so it may make a round trip. An error counts as nothing pending: a server that cannot be
 // asked is not the loop's fault, and restarting the process would not help.
 type Pending func(ctx context.Context) (bool, error)
 
@@ -91,14 +92,27 @@ func (l *Liveness) Check(ctx context.Context) error {
 	loops := slices.Clone(l.loops)
 	l.mu.Unlock()
 	now := l.now()
-	var stuck []string
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		stuck []string
+		wg    sync.WaitGroup
+	)
 	for _, lp := range loops {
 		idle := now.Sub(time.Unix(0, lp.last.Load()))
-		if idle < l.stuckAfter || !lp.hasPending(ctx, now) {
+		if idle < l.stuckAfter {
 			continue
 		}
-		stuck = append(stuck, fmt.Sprintf("%s: no progress for %s with work pending", lp.name, idle.Truncate(time.Second)))
+		wg.Go(func() {
+			if lp.hasPending(ctx, now) {
+				mu.Lock()
+				stuck = append(stuck, fmt.Sprintf("%s: no progress for %s with work pending", lp.name, idle.Truncate(time.Second)))
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	if len(stuck) == 0 {
 		return nil
 	}
@@ -147,8 +161,6 @@ func (lp *Loop) hasPending(ctx context.Context, now time.Time) bool {
 	if !lp.checkedAt.IsZero() && now.Sub(lp.checkedAt) < lp.live.cacheFor {
 		return lp.cached
 	}
-	ctx, cancel := context.WithTimeout(ctx, pendingTimeout)
-	defer cancel()
 	pending, err := lp.pending(ctx)
 	lp.checkedAt, lp.cached = now, err == nil && pending
 	return lp.cached

@@ -178,9 +178,9 @@ func TestLivenessCheck(t *testing.T) {
 	live := NewLiveness(time.Minute)
 	live.now = func() time.Time { return now }
 	errDown := errors.New("server unreachable")
-	var pendingCalls int
+	var calls atomic.Int64
 	pending := func(answer bool, err error) Pending {
-		return func(context.Context) (bool, error) { pendingCalls++; return answer, err }
+		return func(context.Context) (bool, error) { calls.Add(1); return answer, err }
 	}
 	busy := live.Loop("busy", pending(true, nil))
 	idle := live.Loop("idle", pending(false, nil))
@@ -188,8 +188,8 @@ func TestLivenessCheck(t *testing.T) {
 	poller := live.Loop("poller", nil)
 	ctx := context.Background()
 
-	if err := live.Check(ctx); err != nil || pendingCalls != 0 {
-		t.Fatalf("Check right after registering = %v with %d pending calls, want nil and 0", err, pendingCalls)
+	if err := live.Check(ctx); err != nil || calls.Load() != 0 {
+		t.Fatalf("Check right after registering = %v with %d pending calls, want nil and 0", err, calls.Load())
 	}
 	now = now.Add(time.Minute)
 	err := live.Check(ctx)
@@ -201,13 +201,13 @@ func TestLivenessCheck(t *testing.T) {
 			t.Errorf("Check = %q: names %s = %v, want %v", err, name, got, want)
 		}
 	}
-	if pendingCalls != 3 {
-		t.Errorf("pending asked %d times, want 3 (the poller has none)", pendingCalls)
+	if got := calls.Load(); got != 3 {
+		t.Errorf("pending asked %d times, want 3 (the poller has none)", got)
 	}
 	// Within the cache period the answers are reused.
 	_ = live.Check(ctx)
-	if pendingCalls != 3 {
-		t.Errorf("pending asked %d times after a second Check within the cache period, want still 3", pendingCalls)
+	if got := calls.Load(); got != 3 {
+		t.Errorf("pending asked %d times after a second Check within the cache period, want still 3", got)
 	}
 	busy.Beat()
 	poller.Close()
@@ -220,5 +220,29 @@ func TestLivenessCheck(t *testing.T) {
 	nilLive.Loop("x", nil).Beat() // a nil registry and its loops do nothing
 	if err := nilLive.Check(ctx); err != nil {
 		t.Errorf("nil Liveness Check = %v, want nil", err)
+	}
+}
+
+// TestLivenessCheckIsBounded: pending checks that hang do not hold a probe
+// past checkTimeout, and count as nothing pending.
+func TestLivenessCheckIsBounded(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	live := NewLiveness(time.Minute)
+	live.now = func() time.Time { return now }
+	for i := range 20 {
+		live.Loop(fmt.Sprintf("slow %d", i), func(ctx context.Context) (bool, error) {
+			<-ctx.Done() // a server that does not answer
+			return false, ctx.Err()
+		})
+	}
+	now = now.Add(2 * time.Minute)
+	started := time.Now()
+	err := live.Check(context.Background())
+	took := time.Since(started)
+	if err != nil {
+		t.Errorf("Check with unanswered pending checks = %v, want nil", err)
+	}
+	if took > 5*checkTimeout { // one after the other, they would take 20 × checkTimeout
+		t.Errorf("Check of 20 hanging pending checks took %v, want about %v (they run at once)", took, checkTimeout)
 	}
 }
