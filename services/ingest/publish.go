@@ -17,8 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
-	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/natstrace"
+	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
