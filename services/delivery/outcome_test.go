@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/pulsehooks/pulsehooks/pkg/ssrf"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
