@@ -23,6 +23,7 @@ import (
 
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/redistrace"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
@@ -118,15 +119,18 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	rdb := e.redis.Client(t)
 	if opts.tracer == nil {
 		opts.tracer = noop.NewTracerProvider()
+	} else if err := redistrace.Instrument(rdb, opts.tracer); err != nil {
+		t.Fatal(err)
 	}
 	var handler slog.Handler = slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})
 	if opts.logs != nil {
 		handler = teeHandler{handler, slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: slog.LevelInfo})}
 	}
 	log := slog.New(handler)
-	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: e.redis.Client(t), Config: e.client, Logger: log, TracerProvider: opts.tracer})
+	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: rdb, Config: e.client, Logger: log, TracerProvider: opts.tracer})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -167,6 +167,17 @@ func TestRetryIsLinkedToTheAttemptThatScheduledIt(t *testing.T) {
 	if second.Parent().SpanID() != ret.SpanContext().SpanID() {
 		t.Errorf("second attempt's parent = %s, want the scheduler's publish span %s", second.Parent().SpanID(), ret.SpanContext().SpanID())
 	}
+	// The retry's ZADD is a Redis span of the first attempt (the worker's
+	// Redis is traced, pkg/redistrace).
+	zadds := 0
+	for _, s := range rec.Ended() {
+		if s.Name() == "zadd" && s.Parent().SpanID() == first.SpanContext().SpanID() {
+			zadds++
+		}
+	}
+	if zadds != 1 {
+		t.Errorf("%d zadd spans under the first attempt, want 1", zadds)
+	}
 	if links := ret.Links(); len(links) != 1 || links[0].SpanContext.SpanID() != first.SpanContext().SpanID() {
 		t.Errorf("scheduler's span links = %+v, want the first attempt", links)
 	}
