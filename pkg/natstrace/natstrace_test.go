@@ -29,7 +29,7 @@ func TestStartPublish(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range got[0].Attributes() {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	for k, v := range map[string]string{
 		"messaging.system": "nats", "messaging.operation.type": "send", "messaging.operation.name": "publish",

@@ -18,7 +18,7 @@ var incrScript = redis.NewScript(`return redis.call("INCRBY", KEYS[1], ARGV[1])`
 
 // run makes a command, a pipeline and a script call in ctx, and checks
 // each ran once.
-func run(t *testing.T, ctx context.Context, rdb *redis.Client, key string) {
+func run(ctx context.Context, t *testing.T, rdb *redis.Client, key string) {
 	t.Helper()
 	if err := rdb.Set(ctx, key, "1", 0).Err(); err != nil {
 		t.Fatalf("SET: %v", err)
@@ -49,19 +49,19 @@ func TestCommandsTracedOnlyInRecordedSpans(t *testing.T) {
 	}
 
 	// No span at all (a background loop), and an unsampled trace: nothing.
-	run(t, context.Background(), rdb, "k0")
+	run(context.Background(), t, rdb, "k0")
 	unsampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1},
 	}))
 	ctx, span := tp.Tracer("test").Start(unsampled, "unsampled")
-	run(t, ctx, rdb, "k1")
+	run(ctx, t, rdb, "k1")
 	span.End()
 	if n := len(rec.Ended()); n != 0 {
 		t.Fatalf("%d spans recorded without a recorded parent, want none", n)
 	}
 
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "parent")
-	run(t, ctx, rdb, "k2")
+	run(ctx, t, rdb, "k2")
 	parent.End()
 	var names []string
 	for _, s := range rec.Ended() {
@@ -74,7 +74,7 @@ func TestCommandsTracedOnlyInRecordedSpans(t *testing.T) {
 		}
 		got := map[attribute.Key]string{}
 		for _, a := range s.Attributes() {
-			got[a.Key] = a.Value.Emit()
+			got[a.Key] = a.Value.String()
 		}
 		if got["db.system"] != "redis" || got["server.address"] != "127.0.0.1" {
 			t.Errorf("%s span attributes = %v, want db.system redis, server.address 127.0.0.1", s.Name(), got)

@@ -61,7 +61,7 @@ func ended(t *testing.T, rec *tracetest.SpanRecorder, name string, n int) []sdkt
 func attrs(span sdktrace.ReadOnlySpan) map[attribute.Key]string {
 	out := map[attribute.Key]string{}
 	for _, a := range span.Attributes() {
-		out[a.Key] = a.Value.Emit()
+		out[a.Key] = a.Value.String()
 	}
 	return out
 }
@@ -303,11 +303,11 @@ func TestSpansNeverCarryURLSecrets(t *testing.T) {
 	for _, s := range rec.Ended() {
 		texts := []string{s.Name(), s.Status().Description}
 		for _, a := range s.Attributes() {
-			texts = append(texts, a.Value.Emit())
+			texts = append(texts, a.Value.String())
 		}
 		for _, ev := range s.Events() {
 			for _, a := range ev.Attributes {
-				texts = append(texts, a.Value.Emit())
+				texts = append(texts, a.Value.String())
 			}
 		}
 		for _, text := range texts {

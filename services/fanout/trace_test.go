@@ -152,7 +152,7 @@ func checkAttrs(t *testing.T, span sdktrace.ReadOnlySpan, want map[attribute.Key
 	t.Helper()
 	got := map[attribute.Key]string{}
 	for _, a := range span.Attributes() {
-		got[a.Key] = a.Value.Emit()
+		got[a.Key] = a.Value.String()
 	}
 	for k, v := range want {
 		if got[k] != v {
