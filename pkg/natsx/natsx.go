@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Connect dials NATS with reconnects that never give up, logging connection
@@ -88,3 +89,47 @@ func Extract(ctx context.Context, h nats.Header) context.Context {
 	}
 	return propagation.TraceContext{}.Extract(ctx, HeaderCarrier(h))
 }
+
+// LinkHeader carries, in W3C traceparent form, the span a message is linked
+// to rather than a child of: the attempt that put a retry in the schedule.
+const LinkHeader = "Pulsehooks-Link"
+
+// InjectLink sets LinkHeader of h to sc, when sc is valid.
+func InjectLink(h nats.Header, sc trace.SpanContext) {
+	if !sc.IsValid() {
+		return
+	}
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	var c linkCarrier
+	propagation.TraceContext{}.Inject(ctx, &c)
+	h[LinkHeader] = []string{c.traceparent}
+}
+
+// ExtractLink returns the span LinkHeader of h names, if any.
+func ExtractLink(h nats.Header) (trace.SpanContext, bool) {
+	v := h.Get(LinkHeader)
+	if v == "" {
+		return trace.SpanContext{}, false
+	}
+	c := linkCarrier{traceparent: v}
+	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), &c))
+	return sc, sc.IsValid()
+}
+
+// linkCarrier carries one traceparent value.
+type linkCarrier struct{ traceparent string }
+
+func (c *linkCarrier) Get(key string) string {
+	if key == "traceparent" {
+		return c.traceparent
+	}
+	return ""
+}
+
+func (c *linkCarrier) Set(key, value string) {
+	if key == "traceparent" {
+		c.traceparent = value
+	}
+}
+
+func (c *linkCarrier) Keys() []string { return []string{"traceparent"} }

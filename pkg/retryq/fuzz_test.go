@@ -11,6 +11,8 @@ func FuzzDecode(f *testing.F) {
 		{Seq: 1, Endpoint: "ep_01JDQ6Z8W1K3ZC3K3E0Q6X4S5N", Attempt: 2, Hops: 3, Flags: 1},
 		{Seq: 1<<64 - 1, Endpoint: "custom", Attempt: 1<<32 - 1, Hops: 0, Flags: MaxFlags, ResendID: "rs_01JDQ6Z8W1K3ZC3K3E0Q6X4S5N"},
 		{Seq: 0, Endpoint: "e"},
+		{Seq: 3, Endpoint: "ep_01JDQ6Z8W1K3ZC3K3E0Q6X4S5N", Attempt: 1, Hops: 1, Link: [8]byte{1}},
+		{Seq: 3, Endpoint: "custom", ResendID: "r", Link: [8]byte{1}, LinkTrace: [16]byte{2}},
 	} {
 		m, err := Encode(it)
 		if err != nil {

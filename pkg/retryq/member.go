@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Member encoding. A scheduled item is a sorted-set member of a few dozen
@@ -16,17 +18,21 @@ import (
 //	hops     uvarint
 //	resend   only when the format has the resend bit (8): uvarint length,
 //	         then the resend id as is
+//	link     only when the format has the link bit (4): 1 byte n, then n
+//	         bytes: 8, the span id of Item.Link (its trace is the event's),
+//	         or 24, the trace id of Item.LinkTrace and that span id
 //	endpoint format 1: the 16 bytes of the ULID of an "ep_<ULID>" id
 //	         format 2: the id as is (any other id)
 //
 // The sequence comes first and its length prefix keeps byte order equal to
 // numeric order, so items due at the same time are claimed in event order.
-// Items without a resend id encode exactly as before the resend bit
-// existed; workers older than it cannot read members with one (they remove
+// Items without a resend id or a link encode exactly as before those bits
+// existed; workers older than a bit cannot read members with it (they remove
 // them as malformed).
 const (
 	formatULID   byte = 1
 	formatRaw    byte = 2
+	formatLink   byte = 4
 	formatResend byte = 8
 
 	endpointPrefix = "ep_"
@@ -66,6 +72,9 @@ func Encode(it Item) (string, error) {
 	if it.Flags > MaxFlags {
 		return "", fmt.Errorf("retryq: flags %d above %d", it.Flags, MaxFlags)
 	}
+	if it.LinkTrace.IsValid() && !it.Link.IsValid() {
+		return "", errors.New("retryq: a link trace without a link span")
+	}
 	if len(it.ResendID) > maxResendID {
 		return "", fmt.Errorf("retryq: resend id of %d bytes (want at most %d)", len(it.ResendID), maxResendID)
 	}
@@ -79,12 +88,24 @@ func Encode(it Item) (string, error) {
 	if it.ResendID != "" {
 		format |= formatResend
 	}
+	if it.Link.IsValid() {
+		format |= formatLink
+	}
 	b = append(b, format<<4|it.Flags)
 	b = binary.AppendUvarint(b, uint64(it.Attempt))
 	b = binary.AppendUvarint(b, uint64(it.Hops))
 	if it.ResendID != "" {
 		b = binary.AppendUvarint(b, uint64(len(it.ResendID)))
 		b = append(b, it.ResendID...)
+	}
+	if it.Link.IsValid() {
+		if it.LinkTrace.IsValid() {
+			b = append(b, byte(len(it.LinkTrace)+len(it.Link)))
+			b = append(b, it.LinkTrace[:]...)
+		} else {
+			b = append(b, byte(len(it.Link)))
+		}
+		b = append(b, it.Link[:]...)
 	}
 	if compact {
 		b = append(b, ulid[:]...)
@@ -128,6 +149,23 @@ func Decode(member string) (Item, error) {
 		}
 		it.ResendID = string(b[k : k+int(n)])
 		b = b[k+int(n):]
+	}
+	if format&formatLink != 0 {
+		format &^= formatLink
+		if len(b) == 0 || (b[0] != 8 && b[0] != 24) || len(b) < 1+int(b[0]) {
+			return Item{}, fmt.Errorf("%w: link", ErrMalformed)
+		}
+		n := int(b[0])
+		b = b[1:]
+		if n == 24 {
+			it.LinkTrace = trace.TraceID(b[:16])
+			b = b[16:]
+		}
+		it.Link = trace.SpanID(b[:8])
+		b = b[8:]
+		if !it.Link.IsValid() {
+			return Item{}, fmt.Errorf("%w: link span id", ErrMalformed)
+		}
 	}
 	switch format {
 	case formatULID:

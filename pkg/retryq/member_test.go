@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
 )
 
@@ -22,6 +24,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{Seq: 7, Endpoint: ids.New(ids.Endpoint), Attempt: 1, Hops: 1, ResendID: "rsnd_01HZX3Q6M0V8TB5R3K2J9N4W7C"},
 		{Seq: 7, Endpoint: "custom-endpoint.id", Attempt: 2, Hops: 5, Flags: 1, ResendID: "r"},
 		{Seq: 8, Endpoint: ids.New(ids.Endpoint), ResendID: string(make([]byte, 256))},
+		{Seq: 9, Endpoint: ids.New(ids.Endpoint), Attempt: 1, Hops: 1, Link: testSpan},
+		{Seq: 9, Endpoint: "custom", Attempt: 2, Hops: 3, Flags: 1, ResendID: "r", Link: testSpan, LinkTrace: testTrace},
 	} {
 		m, err := Encode(it)
 		if err != nil {
@@ -127,6 +131,57 @@ func TestMemberWithoutResendIsUnchanged(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("Encode(%+v) = %q, want %q", tc.it, got, tc.want)
+		}
+	}
+}
+
+var (
+	testSpan  = trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8}
+	testTrace = trace.TraceID{0xa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+)
+
+// TestMemberLink: a link adds the link bit and 9 bytes (a span of the
+// event's trace) or 25 (of another trace) after the hops and resend id, and
+// an item without a link is the member it always was.
+func TestMemberLink(t *testing.T) {
+	plain := Item{Seq: 5, Endpoint: "custom", Attempt: 1, Hops: 2}
+	for _, tc := range []struct {
+		it   Item
+		want string
+	}{
+		{plain, "\x01\x05\x20\x01\x02custom"},
+		{Item{Seq: 5, Endpoint: "custom", Attempt: 1, Hops: 2, Link: testSpan}, "\x01\x05\x60\x01\x02\x08" + string(testSpan[:]) + "custom"},
+		{Item{Seq: 5, Endpoint: "custom", Attempt: 1, Hops: 2, Link: testSpan, LinkTrace: testTrace},
+			"\x01\x05\x60\x01\x02\x18" + string(testTrace[:]) + string(testSpan[:]) + "custom"},
+		{Item{Seq: 5, Endpoint: "custom", Attempt: 1, Hops: 2, ResendID: "r", Link: testSpan},
+			"\x01\x05\xe0\x01\x02\x01r\x08" + string(testSpan[:]) + "custom"},
+	} {
+		got, err := Encode(tc.it)
+		if err != nil {
+			t.Fatalf("Encode(%+v) = %v", tc.it, err)
+		}
+		if got != tc.want {
+			t.Errorf("Encode(%+v) = %q, want %q", tc.it, got, tc.want)
+		}
+	}
+	ulid := Item{Seq: 50_000_000, Endpoint: ids.New(ids.Endpoint), Attempt: 3, Hops: 4}
+	m0, _ := Encode(ulid)
+	ulid.Link = testSpan
+	m1, _ := Encode(ulid)
+	if len(m1)-len(m0) != 9 {
+		t.Errorf("a link adds %d bytes to a %d-byte member, want 9", len(m1)-len(m0), len(m0))
+	}
+	if _, err := Encode(Item{Seq: 1, Endpoint: "x", LinkTrace: testTrace}); err == nil {
+		t.Error("Encode accepted a link trace without a span")
+	}
+	for _, bad := range []string{
+		"\x01\x05\x60\x01\x02",                                          // no link length
+		"\x01\x05\x60\x01\x02\x07" + string(testSpan[:7]),               // length 7
+		"\x01\x05\x60\x01\x02\x08\x01\x02",                              // short
+		"\x01\x05\x60\x01\x02\x08" + string(make([]byte, 8)) + "custom", // zero span id
+	} {
+		if it, err := Decode(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Decode(%q) = %+v, %v; want ErrMalformed", bad, it, err)
 		}
 	}
 }

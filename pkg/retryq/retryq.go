@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 )
@@ -46,6 +47,13 @@ type Item struct {
 	// the original delivery). It is part of the member, so a resend's
 	// retry and the original's at the same attempt and hops are two items.
 	ResendID string
+	// Link is the span that scheduled the item (a failed attempt's), to
+	// link the return to; zero for none. It is stored (8 bytes) only for
+	// sampled attempts, so unsampled items are as small as before.
+	Link trace.SpanID
+	// LinkTrace is Link's trace when it is not the event's own (a resend's
+	// attempt runs in the resend's trace); zero for the event's.
+	LinkTrace trace.TraceID
 }
 
 // Claimed is an item taken by Claim, with the time it was due.

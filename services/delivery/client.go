@@ -6,10 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/pulsehooks/pulsehooks/pkg/relayurl"
 	"github.com/pulsehooks/pulsehooks/pkg/ssrf"
 )
@@ -17,9 +13,9 @@ import (
 // newHTTPClient returns the client that sends webhooks. Its dialer applies the
 // SSRF policy to every address actually dialled (after DNS resolution), it
 // never uses a proxy (a proxy would be dialled instead of the endpoint and
-// defeat the policy), it does not follow redirects, and its otelhttp
-// transport makes a client span per sampled request and injects W3C
-// traceparent (sender injects it for unsampled ones).
+// defeat the policy), and it does not follow redirects. It has no tracing
+// instrumentation: sender makes the client span of sampled requests itself
+// (otelhttp would record url.full with its query) and injects traceparent.
 // Attempt timeouts come from the request context.
 //
 // When cfg.RelayURL is set, requests to exactly a relay URL under it go
@@ -29,23 +25,14 @@ import (
 // host and a one-segment /relay/v1/ path, nothing else), and redirects are
 // never followed, so no other URL — on that host or on one named like it —
 // reaches the relay transport.
-func newHTTPClient(cfg Config, tp trace.TracerProvider) *http.Client {
+func newHTTPClient(cfg Config) *http.Client {
 	policy := ssrf.Policy{Allow: cfg.AllowNetworks}
 	var base http.RoundTripper = newTransport(cfg, policy.Dialer(newDialer()))
 	if relay, err := relayurl.Parse(cfg.RelayURL); err == nil { // checked by validate
 		base = &relayRouter{relay: relay, relayRT: newTransport(cfg, newDialer()), rt: base}
 	}
 	return &http.Client{
-		Transport: otelhttp.NewTransport(base,
-			otelhttp.WithTracerProvider(tp),
-			otelhttp.WithPropagators(propagation.TraceContext{}),
-			// An unsampled request skips the instrumentation, which would
-			// only build a span nobody records (a few per cent of the CPU
-			// per delivery); sender injects its traceparent instead.
-			otelhttp.WithFilter(func(r *http.Request) bool {
-				return trace.SpanContextFromContext(r.Context()).IsSampled()
-			}),
-		),
+		Transport:     base,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 )
 
 const (
@@ -45,7 +47,7 @@ func (df *deferrer) start(ctx context.Context) {
 				d := x.j.delivery
 				log := df.dl.log.With("tenant_id", d.GetTenantId(), "endpoint_id", d.GetEndpointId(),
 					"message_id", d.GetMessageId(), "attempt", d.GetAttempt())
-				df.dl.putOff(ctx, log, x.j, x.due, x.why, false)
+				df.dl.putOff(natsx.Extract(ctx, x.j.current().Headers()), log, x.j, x.due, x.why, false)
 				x.p.release(x.j)
 			}
 		}()

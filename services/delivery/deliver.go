@@ -63,8 +63,9 @@ type deliverer struct {
 func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	d := j.delivery
 	n := d.GetAttempt() + 1 // the attempt about to be made
-	ctx = natsx.Extract(ctx, j.current().Headers())
-	ctx, span := dl.tracer.Start(ctx, "delivery", trace.WithSpanKind(trace.SpanKindConsumer))
+	msg := j.current()
+	ctx = natsx.Extract(ctx, msg.Headers())
+	ctx, span := dl.tracer.Start(ctx, "delivery", consumerSpanOptions(ctx, d, msg)...)
 	defer span.End()
 	// Attributes cost allocations on every delivery, and most deliveries
 	// use none: unsampled spans (the default without an exporter) drop
@@ -80,6 +81,7 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 			attribute.String("pulsehooks.event_type", d.GetEventType()),
 			attribute.Int("pulsehooks.attempt", int(n)),
 		)
+		span.SetAttributes(processAttrs(msg)...)
 	}
 	attrs := []slog.Attr{
 		slog.String("tenant_id", d.GetTenantId()), slog.String("endpoint_id", d.GetEndpointId()),
@@ -161,7 +163,10 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	}
 	if r.outcome != eventv1.Outcome_OUTCOME_SUCCESS {
 		span.SetStatus(codes.Error, a.GetOutcome().String())
-		log.DebugContext(ctx, "attempt failed", "outcome", a.GetOutcome().String(), "status", r.status, "err", r.err, "duration", r.duration)
+		// One line per failed attempt (none per success): the outcome
+		// without the request URL, whose query may hold a secret.
+		log.InfoContext(ctx, "attempt failed", "outcome", a.GetOutcome().String(), "status", r.status,
+			"err", redactURLError(r.err), "duration", r.duration)
 		if d.GetResendId() != "" {
 			// The retries return without the resend id: let them through
 			// even though the message was delivered before.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -23,6 +24,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/redistrace"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
@@ -105,7 +107,12 @@ type worker struct {
 // workerOptions are the less common knobs of startWorker.
 type workerOptions struct {
 	tracer trace.TracerProvider
+<<<<<<< HEAD
 	live   *health.Liveness
+=======
+	// logs, if set, also gets the worker's log, as JSON lines.
+	logs io.Writer
+>>>>>>> traces
 }
 
 // startWorker runs a Service on its own NATS connection until the test ends
@@ -117,11 +124,23 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	rdb := e.redis.Client(t)
 	if opts.tracer == nil {
 		opts.tracer = noop.NewTracerProvider()
+	} else if err := redistrace.Instrument(rdb, opts.tracer); err != nil {
+		t.Fatal(err)
 	}
+<<<<<<< HEAD
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: e.redis.Client(t), Config: e.client, Logger: log, TracerProvider: opts.tracer, Liveness: opts.live})
+=======
+	var handler slog.Handler = slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})
+	if opts.logs != nil {
+		handler = teeHandler{handler, slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: slog.LevelInfo})}
+	}
+	log := slog.New(handler)
+	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: rdb, Config: e.client, Logger: log, TracerProvider: opts.tracer})
+>>>>>>> traces
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -136,6 +155,25 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 		return nil
 	})
 	return w
+}
+
+// teeHandler writes each record to two handlers.
+type teeHandler struct{ a, b slog.Handler }
+
+func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
+}
+
+func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	return errors.Join(h.a.Handle(ctx, r.Clone()), h.b.Handle(ctx, r))
+}
+
+func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
+}
+
+func (h teeHandler) WithGroup(name string) slog.Handler {
+	return teeHandler{h.a.WithGroup(name), h.b.WithGroup(name)}
 }
 
 // stop cancels the worker and waits for Run to return nil. Calling it again

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/trace/noop"
-
 	"github.com/pulsehooks/pulsehooks/pkg/ssrf"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
@@ -52,7 +50,7 @@ func postErr(t *testing.T, rawURL string, timeout time.Duration, blockLoopback b
 	if blockLoopback {
 		cfg.AllowNetworks = nil
 	}
-	client := newHTTPClient(cfg, noop.NewTracerProvider())
+	client := newHTTPClient(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, strings.NewReader("{}"))

@@ -11,11 +11,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
+	"github.com/pulsehooks/pulsehooks/pkg/natstrace"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/pkg/webhookheaders"
@@ -115,7 +117,8 @@ func truncate(s string, n int) string {
 
 // recorder stores attempt records in the ATTEMPTS stream.
 type recorder struct {
-	js jetstream.JetStream
+	js     jetstream.JetStream
+	tracer trace.Tracer
 }
 
 // record publishes a to ATTEMPTS with Nats-Msg-Id = its id and the trace
@@ -126,9 +129,14 @@ func (rc recorder) record(ctx context.Context, a *eventv1.Attempt) error {
 		return fmt.Errorf("marshal attempt %s: %w", a.GetId(), err)
 	}
 	msg := &nats.Msg{Subject: streams.AttemptSubject(a.GetTenantId(), a.GetEndpointId()), Data: data, Header: nats.Header{}}
+	ctx, span := natstrace.StartPublish(ctx, rc.tracer, recordSpanName, msg.Subject, a.GetId())
+	defer span.End()
 	natsx.Inject(ctx, msg)
 	if _, err := rc.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.GetId())); err != nil {
-		return fmt.Errorf("store attempt %s: %w", a.GetId(), err)
+		err = fmt.Errorf("store attempt %s: %w", a.GetId(), err)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "attempt not stored")
+		return err
 	}
 	return nil
 }

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/trace/noop"
-
 	"github.com/pulsehooks/pulsehooks/pkg/ssrf"
 )
 
@@ -23,7 +21,7 @@ func TestRelayURLBypassesOnlyTheRelayRoute(t *testing.T) {
 	defer srv.Close()
 	port := srv.URL[strings.LastIndexByte(srv.URL, ':'):]
 	const id = "ep_01JEZ6Y7C6Q8W3F0Z6W2Y7C6Q8"
-	client := newHTTPClient(Config{LaneConcurrency: 1, RelayURL: srv.URL}, noop.NewTracerProvider())
+	client := newHTTPClient(Config{LaneConcurrency: 1, RelayURL: srv.URL})
 	for _, tc := range []struct {
 		url     string
 		blocked bool

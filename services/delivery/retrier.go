@@ -65,13 +65,15 @@ func (dl *deliverer) failed(ctx context.Context, log *slog.Logger, j *job, ep *c
 		dl.ops.publish(ctx, attemptEvent(streams.OpAttemptFailing, a, fmt.Sprintf("%d attempts failed in a row", n)))
 	}
 	log.DebugContext(ctx, "retry scheduled", "next_attempt_at", next, "delay", delay)
-	dl.schedule(ctx, log, j, retryq.Item{
+	it := retryq.Item{
 		Seq:      d.GetEventSequence(),
 		Endpoint: d.GetEndpointId(),
 		Attempt:  n,
 		Hops:     d.GetScheduleCount() + 1,
 		ResendID: d.GetResendId(),
-	}, next)
+	}
+	linkToAttempt(ctx, &it)
+	dl.schedule(ctx, log, j, it, next)
 }
 
 // putOff takes a delivery out of the stream into the schedule, due at due,
@@ -89,6 +91,8 @@ func (dl *deliverer) putOff(ctx context.Context, log *slog.Logger, j *job, due t
 	if reserved {
 		it.Flags = flagRateReserved
 	}
+	ctx, span := dl.startPutOff(ctx, j, due, why)
+	defer span.End()
 	log.DebugContext(ctx, "delivery put off", "why", why, "until", due)
 	dl.schedule(ctx, log, j, it, due)
 }

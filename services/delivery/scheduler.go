@@ -10,9 +10,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pulsehooks/pulsehooks/pkg/health"
+	"github.com/pulsehooks/pulsehooks/pkg/natstrace"
+	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/retryq"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
@@ -48,12 +53,14 @@ type scheduler struct {
 	queue      *retryq.Queue
 	events     eventSource
 	js         jetstream.JetStream
+	tracer     trace.Tracer
 	partitions int
 	wake       chan struct{}
 }
 
-func newScheduler(cfg Config, log *slog.Logger, queue *retryq.Queue, events eventSource, js jetstream.JetStream) *scheduler {
+func newScheduler(cfg Config, log *slog.Logger, queue *retryq.Queue, events eventSource, js jetstream.JetStream, tracer trace.Tracer) *scheduler {
 	return &scheduler{
+		tracer:     tracer,
 		cfg:        cfg,
 		log:        log.With("component", "scheduler"),
 		queue:      queue,
@@ -197,6 +204,7 @@ func (s *scheduler) release(ctx context.Context, claimedAt time.Time, items []re
 	type pending struct {
 		item   retryq.Claimed
 		future jetstream.PubAckFuture
+		span   trace.Span // the publish's, or nil
 	}
 	var (
 		done     []retryq.Claimed
@@ -222,12 +230,14 @@ func (s *scheduler) release(ctx context.Context, claimedAt time.Time, items []re
 			failed, lastErr = failed+1, err
 			continue
 		}
+		span := s.startReturn(ctx, c, f, msg, id)
 		future, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(id))
 		if err != nil {
+			endSpan(span, err)
 			failed, lastErr = failed+1, err
 			continue
 		}
-		waiting = append(waiting, pending{item: c, future: future})
+		waiting = append(waiting, pending{item: c, future: future, span: span})
 		late := claimedAt.Sub(c.Due)
 		lateness += late
 		maxLate = max(maxLate, late)
@@ -236,10 +246,13 @@ func (s *scheduler) release(ctx context.Context, claimedAt time.Time, items []re
 		select {
 		case <-w.future.Ok():
 			done = append(done, w.item)
+			endSpan(w.span, nil)
 		case err := <-w.future.Err():
 			failed, lastErr = failed+1, err
+			endSpan(w.span, err)
 		case <-ctx.Done():
 			failed, lastErr = failed+1, ctx.Err()
+			endSpan(w.span, ctx.Err())
 		}
 	}
 	if err := s.queue.Done(ctx, done...); err != nil {
@@ -314,6 +327,50 @@ func deliveryMsg(c retryq.Claimed, f fetched, partitions int) (*nats.Msg, string
 		}
 	}
 	return msg, streams.ScheduledDeliveryMsgID(d.GetMessageId(), d.GetEndpointId(), d.GetResendId(), d.GetAttempt(), d.GetScheduleCount()), nil
+}
+
+// startReturn starts the producer span of returning c, whose event is f, as
+// msg (Nats-Msg-Id id), when the event's trace is sampled: a child of the
+// event's trace context, linked to the attempt that scheduled c. msg then
+// carries this span's context, and the link in natsx.LinkHeader, so the
+// next attempt's span is in the event's trace and linked to the last one.
+// It returns nil, and msg keeps the event's trace context, when unsampled.
+func (s *scheduler) startReturn(ctx context.Context, c retryq.Claimed, f fetched, msg *nats.Msg, id string) trace.Span {
+	ectx := natsx.Extract(ctx, f.header)
+	ev := trace.SpanContextFromContext(ectx)
+	if !ev.IsSampled() {
+		return nil
+	}
+	link := returnLink(c, ev.TraceID())
+	opts := []trace.SpanStartOption{}
+	if link.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: link}))
+		natsx.InjectLink(msg.Header, link)
+	}
+	sctx, span := natstrace.StartPublish(ectx, s.tracer, returnSpanName, msg.Subject, id, opts...)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("pulsehooks.tenant_id", f.event.GetTenantId()),
+			attribute.String("pulsehooks.endpoint_id", c.Endpoint),
+			attribute.String("pulsehooks.message_id", f.event.GetMessageId()),
+			attribute.Int("pulsehooks.attempt", int(c.Attempt)),
+			attribute.String("pulsehooks.scheduled_due", c.Due.UTC().Format(time.RFC3339Nano)),
+		)
+	}
+	natsx.Inject(sctx, msg)
+	return span
+}
+
+// endSpan ends span, if any, with err.
+func endSpan(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "not returned")
+	}
+	span.End()
 }
 
 // minTime is the earlier of a and b, where zero means none.

@@ -102,15 +102,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	log := deps.Logger
 	view := configwatch.New(deps.Config, log, configv1.Kind_KIND_ENDPOINT)
 	s := &Service{cfg: cfg, log: log, view: view, states: newEndpointStates(), live: deps.Liveness}
-	s.scheduler = newScheduler(cfg, log, queue, events, js)
+	tracer := deps.TracerProvider.Tracer(tracerName)
+	s.scheduler = newScheduler(cfg, log, queue, events, js, tracer)
 	s.deliverer = &deliverer{
 		cfg:       cfg,
 		log:       log,
-		tracer:    deps.TracerProvider.Tracer(tracerName),
+		tracer:    tracer,
 		endpoints: view,
 		idem:      newIdempotency(deps.Redis, cfg.IdempotencyTTL),
-		sender:    &sender{client: newHTTPClient(cfg, deps.TracerProvider), cfg: cfg},
-		recorder:  recorder{js: js},
+		sender:    &sender{client: newHTTPClient(cfg), cfg: cfg, tracer: tracer},
+		recorder:  recorder{js: js, tracer: tracer},
 		queue:     queue,
 		kick:      s.scheduler.kick,
 		backoff:   newBackoff(cfg),

@@ -7,7 +7,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pulsehooks/pulsehooks/pkg/natstrace"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
@@ -31,7 +34,8 @@ func (w *worker) fanOut(ctx context.Context, msg jetstream.Msg, eventSequence ui
 	if err := w.enc.reset(ev, eventSequence); err != nil {
 		return 0, err
 	}
-	// The deliveries continue the trace of this fan-out.
+	// The deliveries continue the trace of this fan-out: each from its own
+	// producer span when the trace is recorded, else from the fan-out's.
 	traceHeader := nats.Header{}
 	natsx.Inject(ctx, &nats.Msg{Header: traceHeader})
 	if redo {
@@ -95,17 +99,55 @@ func (w *worker) publish(ctx context.Context, msg jetstream.Msg, endpointID stri
 	}
 	header := make(nats.Header, len(traceHeader)+1)
 	maps.Copy(header, traceHeader) // values are shared, never modified
-	header[jetstream.MsgIDHeader] = []string{streams.DeliveryMsgID(w.event.GetMessageId(), endpointID)}
-	f, err := w.s.js.PublishMsgAsync(&nats.Msg{
+	msgID := streams.DeliveryMsgID(w.event.GetMessageId(), endpointID)
+	header[jetstream.MsgIDHeader] = []string{msgID}
+	out := &nats.Msg{
 		Subject: streams.DeliverySubject(endpointID, w.s.partitions),
 		Data:    w.enc.encode(endpointID),
 		Header:  header,
-	})
+	}
+	var send trace.Span
+	if trace.SpanFromContext(ctx).IsRecording() {
+		// Replaces the shared traceparent in this message's own header.
+		var sctx context.Context
+		sctx, send = natstrace.StartPublish(ctx, w.s.tracer, sendSpanName, out.Subject, msgID)
+		natsx.Inject(sctx, out)
+	}
+	f, err := w.s.js.PublishMsgAsync(out)
 	if err != nil {
-		return fmt.Errorf("publish delivery of %s to %s: %w", w.event.GetMessageId(), endpointID, err)
+		err = fmt.Errorf("publish delivery of %s to %s: %w", w.event.GetMessageId(), endpointID, err)
+		if send != nil {
+			send.RecordError(err)
+			send.SetStatus(codes.Error, "publish failed")
+			send.End()
+		}
+		return err
 	}
 	w.pending.push(f)
+	if send != nil {
+		if w.sends == nil {
+			w.sends = make(map[jetstream.PubAckFuture]trace.Span)
+		}
+		w.sends[f] = send
+	}
 	return nil
+}
+
+// sendSpanName names the producer span of each delivery's publish.
+var sendSpanName = natstrace.PublishSpanName(streams.Deliveries)
+
+// endSend ends the producer span of f's publish, if it has one, with err.
+func (w *worker) endSend(f jetstream.PubAckFuture, err error) {
+	span, ok := w.sends[f]
+	if !ok {
+		return
+	}
+	delete(w.sends, f)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "delivery not stored")
+	}
+	span.End()
 }
 
 // awaitOldest waits for the store ack of the oldest pending publish,
@@ -116,13 +158,18 @@ func (w *worker) awaitOldest(ctx context.Context, msg jetstream.Msg) error {
 	for {
 		select {
 		case <-ok:
+			w.endSend(f, nil)
 			return nil
 		case err := <-failed:
-			return fmt.Errorf("store delivery %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+			err = fmt.Errorf("store delivery %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+			w.endSend(f, err)
+			return err
 		case <-w.progress.C:
 			w.reportProgress(ctx, msg)
 		case <-ctx.Done():
-			return fmt.Errorf("wait for delivery store acks: %w", context.Cause(ctx))
+			err := fmt.Errorf("wait for delivery store acks: %w", context.Cause(ctx))
+			w.endSend(f, err)
+			return err
 		}
 	}
 }

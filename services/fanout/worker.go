@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pulsehooks/pulsehooks/pkg/natstrace"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
@@ -37,6 +38,9 @@ type worker struct {
 	pending       *ackWindow
 	progress      *time.Timer // fires when the event's AckWait needs renewing
 	progressEvery time.Duration
+	// sends holds the producer span of each publish awaiting its ack, for
+	// recorded fan-outs only (nil otherwise).
+	sends map[jetstream.PubAckFuture]trace.Span
 }
 
 func newWorker(s *Service) *worker {
@@ -73,6 +77,7 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 			attrEventType.String(ev.GetEventType()),
 			attrMessageID.String(ev.GetMessageId()),
 		)
+		span.SetAttributes(natstrace.ProcessAttrs(msg.Subject(), meta.Consumer, msg.Headers().Get(jetstream.MsgIDHeader))...)
 	}
 
 	// A fan-out done again may store deliveries again (once the stream's

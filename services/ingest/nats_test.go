@@ -90,6 +90,12 @@ func TestNATSPublishStoresEvent(t *testing.T) {
 		attrTenant:    tenantA,
 		attrEventType: "job.completed",
 		attrMessageID: resp.GetMessageId(),
+		// The messaging semantic conventions.
+		"messaging.system":           "nats",
+		"messaging.operation.type":   "send",
+		"messaging.operation.name":   "publish",
+		"messaging.destination.name": "events.ten_acme.job.completed",
+		"messaging.message.id":       resp.GetMessageId(),
 	}
 	for _, kv := range span.Attributes() {
 		if want, ok := wantAttrs[kv.Key]; ok {

@@ -11,11 +11,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
+	"github.com/pulsehooks/pulsehooks/pkg/natstrace"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
@@ -60,13 +62,8 @@ func (p *publisher) store(ctx context.Context, ev event) (result, error) {
 	// Attributes allocate on every event; unsampled spans (the default
 	// without an exporter) drop them, so they are set only when recorded.
 	if span.IsRecording() {
-		span.SetAttributes(
-			attrTenant.String(ev.tenantID),
-			attrEventType.String(ev.eventType),
-			attribute.String("messaging.system", "nats"),
-			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", subject),
-		)
+		span.SetAttributes(attrTenant.String(ev.tenantID), attrEventType.String(ev.eventType))
+		span.SetAttributes(natstrace.PublishAttrs(subject, "")...)
 	}
 
 	res, err := p.storeTraced(ctx, ev, subject, span)
@@ -99,7 +96,7 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 		}
 		msgID = claim.MessageID
 		if span.IsRecording() {
-			span.SetAttributes(attrMessageID.String(msgID))
+			span.SetAttributes(attrMessageID.String(msgID), semconv.MessagingMessageID(msgID))
 		}
 		if claim.State == stateDone {
 			return result{messageID: msgID, duplicate: true}, nil
@@ -110,7 +107,7 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 		}
 	} else {
 		if span.IsRecording() {
-			span.SetAttributes(attrMessageID.String(msgID))
+			span.SetAttributes(attrMessageID.String(msgID), semconv.MessagingMessageID(msgID))
 		}
 	}
 

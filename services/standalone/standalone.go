@@ -29,6 +29,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/embedded"
 	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/redistrace"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/services/config"
 	"github.com/pulsehooks/pulsehooks/services/delivery"
@@ -156,6 +157,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	}
 	if err := s.startRedis(ctx); err != nil {
 		return nil, err
+	}
+	if deps.TracerProvider != nil {
+		// Commands made inside recorded spans only (pkg/redistrace).
+		if err := redistrace.Instrument(s.redis, deps.TracerProvider); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Partitions, err = s.partitions(ctx, cfg.Partitions); err != nil {
 		return nil, err

@@ -15,7 +15,9 @@ import (
 
 // TestOneTracePerEvent follows one event from the processor's span through
 // ingest, fanout, delivery and the HTTP attempt: all in one trace, which the
-// receiver sees in its traceparent header.
+// receiver sees in its traceparent header, with the producer spans of the
+// DELIVERIES and ATTEMPTS publishes and the Redis calls made inside
+// recorded spans (here the endpoint's rate limit, under delivery's span).
 func TestOneTracePerEvent(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
@@ -24,7 +26,8 @@ func TestOneTracePerEvent(t *testing.T) {
 	sys := startSystem(t, sysOptions{dataDir: t.TempDir(), redisURL: redis.URL(), tp: tp})
 	recv := newReceiver(t)
 	a := sys.createTenant(t, "tenant-a")
-	sys.createEndpoint(t, a, map[string]any{"url": recv.url("a")})
+	// A rate limit: delivery asks Redis for a slot, inside its span.
+	sys.createEndpoint(t, a, map[string]any{"url": recv.url("a"), "rate_limit": 100})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -40,7 +43,7 @@ func TestOneTracePerEvent(t *testing.T) {
 	if tp := got.Header.Get("traceparent"); !strings.Contains(tp, "-"+traceID+"-") {
 		t.Errorf("receiver traceparent = %q, want trace id %s", tp, traceID)
 	}
-	want := []string{"ingest publish", "fanout", "delivery", "HTTP POST"}
+	want := []string{"ingest publish", "fanout", "publish DELIVERIES", "delivery", "POST", "publish ATTEMPTS", "evalsha"}
 	testenv.WaitFor(t, 10*time.Second, func() error {
 		names := map[string]bool{}
 		for _, s := range rec.Ended() {

@@ -50,6 +50,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/process"
+	"github.com/pulsehooks/pulsehooks/pkg/redistrace"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/services/delivery"
 )
@@ -147,6 +148,9 @@ func run(ctx context.Context) (err error) {
 			proc.Logger.Warn("close redis client", "err", cerr)
 		}
 	}()
+	if err := redistrace.Instrument(rdb, proc.TracerProvider); err != nil {
+		return err
+	}
 	cfg, err := proc.DialConfig(s.configAddr, s.internalToken)
 	if err != nil {
 		return err

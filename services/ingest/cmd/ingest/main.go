@@ -33,6 +33,7 @@ import (
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/process"
+	"github.com/pulsehooks/pulsehooks/pkg/redistrace"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/services/ingest"
 )
@@ -101,6 +102,11 @@ func run(ctx context.Context) (err error) {
 	}
 	// Sends the last replies before closing.
 	defer func() { err = errors.Join(err, proc.Close(context.WithoutCancel(ctx))) }()
+	if rdb != nil {
+		if err := redistrace.Instrument(rdb, proc.TracerProvider); err != nil {
+			return err
+		}
+	}
 	cfg, err := proc.DialConfig(s.configAddr, s.internalToken)
 	if err != nil {
 		return err
