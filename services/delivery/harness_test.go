@@ -107,12 +107,9 @@ type worker struct {
 // workerOptions are the less common knobs of startWorker.
 type workerOptions struct {
 	tracer trace.TracerProvider
-<<<<<<< HEAD
 	live   *health.Liveness
-=======
 	// logs, if set, also gets the worker's log, as JSON lines.
 	logs io.Writer
->>>>>>> traces
 }
 
 // startWorker runs a Service on its own NATS connection until the test ends
@@ -130,17 +127,12 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 	} else if err := redistrace.Instrument(rdb, opts.tracer); err != nil {
 		t.Fatal(err)
 	}
-<<<<<<< HEAD
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: e.redis.Client(t), Config: e.client, Logger: log, TracerProvider: opts.tracer, Liveness: opts.live})
-=======
 	var handler slog.Handler = slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})
 	if opts.logs != nil {
 		handler = teeHandler{handler, slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: slog.LevelInfo})}
 	}
 	log := slog.New(handler)
-	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: rdb, Config: e.client, Logger: log, TracerProvider: opts.tracer})
->>>>>>> traces
+	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: rdb, Config: e.client, Logger: log, TracerProvider: opts.tracer, Liveness: opts.live})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
