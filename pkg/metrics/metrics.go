@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
@@ -77,6 +78,9 @@ func Setup(ctx context.Context, service, version string) (*Provider, error) {
 		return &Provider{Labels: labels, mp: noop.NewMeterProvider()}, nil
 	}
 	reg := prometheus.NewRegistry()
+	// The Go runtime's and the process's own metrics (go_*, process_*:
+	// memory, goroutines, CPU, open files), computed only when scraped.
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exp, err := otelprom.New(
 		otelprom.WithRegisterer(reg),
 		// otel_scope_* labels on every series name the instrumentation

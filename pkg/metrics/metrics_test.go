@@ -78,6 +78,11 @@ func TestPrometheusNamesAndValues(t *testing.T) {
 			t.Errorf("series %v carries otel_scope_name, want the scope labels dropped", l)
 		}
 	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
+		if len(f.Series(name)) != 1 {
+			t.Errorf("%s missing from the scrape, want the runtime and process collectors", name)
+		}
+	}
 	if got := f.Sum("target_info", "service_name", "pulsehooks-test", "service_version", "v1"); got != 1 {
 		t.Errorf("target_info{service_name=pulsehooks-test} = %v, want 1", got)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
@@ -104,6 +105,7 @@ type worker struct {
 // workerOptions are the less common knobs of startWorker.
 type workerOptions struct {
 	tracer trace.TracerProvider
+	meter  metric.MeterProvider
 }
 
 // startWorker runs a Service on its own NATS connection until the test ends
@@ -119,7 +121,7 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 		opts.tracer = noop.NewTracerProvider()
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: e.redis.Client(t), Config: e.client, Logger: log, TracerProvider: opts.tracer})
+	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: e.redis.Client(t), Config: e.client, Logger: log, TracerProvider: opts.tracer, MeterProvider: opts.meter})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
