@@ -197,17 +197,7 @@ func observeGauges(m metric.Meter, queue *retryq.Queue, parts []*partition) erro
 		consumerSets[i] = metric.WithAttributeSet(attribute.NewSet(
 			attribute.String("stream", streams.Deliveries), attribute.String("consumer", streams.PartitionConsumer(i))))
 	}
-	lens := metrics.NewCache(metrics.ServerReadInterval, func(ctx context.Context) ([]int64, error) {
-		out := make([]int64, len(parts))
-		for i := range parts {
-			n, err := queue.Len(ctx, i)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = n
-		}
-		return out, nil
-	})
+	lens := metrics.NewCache(metrics.ServerReadInterval, queue.Lens)
 	type consumerState struct {
 		pending uint64
 		pinned  bool
