@@ -1,6 +1,8 @@
 // Command config runs the pulsehooks config service: the operator API, the
 // tenant REST API, the portal and the internal gRPC ConfigService. It is
-// configured by PULSEHOOKS_* environment variables.
+// configured by PULSEHOOKS_* environment variables; tracing and metrics (GET
+// /metrics on the HTTP listener; PULSEHOOKS_METRICS=off for none) by the
+// standard OTEL_* variables too (see pkg/metrics).
 package main
 
 import (
