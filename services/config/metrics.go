@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -20,9 +21,9 @@ const meterName = "github.com/pulsehooks/pulsehooks/services/config"
 // observeAttemptLogLag registers pulsehooks_attemptlog_lag_seconds: per
 // stream the attempt log follows, how far the last message it indexed is
 // behind the stream's last message (by their stored times; 0 when it has
-// indexed the last one). The streams are asked at most every
-// metrics.ServerReadInterval.
-func observeAttemptLogLag(m metric.Meter, js jetstream.JetStream, alog *attemptlog.Store, ix *attemptlog.Indexer) error {
+// indexed the last one). The streams are asked at most every interval
+// (metrics.ServerReadInterval in the service).
+func observeAttemptLogLag(m metric.Meter, js jetstream.JetStream, alog *attemptlog.Store, ix *attemptlog.Indexer, interval time.Duration) error {
 	lag, err := m.Float64ObservableGauge("pulsehooks.attemptlog.lag",
 		metric.WithDescription("How far this replica's attempt log is behind each stream: the stored time of the stream's last message minus that of the last one indexed."),
 		metric.WithUnit("s"))
@@ -36,7 +37,7 @@ func observeAttemptLogLag(m metric.Meter, js jetstream.JetStream, alog *attemptl
 	}
 	// A stream that does not exist yet, or whose lag is not known yet (behind
 	// and nothing committed since the start), has no value.
-	lags := metrics.NewCache(metrics.ServerReadInterval, func(ctx context.Context) ([]float64, error) {
+	lags := metrics.NewCache(interval, func(ctx context.Context) ([]float64, error) {
 		out := make([]float64, len(names))
 		for i, n := range names {
 			out[i] = -1

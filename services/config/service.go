@@ -178,7 +178,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	configv1.RegisterConfigServiceServer(s.grpcSrv, &grpcServer{state: st, store: store, stopping: s.stopping})
-	if err := observeAttemptLogLag(metrics.Meter(deps.MeterProvider, meterName), js, alog, s.indexer); err != nil {
+	if err := observeAttemptLogLag(metrics.Meter(deps.MeterProvider, meterName), js, alog, s.indexer, metrics.ServerReadInterval); err != nil {
 		_ = s.httpLn.Close()
 		_ = s.grpcLn.Close()
 		_ = alog.Close()
