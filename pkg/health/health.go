@@ -1,7 +1,7 @@
 // Package health serves the liveness (/healthz) and readiness (/readyz) probes
-// of the services that have no HTTP server of their own, and keeps the
-// registry of work loops (Liveness) that makes liveness mean the work
-// moves, not only that the process is up.
+// of the services that have no HTTP server of their own, keeps the registry
+// of work loops (Liveness) that makes liveness mean the work moves, not only
+// that the process is up, and serves metrics (/metrics) when given a handler.
 package health
 
 import (
@@ -27,13 +27,23 @@ type Server struct {
 type Option func(*options)
 
 type options struct {
-	live *Liveness
+	live   *Liveness
+	routes []func(*http.ServeMux)
 }
 
 // WithLiveness makes /healthz answer 503, naming the stuck loops, while
 // live's Check fails.
 func WithLiveness(live *Liveness) Option {
 	return func(o *options) { o.live = live }
+}
+
+// WithMetrics serves h at GET /metrics; a nil h adds nothing (metrics off).
+func WithMetrics(h http.Handler) Option {
+	return func(o *options) {
+		if h != nil {
+			o.routes = append(o.routes, func(mux *http.ServeMux) { mux.Handle("GET /metrics", h) })
+		}
+	}
 }
 
 // Listen binds addr; /readyz answers 200 while ready returns true and 503
@@ -63,6 +73,9 @@ func Listen(addr string, ready func() bool, opts ...Option) (*Server, error) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	for _, route := range o.routes {
+		route(mux)
+	}
 	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 

@@ -291,6 +291,26 @@ func (q *Queue) Len(ctx context.Context, p int) (int64, error) {
 	return n, nil
 }
 
+// Lens returns the number of items in each partition, leased ones
+// included, in one round trip.
+func (q *Queue) Lens(ctx context.Context) ([]int64, error) {
+	cmds := make([]*redis.IntCmd, q.partitions)
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.ZCard(ctx, q.Key(i))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("retryq: size of the schedules: %w", err)
+	}
+	out := make([]int64, q.partitions)
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
+}
+
 // score is the sorted-set score of t: Unix milliseconds.
 func score(t time.Time) float64 { return float64(t.UnixMilli()) }
 

@@ -335,3 +335,31 @@ func usedMemory(t *testing.T, rdb redis.UniversalClient) int64 {
 	t.Fatal("INFO memory has no used_memory")
 	return 0
 }
+
+func TestLens(t *testing.T) {
+	servers(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		q := newQueue(t, rdb, 4)
+		due := time.UnixMilli(1_800_000_000_000)
+		want := []int64{2, 0, 3, 1}
+		var entries []Entry
+		seq := uint64(1)
+		for p, n := range want {
+			ep := endpointIn(p, 4)
+			for range n {
+				entries = append(entries, Entry{Item{Seq: seq, Endpoint: ep, Attempt: 1, Hops: 1}, due})
+				seq++
+			}
+		}
+		if err := q.ScheduleMany(ctx, entries); err != nil {
+			t.Fatal(err)
+		}
+		got, err := q.Lens(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Lens = %v, want %v", got, want)
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
@@ -108,6 +109,7 @@ type worker struct {
 type workerOptions struct {
 	tracer trace.TracerProvider
 	live   *health.Liveness
+	meter  metric.MeterProvider
 	// logs, if set, also gets the worker's log, as JSON lines.
 	logs io.Writer
 }
@@ -132,7 +134,7 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 		handler = teeHandler{handler, slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: slog.LevelInfo})}
 	}
 	log := slog.New(handler)
-	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: rdb, Config: e.client, Logger: log, TracerProvider: opts.tracer, Liveness: opts.live})
+	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: rdb, Config: e.client, Logger: log, TracerProvider: opts.tracer, Liveness: opts.live, MeterProvider: opts.meter})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -17,11 +17,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
 	"github.com/pulsehooks/pulsehooks/pkg/health"
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
@@ -42,6 +44,8 @@ type Deps struct {
 	// Liveness, if set, has the consume loop registered in it, so /healthz
 	// fails while the loop is stuck with events pending.
 	Liveness *health.Liveness
+	// MeterProvider makes the fanout instruments; nil records none.
+	MeterProvider metric.MeterProvider
 }
 
 // Service is the fanout service. Create it with New, then call Run once.
@@ -54,6 +58,7 @@ type Service struct {
 	view       *configwatch.View
 	partitions int
 	live       *health.Liveness
+	meters     *meters
 	ready      atomic.Bool
 }
 
@@ -101,7 +106,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fanout: %w", err)
 	}
+	ms, err := newMeters(metrics.Meter(deps.MeterProvider, meterName), consumer)
+	if err != nil {
+		return nil, err
+	}
 	return &Service{
+		meters:     ms,
 		cfg:        cfg,
 		log:        log,
 		tracer:     tp.Tracer(tracerName),

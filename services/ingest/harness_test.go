@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
@@ -71,6 +72,9 @@ type options struct {
 	// logLevel is the least level of the service's logs shown (default
 	// warnings).
 	logLevel slog.Level
+	// metrics, when set, gives the service its meter provider and
+	// /metrics handler.
+	metrics *metrics.Provider
 }
 
 // cancelledSchema is the JSON Schema the fake catalog gives job.cancelled.
@@ -112,13 +116,17 @@ func (h *harness) start(o options) {
 	if nc == nil {
 		nc = h.nats.Conn(h.t)
 	}
-	svc, err := New(context.Background(), cfg, Deps{
+	deps := Deps{
 		NATS:           nc,
 		Config:         h.config,
 		Logger:         log,
 		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans)),
 		Redis:          o.redis,
-	})
+	}
+	if o.metrics != nil {
+		deps.MeterProvider, deps.MetricsHandler = o.metrics.MeterProvider(), o.metrics.Handler()
+	}
+	svc, err := New(context.Background(), cfg, deps)
 	if err != nil {
 		h.t.Fatalf("New: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,6 +43,14 @@ type Indexer struct {
 	js    jetstream.JetStream
 	log   *slog.Logger
 	live  *health.Liveness
+	// progress is, per stream followed, what the last commit reached.
+	progress map[string]*progress
+}
+
+// progress is the sequence and stored time of the last message committed.
+type progress struct {
+	seq atomic.Uint64
+	at  atomic.Int64 // Unix nanoseconds; 0 until the first commit
 }
 
 // NewIndexer returns an indexer of js's streams into store.
@@ -49,7 +58,24 @@ func NewIndexer(store *Store, js jetstream.JetStream, log *slog.Logger) *Indexer
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Indexer{store: store, js: js, log: log.With("component", "attemptlog")}
+	return &Indexer{store: store, js: js, log: log.With("component", "attemptlog"), progress: map[string]*progress{
+		streams.Events: {}, streams.Attempts: {},
+	}}
+}
+
+// Progress returns the stream sequence and stored time of the last message
+// of stream the indexer has committed since it started; ok is false before
+// its first commit (or for a stream it does not follow).
+func (ix *Indexer) Progress(stream string) (seq uint64, at time.Time, ok bool) {
+	p := ix.progress[stream]
+	if p == nil {
+		return 0, time.Time{}, false
+	}
+	ns := p.at.Load()
+	if ns == 0 {
+		return 0, time.Time{}, false
+	}
+	return p.seq.Load(), time.Unix(0, ns), true
 }
 
 // ReportTo registers the indexer's loops, one per stream, in live when Run
@@ -167,6 +193,7 @@ func (ix *Indexer) follow(ctx context.Context, name string, loop *health.Loop) e
 		b       = ix.store.NewBatch()
 		pending int // messages read since the last commit
 		started time.Time
+		last    time.Time // stored time of the message at pos
 	)
 	defer func() { b.Close() }()
 	commit := func() error {
@@ -176,6 +203,12 @@ func (ix *Indexer) follow(ctx context.Context, name string, loop *health.Loop) e
 		err := b.Commit(name, pos)
 		b.Close()
 		b, pending = ix.store.NewBatch(), 0
+		if err == nil {
+			if p := ix.progress[name]; p != nil {
+				p.seq.Store(pos)
+				p.at.Store(last.UnixNano())
+			}
+		}
 		return err
 	}
 	for {
@@ -210,7 +243,7 @@ func (ix *Indexer) follow(ctx context.Context, name string, loop *health.Loop) e
 		if pending == 0 {
 			started = time.Now()
 		}
-		pos = meta.Sequence.Stream
+		pos, last = meta.Sequence.Stream, meta.Timestamp
 		pending++
 		if err := ix.add(b, name, pos, msg.Data()); err != nil {
 			ix.log.WarnContext(ctx, "attempt log: record skipped", "stream", name, "seq", pos, "err", err)

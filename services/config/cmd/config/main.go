@@ -1,6 +1,8 @@
 // Command config runs the pulsehooks config service: the operator API, the
 // tenant REST API, the portal and the internal gRPC ConfigService. It is
-// configured by PULSEHOOKS_* environment variables.
+// configured by PULSEHOOKS_* environment variables; tracing and metrics (GET
+// /metrics on the HTTP listener; PULSEHOOKS_METRICS=off for none) by the
+// standard OTEL_* variables too (see pkg/metrics).
 package main
 
 import (
@@ -57,7 +59,10 @@ func run(ctx context.Context) (err error) {
 	}
 	defer func() { err = errors.Join(err, proc.Close(context.WithoutCancel(ctx))) }()
 
-	svc, err := config.New(ctx, cfg, config.Deps{NATS: proc.NATS, Logger: proc.Logger, TracerProvider: proc.TracerProvider})
+	svc, err := config.New(ctx, cfg, config.Deps{
+		NATS: proc.NATS, Logger: proc.Logger, TracerProvider: proc.TracerProvider,
+		MeterProvider: proc.Metrics.MeterProvider(), MetricsHandler: proc.Metrics.Handler(),
+	})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,10 @@
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
 //	PULSEHOOKS_PPROF_ADDR      net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
-// Tracing is configured by the standard OTEL_* variables.
+// Tracing and metrics are configured by the standard OTEL_* variables;
+// metrics (GET /metrics on the HTTP listener) also by PULSEHOOKS_METRICS
+// (off: none) and PULSEHOOKS_METRICS_TENANT_LABELS (true: a tenant label on
+// the events counter); see pkg/metrics.
 package main
 
 import (
@@ -112,12 +115,15 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 
+	s.service.MetricsTenantLabels = proc.Metrics.Labels.Tenant
 	svc, err := ingest.New(ctx, s.service, ingest.Deps{
 		NATS:           proc.NATS,
 		Config:         cfg,
 		Logger:         proc.Logger,
 		TracerProvider: proc.TracerProvider,
 		Redis:          redisOrNil(rdb),
+		MeterProvider:  proc.Metrics.MeterProvider(),
+		MetricsHandler: proc.Metrics.Handler(),
 	})
 	if err != nil {
 		return err
