@@ -1,5 +1,6 @@
 // Package health serves the liveness (/healthz) and readiness (/readyz) probes
-// of the services that have no HTTP server of their own.
+// of the services that have no HTTP server of their own, and their metrics
+// (/metrics) when given a handler for them.
 package health
 
 import (
@@ -21,9 +22,21 @@ type Server struct {
 	srv *http.Server
 }
 
+// Option adds a route to the probe listener.
+type Option func(*http.ServeMux)
+
+// WithMetrics serves h at GET /metrics; a nil h adds nothing (metrics off).
+func WithMetrics(h http.Handler) Option {
+	return func(mux *http.ServeMux) {
+		if h != nil {
+			mux.Handle("GET /metrics", h)
+		}
+	}
+}
+
 // Listen binds addr; /readyz answers 200 while ready returns true and 503
 // otherwise, /healthz answers 200 while the process serves.
-func Listen(addr string, ready func() bool) (*Server, error) {
+func Listen(addr string, ready func() bool, opts ...Option) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("health listener on %s: %w", addr, err)
@@ -39,6 +52,9 @@ func Listen(addr string, ready func() bool) (*Server, error) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	for _, o := range opts {
+		o(mux)
+	}
 	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 
@@ -68,11 +84,11 @@ func (s *Server) Serve(ctx context.Context) error {
 // Run runs run beside a probe listener on addr whose readiness is ready, or
 // run alone if addr is empty. The first of the two to fail cancels the
 // other's context; Run returns once both have returned, with the first error.
-func Run(ctx context.Context, addr string, ready func() bool, run func(context.Context) error) error {
+func Run(ctx context.Context, addr string, ready func() bool, run func(context.Context) error, opts ...Option) error {
 	if addr == "" {
 		return run(ctx)
 	}
-	s, err := Listen(addr, ready)
+	s, err := Listen(addr, ready, opts...)
 	if err != nil {
 		return err
 	}
@@ -102,7 +118,7 @@ type Service interface {
 // waits for JetStream, say): the probes answer from the start, not ready
 // until start has returned the service and it reports ready. A start that
 // fails because ctx ended returns nil (stopped while starting).
-func RunStarting[S Service](ctx context.Context, addr string, start func(context.Context) (S, error)) error {
+func RunStarting[S Service](ctx context.Context, addr string, start func(context.Context) (S, error), opts ...Option) error {
 	var (
 		mu      sync.Mutex
 		started Service
@@ -124,5 +140,5 @@ func RunStarting[S Service](ctx context.Context, addr string, start func(context
 		started = svc
 		mu.Unlock()
 		return svc.Run(ctx)
-	})
+	}, opts...)
 }

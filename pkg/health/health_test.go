@@ -236,3 +236,35 @@ func TestRunStarting(t *testing.T) {
 		t.Errorf("RunStarting stopped while starting = %v, want nil", err)
 	}
 }
+
+func TestWithMetrics(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		handler http.Handler
+		want    int
+	}{
+		{"handler", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("m 1\n")) }), http.StatusOK},
+		{"nil handler (metrics off)", nil, http.StatusNotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Listen("127.0.0.1:0", func() bool { return true }, WithMetrics(tt.handler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Serve(ctx) }()
+			got, err := get("http://" + s.Addr().String() + "/metrics")
+			cancel()
+			if werr := wait(t, done); werr != nil {
+				t.Errorf("Serve = %v", werr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("GET /metrics = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/pprofserver"
 	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
@@ -74,6 +75,9 @@ type Process struct {
 	Logger *slog.Logger
 	// TracerProvider is configured by the standard OTEL_* variables.
 	TracerProvider *sdktrace.TracerProvider
+	// Metrics is the meter provider and its /metrics handler
+	// (PULSEHOOKS_METRICS, PULSEHOOKS_METRICS_*_LABELS, OTEL_* variables).
+	Metrics *metrics.Provider
 	// NATS is a connection that reconnects forever.
 	NATS *nats.Conn
 
@@ -90,9 +94,15 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
+	mp, err := metrics.Setup(ctx, name, o.Version)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("metrics: %w", err), shutdown(context.WithoutCancel(ctx)))
+	}
+	shutdown = joinShutdown(mp.Shutdown, shutdown)
 	p := &Process{
 		Logger:         telemetry.NewLogger(os.Stderr, o.LogLevel, o.Service),
 		TracerProvider: tp,
+		Metrics:        mp,
 		shutdown:       shutdown,
 	}
 	p.NATS, err = natsx.Connect(o.NATSURL, name, p.Logger)
@@ -111,6 +121,11 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	return p, nil
 }
 
+// joinShutdown runs every f in order and joins their errors.
+func joinShutdown(fs ...func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error { return telemetry.JoinShutdown(ctx, fs...) }
+}
+
 // DialConfig returns a client of the config service at addr, sending token
 // as a bearer token if it is not empty. The connection is lazy; Close closes
 // it.
@@ -126,7 +141,7 @@ func (p *Process) DialConfig(addr, token string) (configv1.ConfigServiceClient, 
 // Close releases the dependencies in the reverse order of their set-up:
 // it closes the config service connections, sends what the NATS connection
 // still buffers (for up to 5 s) and closes it, then shuts telemetry down,
-// flushing pending spans within ctx. Failures to close a config service
+// flushing pending spans and metrics within ctx. Failures to close a config service
 // connection or to flush NATS are logged; the telemetry shutdown error is
 // returned.
 // Call Close with a context that has not ended, such as

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -81,6 +83,10 @@ type Deps struct {
 	NATS           *nats.Conn
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
+	// MeterProvider makes the service's instruments; nil records none.
+	MeterProvider metric.MeterProvider
+	// MetricsHandler, if set, is served at GET /metrics on the HTTP listener.
+	MetricsHandler http.Handler
 }
 
 // withDefaults fills empty settings and checks the rest, naming every problem.

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/secretbox"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
@@ -157,7 +158,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("config service: relay: %w", err)
 	}
 	s.httpSrv = &http.Server{
-		Handler:           s.routes(),
+		Handler:           withMetrics(s.routes(), deps.MetricsHandler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -177,6 +178,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	configv1.RegisterConfigServiceServer(s.grpcSrv, &grpcServer{state: st, store: store, stopping: s.stopping})
+	if err := observeAttemptLogLag(metrics.Meter(deps.MeterProvider, meterName), js, alog, s.indexer); err != nil {
+		_ = s.httpLn.Close()
+		_ = s.grpcLn.Close()
+		_ = alog.Close()
+		return nil, fmt.Errorf("config service: %w", err)
+	}
 	return s, nil
 }
 

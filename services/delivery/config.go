@@ -175,6 +175,10 @@ type Config struct {
 	// so the route works at an internal address; every other URL, on that
 	// host or any other, is checked as usual. Empty: none.
 	RelayURL string
+	// MetricsEndpointLabels adds an endpoint label to
+	// pulsehooks_delivery_attempts_total: one series per endpoint, so off
+	// by default (PULSEHOOKS_METRICS_ENDPOINT_LABELS).
+	MetricsEndpointLabels bool
 	// Hooks are for tests only; leave them zero in production.
 	Hooks Hooks
 }

@@ -56,6 +56,7 @@ type deliverer struct {
 	ops     opEvents
 	// inFlight holds a token per attempt in flight (Config.MaxInFlight).
 	inFlight chan struct{}
+	meters   *meters
 }
 
 // deliver runs j to the end. ctx is not cancelled at shutdown: an attempt
@@ -113,7 +114,7 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		// A new delivery for an endpoint whose last attempts failed waits
 		// for the earliest pending retry, rather than take a slot now.
 		if until, failing := dl.states.failingUntil(ep.GetId(), now); failing {
-			dl.putOff(ctx, log, j, until, "endpoint failing", false)
+			dl.putOff(ctx, log, j, until, whyFailing, false)
 			return
 		}
 	}
@@ -149,6 +150,7 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		return
 	}
 	dl.states.observe(ep.GetId(), time.Now(), r.duration)
+	dl.meters.attempt(ctx, d, r, time.Now())
 	if len(r.skipped) > 0 {
 		log.WarnContext(ctx, "custom headers not sent: reserved or malformed", "headers", r.skipped)
 	}
@@ -213,7 +215,7 @@ func (dl *deliverer) waitRateLimit(ctx context.Context, log *slog.Logger, j *job
 		dl.nak(ctx, log, j, dl.cfg.RetryDelay)
 		return false
 	case wait > maxInlineRateWait:
-		dl.putOff(ctx, log, j, now.Add(wait), "rate limited", true)
+		dl.putOff(ctx, log, j, now.Add(wait), whyRateLimited, true)
 		return false
 	case wait > 0:
 		t := time.NewTimer(wait)

@@ -65,7 +65,7 @@ func (p *partition) expireQueued(ctx context.Context, maxWait time.Duration) {
 		case now := <-t.C:
 			for _, e := range p.lanes.expire(now.Add(-maxWait)) {
 				due := p.states.deferSlot(e.key, now, p.deferDelay, p.concurrency)
-				p.deferrer.submit(dctx, deferral{p: p, j: e.j, due: due, why: "waited too long in its lane"})
+				p.deferrer.submit(dctx, deferral{p: p, j: e.j, due: due, why: whyLaneWait})
 			}
 		}
 	}

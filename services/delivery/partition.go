@@ -176,7 +176,7 @@ func (p *partition) accept(ctx context.Context, msg jetstream.Msg) {
 	ep := d.GetEndpointId()
 	if d.GetScheduleCount() == 0 {
 		if until, failing := p.states.failingUntil(ep, now); failing {
-			p.deferrer.submit(ctx, deferral{p: p, j: j, due: until, why: "endpoint failing"})
+			p.deferrer.submit(ctx, deferral{p: p, j: j, due: until, why: whyFailing})
 			return
 		}
 	}
@@ -185,7 +185,7 @@ func (p *partition) accept(ctx context.Context, msg jetstream.Msg) {
 		// The endpoint cannot keep up: the delivery leaves the partition
 		// for the schedule, behind those put off before it.
 		due := p.states.deferSlot(ep, now, p.deferDelay, p.concurrency)
-		p.deferrer.submit(ctx, deferral{p: p, j: j, due: due, why: "lane full"})
+		p.deferrer.submit(ctx, deferral{p: p, j: j, due: due, why: whyLaneFull})
 	case refused:
 		p.handBack(j) // stopping: to the next worker, at once
 	}

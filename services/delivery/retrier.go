@@ -50,6 +50,7 @@ func (dl *deliverer) failed(ctx context.Context, log *slog.Logger, j *job, ep *c
 	delay, more := dl.backoff.delay(n, r.status, r.response, now)
 	if !more {
 		a.State = eventv1.DeliveryState_DELIVERY_STATE_EXHAUSTED
+		dl.meters.exhaustedBy(ctx, r.outcome)
 		dl.record(ctx, log, a)
 		log.WarnContext(ctx, "delivery failed: last attempt of the schedule", "attempts", n)
 		dl.ops.publish(ctx, attemptEvent(streams.OpAttemptExhausted, a, fmt.Sprintf("all %d attempts failed", n)))
@@ -90,6 +91,7 @@ func (dl *deliverer) putOff(ctx context.Context, log *slog.Logger, j *job, due t
 		it.Flags = flagRateReserved
 	}
 	log.DebugContext(ctx, "delivery put off", "why", why, "until", due)
+	dl.meters.puttingOff(ctx, why)
 	dl.schedule(ctx, log, j, it, due)
 }
 
@@ -135,6 +137,7 @@ func (dl *deliverer) disable(ctx context.Context, log *slog.Logger, ep *configv1
 		log.WarnContext(ctx, "cannot clear the endpoint's run of failures", "err", err)
 	}
 	if resp.GetChanged() {
+		dl.meters.endpointDisabled(ctx, a.GetStatusCode() == http.StatusGone)
 		log.WarnContext(ctx, "endpoint disabled", "reason", reason)
 		dl.ops.publishDisabled(ctx, attemptEvent(streams.OpEndpointDisabled, a, reason), resp.GetEndpoint().GetRevision())
 	}

@@ -26,9 +26,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/retryq"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
@@ -44,6 +46,8 @@ type Deps struct {
 	Config         configv1.ConfigServiceClient
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
+	// MeterProvider makes the worker's instruments; nil records none.
+	MeterProvider metric.MeterProvider
 }
 
 // Service is a delivery worker.
@@ -97,6 +101,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	log := deps.Logger
 	view := configwatch.New(deps.Config, log, configv1.Kind_KIND_ENDPOINT)
 	s := &Service{cfg: cfg, log: log, view: view, states: newEndpointStates()}
+	meter := metrics.Meter(deps.MeterProvider, meterName)
+	ms, err := newMeters(meter, cfg.MetricsEndpointLabels)
+	if err != nil {
+		return nil, err
+	}
 	s.scheduler = newScheduler(cfg, log, queue, events, js)
 	s.deliverer = &deliverer{
 		cfg:       cfg,
@@ -115,6 +124,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		config:    deps.Config,
 		ops:       opEvents{js: js, log: log},
 		inFlight:  make(chan struct{}, cfg.MaxInFlight),
+		meters:    ms,
 	}
 	s.deferrer = newDeferrer(s.deliverer)
 	for i := 0; i < n; i++ {
@@ -123,6 +133,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 			return nil, fmt.Errorf("delivery: consumer %s: %w", streams.PartitionConsumer(i), err)
 		}
 		s.partitions = append(s.partitions, newPartition(i, c, stream, cfg, log, s.states, s.deferrer, s.deliverer.deliver))
+	}
+	if err := observeGauges(meter, queue, s.partitions); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

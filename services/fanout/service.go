@@ -17,10 +17,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
@@ -38,6 +40,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// TracerProvider makes the fanout spans; nil disables tracing.
 	TracerProvider trace.TracerProvider
+	// MeterProvider makes the fanout instruments; nil records none.
+	MeterProvider metric.MeterProvider
 }
 
 // Service is the fanout service. Create it with New, then call Run once.
@@ -49,6 +53,7 @@ type Service struct {
 	consumer   jetstream.Consumer
 	view       *configwatch.View
 	partitions int
+	meters     *meters
 	ready      atomic.Bool
 }
 
@@ -96,7 +101,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fanout: %w", err)
 	}
+	ms, err := newMeters(metrics.Meter(deps.MeterProvider, meterName), consumer)
+	if err != nil {
+		return nil, err
+	}
 	return &Service{
+		meters:     ms,
 		cfg:        cfg,
 		log:        log,
 		tracer:     tp.Tracer(tracerName),

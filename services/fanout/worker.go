@@ -89,6 +89,7 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.retry(ctx, msg, meta.NumDelivered, err)
 		return
 	}
+	w.s.meters.fannedOut(ctx, ev.GetEventType(), n)
 	// Not waiting for the server to confirm the ack: a lost ack means a
 	// redelivery, whose deliveries the stream deduplicates (and which are
 	// marked as a redo for the delivery workers).

@@ -60,6 +60,10 @@ type Config struct {
 	// RateLimit is the per-tenant ingest quota, applied when Deps.Redis is
 	// set (default 1,000 events/s, burst 2,000).
 	RateLimit RateLimit
+	// MetricsTenantLabels adds a tenant label to
+	// pulsehooks_ingest_events_total: one series per tenant, so off by
+	// default (PULSEHOOKS_METRICS_TENANT_LABELS).
+	MetricsTenantLabels bool
 }
 
 // withDefaults fills unset fields and checks the others.

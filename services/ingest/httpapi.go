@@ -95,8 +95,8 @@ func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *statusProbe) WriteHeader(status int) { p.status = status }
 
 // newHTTPServer routes POST /v1/events (traced, continuing the caller's W3C
-// trace context), GET /healthz and GET /readyz.
-func (s *Service) newHTTPServer(tp trace.TracerProvider) *http.Server {
+// trace context), GET /healthz, GET /readyz and, if metrics is set, GET /metrics.
+func (s *Service) newHTTPServer(tp trace.TracerProvider, metrics http.Handler) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/events", otelhttp.NewHandler(http.HandlerFunc(s.handleHTTP), "POST /v1/events",
 		otelhttp.WithTracerProvider(tp),
@@ -104,6 +104,9 @@ func (s *Service) newHTTPServer(tp trace.TracerProvider) *http.Server {
 	))
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	return &http.Server{
 		Handler:           jsonFallback(mux),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -120,11 +123,13 @@ func (s *Service) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	if err := s.authorize(r); err != nil {
+		s.published(ctx, input{}, result{}, err)
 		s.writeHTTPError(ctx, w, err)
 		return
 	}
 	in, err := s.readBody(w, r)
 	if err != nil {
+		s.published(ctx, input{}, result{}, err)
 		s.writeHTTPError(ctx, w, err)
 		return
 	}

@@ -19,11 +19,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pulsehooks/pulsehooks/pkg/configwatch"
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
@@ -46,6 +48,10 @@ type Deps struct {
 	// Redis holds the per-tenant rate limits shared by the replicas; nil
 	// applies none.
 	Redis redis.UniversalClient
+	// MeterProvider makes ingest's instruments; nil records none.
+	MeterProvider metric.MeterProvider
+	// MetricsHandler, if set, is served at GET /metrics on the HTTP listener.
+	MetricsHandler http.Handler
 }
 
 // Service is the ingest service. Make it with New and run it with Run.
@@ -63,6 +69,7 @@ type Service struct {
 	publisher *publisher
 	inflight  *inflight
 	limiter   *limiter
+	meters    *meters
 	ln        net.Listener
 	http      *http.Server
 	// prepared is closed once the EVENTS stream and the idempotency bucket
@@ -156,10 +163,13 @@ func newService(cfg Config, deps Deps, pubNC *nats.Conn, log *slog.Logger, tp tr
 		inflight:  newInflight(cfg.MaxInFlight),
 		limiter:   newLimiter(deps.Redis, cfg.RateLimit, log),
 	}
+	if s.meters, err = newMeters(metrics.Meter(deps.MeterProvider, meterName), cfg.MetricsTenantLabels); err != nil {
+		return nil, err
+	}
 	if deps.Redis == nil {
 		log.Warn("ingest has no Redis: per-tenant rate limits are not applied")
 	}
-	s.http = s.newHTTPServer(tp)
+	s.http = s.newHTTPServer(tp, deps.MetricsHandler)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: listen on %s: %w", cfg.HTTPAddr, err)
@@ -314,8 +324,16 @@ func (s *Service) awaitSubscribed(ctx context.Context) {
 	}
 }
 
-// accept validates in and stores it: the path both transports share.
+// accept validates in and stores it: the path both transports share. It
+// counts the result in pulsehooks_ingest_events_total.
 func (s *Service) accept(ctx context.Context, in input) (result, error) {
+	res, err := s.admit(ctx, in)
+	s.published(ctx, in, res, err)
+	return res, err
+}
+
+// admit is accept before the count.
+func (s *Service) admit(ctx context.Context, in input) (result, error) {
 	select {
 	case <-s.view.Ready():
 	default:

@@ -76,7 +76,9 @@ func (s *Service) handleNATS(ctx context.Context, in inbound) {
 
 	var pr eventv1.PublishRequest
 	if err := proto.Unmarshal(in.data, &pr); err != nil {
-		s.replyError(ctx, in, badRequest(pulseclient.CodeMalformedRequest, "request is not a protobuf PublishRequest: %v", err))
+		err = badRequest(pulseclient.CodeMalformedRequest, "request is not a protobuf PublishRequest: %v", err)
+		s.published(ctx, input{}, result{}, err)
+		s.replyError(ctx, in, err)
 		return
 	}
 	req := input{
@@ -87,7 +89,9 @@ func (s *Service) handleNATS(ctx context.Context, in inbound) {
 	}
 	if ts := pr.GetTimestamp(); ts != nil {
 		if err := ts.CheckValid(); err != nil {
-			s.replyError(ctx, in, badRequest(pulseclient.CodeInvalidTimestamp, "timestamp is invalid: %v", err))
+			err = badRequest(pulseclient.CodeInvalidTimestamp, "timestamp is invalid: %v", err)
+			s.published(ctx, req, result{}, err)
+			s.replyError(ctx, in, err)
 			return
 		}
 		req.timestamp, req.hasTimestamp = ts.AsTime(), true

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,12 +23,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/pulsehooks/pulsehooks/pkg/embedded"
 	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/services/config"
@@ -81,6 +84,13 @@ const DefaultPartitions = 8
 type Deps struct {
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
+	// MeterProvider is shared by the four services; nil records nothing.
+	MeterProvider metric.MeterProvider
+	// MetricsHandler, if set, serves every service's instruments at GET
+	// /metrics on the config service's HTTP listener: one scrape target.
+	MetricsHandler http.Handler
+	// MetricLabels are the opt-in labels (tenant, endpoint).
+	MetricLabels metrics.Labels
 	// Out receives the start-up banner; nil prints none.
 	Out io.Writer
 }
@@ -172,7 +182,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 		Replicas:      1,
 		AllowNetworks: cfg.AllowNetworks,
 		AttemptLogDir: filepath.Join(cfg.DataDir, "attemptlog"),
-	}, config.Deps{NATS: s.conn("config"), Logger: s.logger("config"), TracerProvider: deps.TracerProvider}); err != nil {
+	}, config.Deps{NATS: s.conn("config"), Logger: s.logger("config"), TracerProvider: deps.TracerProvider,
+		MeterProvider: deps.MeterProvider, MetricsHandler: deps.MetricsHandler}); err != nil {
 		return nil, fmt.Errorf("config service: %w", err)
 	}
 	if s.grpcConn, err = grpcx.Dial(s.config.GRPCAddr(), s.secrets.InternalToken, deps.TracerProvider); err != nil {
@@ -184,12 +195,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 		OperatorToken: s.secrets.OperatorToken,
 		Streams:       so,
 		// One process behind no load balancer: nothing to drain for.
-		DrainPeriod: -1,
-	}, ingest.Deps{NATS: s.conn("ingest"), Config: client, Redis: s.redis, Logger: s.logger("ingest"), TracerProvider: deps.TracerProvider}); err != nil {
+		DrainPeriod:         -1,
+		MetricsTenantLabels: deps.MetricLabels.Tenant,
+	}, ingest.Deps{NATS: s.conn("ingest"), Config: client, Redis: s.redis, Logger: s.logger("ingest"), TracerProvider: deps.TracerProvider,
+		MeterProvider: deps.MeterProvider}); err != nil {
 		return nil, fmt.Errorf("ingest service: %w", err)
 	}
 	if s.fanout, err = fanout.New(ctx, fanout.Config{Streams: so},
-		fanout.Deps{NATS: s.conn("fanout"), Config: client, Logger: s.logger("fanout"), TracerProvider: deps.TracerProvider}); err != nil {
+		fanout.Deps{NATS: s.conn("fanout"), Config: client, Logger: s.logger("fanout"), TracerProvider: deps.TracerProvider,
+			MeterProvider: deps.MeterProvider}); err != nil {
 		return nil, fmt.Errorf("fanout service: %w", err)
 	}
 	if s.delivery, err = delivery.New(ctx, delivery.Config{
@@ -199,7 +213,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 		RetryDelay:    cfg.RetryDelay,
 		Schedule:      cfg.RetrySchedule,
 		Hooks:         cfg.DeliveryHooks,
-	}, delivery.Deps{NATS: s.conn("delivery"), Redis: s.redis, Config: client, Logger: s.logger("delivery"), TracerProvider: deps.TracerProvider}); err != nil {
+
+		MetricsEndpointLabels: deps.MetricLabels.Endpoint,
+	}, delivery.Deps{NATS: s.conn("delivery"), Redis: s.redis, Config: client, Logger: s.logger("delivery"), TracerProvider: deps.TracerProvider,
+		MeterProvider: deps.MeterProvider}); err != nil {
 		return nil, fmt.Errorf("delivery service: %w", err)
 	}
 	return s, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,6 +41,14 @@ type Indexer struct {
 	store *Store
 	js    jetstream.JetStream
 	log   *slog.Logger
+	// progress is, per stream followed, what the last commit reached.
+	progress map[string]*progress
+}
+
+// progress is the sequence and stored time of the last message committed.
+type progress struct {
+	seq atomic.Uint64
+	at  atomic.Int64 // Unix nanoseconds; 0 until the first commit
 }
 
 // NewIndexer returns an indexer of js's streams into store.
@@ -47,7 +56,24 @@ func NewIndexer(store *Store, js jetstream.JetStream, log *slog.Logger) *Indexer
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Indexer{store: store, js: js, log: log.With("component", "attemptlog")}
+	return &Indexer{store: store, js: js, log: log.With("component", "attemptlog"), progress: map[string]*progress{
+		streams.Events: {}, streams.Attempts: {},
+	}}
+}
+
+// Progress returns the stream sequence and stored time of the last message
+// of stream the indexer has committed since it started; ok is false before
+// its first commit (or for a stream it does not follow).
+func (ix *Indexer) Progress(stream string) (seq uint64, at time.Time, ok bool) {
+	p := ix.progress[stream]
+	if p == nil {
+		return 0, time.Time{}, false
+	}
+	ns := p.at.Load()
+	if ns == 0 {
+		return 0, time.Time{}, false
+	}
+	return p.seq.Load(), time.Unix(0, ns), true
 }
 
 // Run indexes until ctx ends, then returns nil. Streams that do not exist
@@ -155,6 +181,7 @@ func (ix *Indexer) follow(ctx context.Context, name string) error {
 		b       = ix.store.NewBatch()
 		pending int // messages read since the last commit
 		started time.Time
+		last    time.Time // stored time of the message at pos
 	)
 	defer func() { b.Close() }()
 	commit := func() error {
@@ -164,6 +191,12 @@ func (ix *Indexer) follow(ctx context.Context, name string) error {
 		err := b.Commit(name, pos)
 		b.Close()
 		b, pending = ix.store.NewBatch(), 0
+		if err == nil {
+			if p := ix.progress[name]; p != nil {
+				p.seq.Store(pos)
+				p.at.Store(last.UnixNano())
+			}
+		}
 		return err
 	}
 	for {
@@ -197,7 +230,7 @@ func (ix *Indexer) follow(ctx context.Context, name string) error {
 		if pending == 0 {
 			started = time.Now()
 		}
-		pos = meta.Sequence.Stream
+		pos, last = meta.Sequence.Stream, meta.Timestamp
 		pending++
 		if err := ix.add(b, name, pos, msg.Data()); err != nil {
 			ix.log.WarnContext(ctx, "attempt log: record skipped", "stream", name, "seq", pos, "err", err)

@@ -55,7 +55,10 @@ func run(ctx context.Context) (err error) {
 	}
 	defer func() { err = errors.Join(err, proc.Close(context.WithoutCancel(ctx))) }()
 
-	svc, err := config.New(ctx, cfg, config.Deps{NATS: proc.NATS, Logger: proc.Logger, TracerProvider: proc.TracerProvider})
+	svc, err := config.New(ctx, cfg, config.Deps{
+		NATS: proc.NATS, Logger: proc.Logger, TracerProvider: proc.TracerProvider,
+		MeterProvider: proc.Metrics.MeterProvider(), MetricsHandler: proc.Metrics.Handler(),
+	})
 	if err != nil {
 		return err
 	}

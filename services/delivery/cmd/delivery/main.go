@@ -15,7 +15,7 @@
 //	                           (for development; "private" allows all)
 //	PULSEHOOKS_RELAY_URL       base URL of the config service's relay route, e.g. http://pulsehooks-config:8080;
 //	                           exactly its /relay/v1/<endpoint> URLs are reached without the SSRF policy
-//	PULSEHOOKS_HEALTH_ADDR     /healthz and /readyz listener (default :8083, "off" disables)
+//	PULSEHOOKS_HEALTH_ADDR     /healthz, /readyz and /metrics listener (default :8083, "off" disables)
 //	PULSEHOOKS_RETRY_SCHEDULE  delay before each attempt (default 0s,5s,5m,30m,2h,5h,10h,10h)
 //	PULSEHOOKS_RETRY_JITTER    ± fraction of each retry delay (default 0.2, at most 0.5)
 //	PULSEHOOKS_DISABLE_AFTER   disable an endpoint failing this long without a success (default 120h)
@@ -35,7 +35,9 @@
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
 //	PULSEHOOKS_PPROF_ADDR      net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
-// Tracing is configured by the standard OTEL_* variables.
+// Tracing and metrics are configured by the standard OTEL_* variables;
+// metrics also by PULSEHOOKS_METRICS (off: none), PULSEHOOKS_METRICS_ENDPOINT_LABELS
+// (true: an endpoint label on the attempt counter); see pkg/metrics.
 package main
 
 import (
@@ -148,6 +150,7 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 
+	s.service.MetricsEndpointLabels = proc.Metrics.Labels.Endpoint
 	// New waits for JetStream; the probes answer meanwhile (not ready).
 	return health.RunStarting(ctx, s.healthAddr, func(ctx context.Context) (*delivery.Service, error) {
 		return delivery.New(ctx, s.service, delivery.Deps{
@@ -156,6 +159,7 @@ func run(ctx context.Context) (err error) {
 			Config:         cfg,
 			Logger:         proc.Logger,
 			TracerProvider: proc.TracerProvider,
+			MeterProvider:  proc.Metrics.MeterProvider(),
 		})
-	})
+	}, health.WithMetrics(proc.Metrics.Handler()))
 }

@@ -9,11 +9,12 @@
 //	PULSEHOOKS_PARTITIONS         delivery partitions, fixed per deployment (default 64)
 //	PULSEHOOKS_REPLICAS           stream replicas (default 1)
 //	PULSEHOOKS_FANOUT_CONCURRENCY events fanned out at once (default 64)
-//	PULSEHOOKS_HEALTH_ADDR        /healthz and /readyz listener (default :8082, "off" disables)
+//	PULSEHOOKS_HEALTH_ADDR        /healthz, /readyz and /metrics listener (default :8082, "off" disables)
 //	PULSEHOOKS_LOG_LEVEL          debug, info, warn or error (default info)
 //	PULSEHOOKS_PPROF_ADDR         net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
-// Tracing is configured by the standard OTEL_* variables.
+// Tracing and metrics are configured by the standard OTEL_* variables;
+// PULSEHOOKS_METRICS=off turns metrics off (see pkg/metrics).
 package main
 
 import (
@@ -94,6 +95,7 @@ func run(ctx context.Context) (err error) {
 			Config:         cfg,
 			Logger:         proc.Logger,
 			TracerProvider: proc.TracerProvider,
+			MeterProvider:  proc.Metrics.MeterProvider(),
 		})
-	})
+	}, health.WithMetrics(proc.Metrics.Handler()))
 }

@@ -106,12 +106,15 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 
+	s.service.MetricsTenantLabels = proc.Metrics.Labels.Tenant
 	svc, err := ingest.New(ctx, s.service, ingest.Deps{
 		NATS:           proc.NATS,
 		Config:         cfg,
 		Logger:         proc.Logger,
 		TracerProvider: proc.TracerProvider,
 		Redis:          redisOrNil(rdb),
+		MeterProvider:  proc.Metrics.MeterProvider(),
+		MetricsHandler: proc.Metrics.Handler(),
 	})
 	if err != nil {
 		return err

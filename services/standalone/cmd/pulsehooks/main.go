@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/pprofserver"
 	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
 	"github.com/pulsehooks/pulsehooks/services/standalone"
@@ -168,6 +169,11 @@ func serve(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	defer func() { err = errors.Join(err, shutdown(context.WithoutCancel(ctx))) }()
+	mp, err := metrics.Setup(ctx, "pulsehooks-standalone", version)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer func() { err = errors.Join(err, mp.Shutdown(context.WithoutCancel(ctx))) }()
 	log := telemetry.NewLogger(os.Stderr, level, "standalone")
 	if *pprofAddr != "" {
 		bound, stopPprof, err := pprofserver.Serve(*pprofAddr)
@@ -189,7 +195,10 @@ func serve(ctx context.Context, args []string) (err error) {
 		AllowNetworks:  allow,
 		Partitions:     *partitions,
 		Demo:           true,
-	}, standalone.Deps{Logger: log, TracerProvider: tp, Out: os.Stdout})
+	}, standalone.Deps{
+		Logger: log, TracerProvider: tp, Out: os.Stdout,
+		MeterProvider: mp.MeterProvider(), MetricsHandler: mp.Handler(), MetricLabels: mp.Labels,
+	})
 	if err != nil {
 		return err
 	}
