@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/signature"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
@@ -41,6 +42,9 @@ type sysOptions struct {
 	redisURL string
 	hooks    func(*standalone.Config)
 	tp       trace.TracerProvider
+	// metrics, when set, gives every service its meter provider and serves
+	// /metrics on the config service's listener.
+	metrics *metrics.Provider
 	// out receives the banner, when set.
 	out io.Writer
 }
@@ -76,7 +80,11 @@ func startSystem(t *testing.T, o sysOptions) *system {
 		o.hooks(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := standalone.New(ctx, cfg, standalone.Deps{Logger: testLogger(t), TracerProvider: o.tp, Out: o.out})
+	deps := standalone.Deps{Logger: testLogger(t), TracerProvider: o.tp, Out: o.out}
+	if o.metrics != nil {
+		deps.MeterProvider, deps.MetricsHandler, deps.MetricLabels = o.metrics.MeterProvider(), o.metrics.Handler(), o.metrics.Labels
+	}
+	svc, err := standalone.New(ctx, cfg, deps)
 	if err != nil {
 		cancel()
 		t.Fatalf("start system: %v", err)
