@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pulsehooks/pulsehooks/pkg/metricstest"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	"github.com/pulsehooks/pulsehooks/services/standalone"
 )
@@ -145,23 +145,10 @@ type series map[string]string
 // scrapeSeries reads url (a /metrics page) and returns its series by name:
 // a histogram family as its _bucket (one per le), _sum and _count series,
 // a summary as itself (one per quantile), _sum and _count.
-func scrapeSeries(ctx context.Context, url string) (map[string][]series, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+func scrapeSeries(url string) (map[string][]series, error) {
+	fams, err := metricstest.Get(url)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: status %d", url, resp.StatusCode)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	out := map[string][]series{}
 	for name, f := range fams {
@@ -271,7 +258,7 @@ func TestMonitoringQueriesNameExportedMetrics(t *testing.T) {
 	url := metricsURL(t, sys)
 	var bad []string
 	testenv.WaitFor(t, 30*time.Second, func() error {
-		exported, err := scrapeSeries(context.Background(), url)
+		exported, err := scrapeSeries(url)
 		if err != nil {
 			return err
 		}
