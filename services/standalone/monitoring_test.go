@@ -288,7 +288,7 @@ func TestMonitoringFilesParse(t *testing.T) {
 	records := map[string]bool{"pulsehooks:x:rate5m": true}
 	qs := []promQuery{
 		{"a", `sum(rate(pulsehooks_x_total{outcome="success"}[5m])) / pulsehooks:x:rate5m`},
-		{"b", `rate(pulsehooks_x_total{outcome="sucess"}[5m])`},
+		{"b", `rate(pulsehooks_x_total{outcome="succeeded"}[5m])`},
 		{"c", `pulsehooks_y`},
 	}
 	got := unmatched(t, qs, records, exported)
