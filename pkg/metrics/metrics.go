@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 )
@@ -85,7 +86,13 @@ func Setup(ctx context.Context, service, version string) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create prometheus exporter: %w", err)
 	}
-	opts := []sdkmetric.Option{sdkmetric.WithResource(newResource(service, version)), sdkmetric.WithReader(exp)}
+	opts := []sdkmetric.Option{
+		sdkmetric.WithResource(newResource(service, version)),
+		sdkmetric.WithReader(exp),
+		// Exemplars reach neither the Prometheus text format nor a
+		// dashboard here, and cost a trace lookup per measurement.
+		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter),
+	}
 	if otlpWanted() {
 		oexp, err := newOTLPExporter(ctx)
 		if err != nil {
