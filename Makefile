@@ -122,8 +122,14 @@ tidy-check: ## Fail if a go.mod or go.sum is not tidy (checked with GOWORK=off, 
 deploy-check: ## Validate the Helm chart and docker-compose.yml offline.
 	bash deploy/check.sh
 
+.PHONY: rules-check
+rules-check: ## Check the Prometheus rules (promtool check rules) and run their unit tests (promtool test rules).
+	@bash scripts/ensure-deps.sh
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts_test.yaml
+
 .PHONY: check
-check: fmt-check vet tidy-check proto-check lint deploy-check ## Static checks: gofmt, vet, tidy modules, generated code, lint, chart.
+check: fmt-check vet tidy-check proto-check lint deploy-check rules-check ## Static checks: gofmt, vet, tidy modules, generated code, lint, chart, alert rules.
 
 .PHONY: clean
 clean: ## Remove build output and the local data directory.

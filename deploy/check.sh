@@ -12,7 +12,10 @@
 #   4. values the schema or the templates must reject are rejected;
 #   5. docker-compose.yml: `docker compose config -q` when the compose plugin exists, and always
 #      the compose-spec loader (compose-go) plus structure checks in deploy/chartcheck;
-#   6. deploy/otel-collector.yaml and deploy/Dockerfile structure checks.
+#   6. deploy/otel-collector.yaml and deploy/Dockerfile structure checks;
+#   7. the chart's copy of the alert rules is deploy/prometheus/alerts.yaml byte for byte, and
+#      with metrics.serviceMonitor and metrics.prometheusRule on, the ServiceMonitor scrapes
+#      every Service's metrics port and the PrometheusRule's groups equal that file's.
 #
 # Prints each check and exits non-zero when any fails.
 set -euo pipefail
@@ -73,10 +76,13 @@ build_chartcheck() {
 
 chart=charts/pulsehooks
 prod=deploy/values-production.yaml
+rules=deploy/prometheus/alerts.yaml
+monitoring=(--set metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true)
 
 lint() {
 	"$helm" lint --strict "$chart"
 	"$helm" lint --strict "$chart" -f "$prod"
+	"$helm" lint --strict "$chart" -f "$prod" "${monitoring[@]}"
 }
 
 render_default() {
@@ -95,6 +101,16 @@ render_ephemeral() {
 render_production() {
 	"$helm" template pulsehooks "$chart" --namespace pulsehooks -f "$prod" >"$work/production.yaml"
 	"$work/chartcheck" manifests -external-secrets pulsehooks-secrets "$work/production.yaml"
+}
+
+rules_copy() {
+	cmp "$rules" "$chart/files/alerts.yaml" && echo "$chart/files/alerts.yaml is $rules"
+}
+
+render_monitoring() {
+	"$helm" template pulsehooks "$chart" --namespace pulsehooks -f "$prod" "${monitoring[@]}" \
+		--set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring >"$work/monitoring.yaml"
+	"$work/chartcheck" manifests -external-secrets pulsehooks-secrets -monitoring -rules "$rules" "$work/monitoring.yaml"
 }
 
 # Each line: a --set expression the chart must refuse, and why.
@@ -119,6 +135,8 @@ delivery.autoscaling.enabled=true,delivery.autoscaling.maxReplicas=65|autoscalin
 redis.url=http://redis:6379|Redis URL scheme
 config.attemptLog.persistence.size=lots|the attempt log's claim size is a storage quantity
 config.attemptLog.persistence.whenScaled=Keep|claim retention is Retain or Delete
+metrics.serviceMonitor.enabled=yes|a boolean
+metrics.serviceMonitor.interval=often|a duration
 EOF
 	return $ok
 }
@@ -141,6 +159,8 @@ if ((${#failed[@]} == 0)); then
 	step "helm template + manifest checks (default values)" render_default
 	step "helm template + manifest checks (config.attemptLog.persistence.enabled=false)" render_ephemeral
 	step "helm template + manifest checks ($prod)" render_production
+	step "chart's alert rules are $rules" rules_copy
+	step "helm template + manifest checks (ServiceMonitor and PrometheusRule on)" render_monitoring
 	step "values the chart must reject" reject_bad_values
 	step "docker-compose.yml" compose
 	step "deploy/otel-collector.yaml" "$work/chartcheck" otel deploy/otel-collector.yaml

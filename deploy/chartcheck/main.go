@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	chartcheck manifests [-replicas config=2,...] [-external-secrets name,...] rendered.yaml
+//	chartcheck manifests [-replicas config=2,...] [-external-secrets name,...] [-monitoring -rules alerts.yaml] rendered.yaml
 //	chartcheck compose -env-file .env.example docker-compose.yml
 //	chartcheck otel deploy/otel-collector.yaml
 //	chartcheck dockerfile deploy/Dockerfile

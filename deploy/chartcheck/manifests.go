@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -112,25 +113,31 @@ type objects struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
 	netpols         []*networkingv1.NetworkPolicy
+	serviceMonitors []*monitoringv1.ServiceMonitor
+	prometheusRules []*monitoringv1.PrometheusRule
 }
 
 // manifestOptions are the expectations that depend on the values file.
 type manifestOptions struct {
 	replicas        map[string]int32 // component → spec.replicas, when not autoscaled
 	externalSecrets []string         // Secrets referenced but not rendered (existingSecret)
+	monitoring      bool             // a ServiceMonitor and a PrometheusRule are expected
+	rulesFile       string           // the rule file the PrometheusRule's groups must equal
 }
 
 func runManifests(r *report, args []string) error {
 	fs := flag.NewFlagSet("manifests", flag.ContinueOnError)
 	replicas := fs.String("replicas", "", "expected spec.replicas, e.g. config=2,ingest=2 (services without an HPA)")
 	external := fs.String("external-secrets", "", "Secrets the manifests may reference without rendering them")
+	monitoring := fs.Bool("monitoring", false, "expect a ServiceMonitor and a PrometheusRule (otherwise neither)")
+	rules := fs.String("rules", "", "with -monitoring: the Prometheus rule file the PrometheusRule's groups must equal")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return errors.New("want one rendered manifest file")
 	}
-	opts := manifestOptions{replicas: map[string]int32{}, externalSecrets: splitList(*external)}
+	opts := manifestOptions{replicas: map[string]int32{}, externalSecrets: splitList(*external), monitoring: *monitoring, rulesFile: *rules}
 	for _, kv := range splitList(*replicas) {
 		name, n, ok := strings.Cut(kv, "=")
 		v, err := strconv.Atoi(n)
@@ -155,8 +162,9 @@ func runManifests(r *report, args []string) error {
 			deployments++
 		}
 	}
-	fmt.Printf("%s: %d Deployments, %d StatefulSets, %d Services, %d ConfigMaps, %d Secrets, %d PodDisruptionBudgets, %d HPAs, %d NetworkPolicies\n",
-		fs.Arg(0), deployments, statefulSets, len(objs.services), len(objs.configMaps), len(objs.secrets), len(objs.pdbs), len(objs.hpas), len(objs.netpols))
+	fmt.Printf("%s: %d Deployments, %d StatefulSets, %d Services, %d ConfigMaps, %d Secrets, %d PodDisruptionBudgets, %d HPAs, %d NetworkPolicies, %d ServiceMonitors, %d PrometheusRules\n",
+		fs.Arg(0), deployments, statefulSets, len(objs.services), len(objs.configMaps), len(objs.secrets), len(objs.pdbs), len(objs.hpas), len(objs.netpols),
+		len(objs.serviceMonitors), len(objs.prometheusRules))
 	checkManifests(r, objs, opts)
 	return nil
 }
@@ -172,6 +180,8 @@ var apiVersions = map[string]string{
 	"PodDisruptionBudget":     "policy/v1",
 	"HorizontalPodAutoscaler": "autoscaling/v2",
 	"NetworkPolicy":           "networking.k8s.io/v1",
+	"ServiceMonitor":          "monitoring.coreos.com/v1",
+	"PrometheusRule":          "monitoring.coreos.com/v1",
 }
 
 // decodeManifests reads every document strictly (unknown or duplicate fields fail) into
@@ -227,6 +237,12 @@ func decodeManifests(r *report, in io.Reader) (*objects, error) {
 		case "NetworkPolicy":
 			o := &networkingv1.NetworkPolicy{}
 			obj, meta = o, &o.ObjectMeta
+		case "ServiceMonitor":
+			o := &monitoringv1.ServiceMonitor{}
+			obj, meta = o, &o.ObjectMeta
+		case "PrometheusRule":
+			o := &monitoringv1.PrometheusRule{}
+			obj, meta = o, &o.ObjectMeta
 		default:
 			r.fail("manifests", "unexpected kind %q (apiVersion %q)", tm.Kind, tm.APIVersion)
 			continue
@@ -256,6 +272,10 @@ func decodeManifests(r *report, in io.Reader) (*objects, error) {
 			objs.hpas = append(objs.hpas, o)
 		case *networkingv1.NetworkPolicy:
 			objs.netpols = append(objs.netpols, o)
+		case *monitoringv1.ServiceMonitor:
+			objs.serviceMonitors = append(objs.serviceMonitors, o)
+		case *monitoringv1.PrometheusRule:
+			objs.prometheusRules = append(objs.prometheusRules, o)
 		}
 		subject := tm.Kind + " " + meta.Name
 		r.check(subject, tm.APIVersion == apiVersions[tm.Kind], "apiVersion %q, want %q", tm.APIVersion, apiVersions[tm.Kind])
@@ -312,6 +332,8 @@ func checkManifests(r *report, o *objects, opts manifestOptions) {
 		}
 	}
 	checkServices(r, o, byComponent)
+	checkMetricsPorts(r, o, byComponent)
+	checkMonitoring(r, o, opts.monitoring, opts.rulesFile)
 	checkPDBs(r, o)
 	checkHPAs(r, o, cm)
 	checkNetworkPolicies(r, o)
