@@ -40,7 +40,7 @@ func TestGracefulShutdown(t *testing.T) {
 	e.publish(context.Background(), t, newDelivery(ep))
 	<-arrived
 	testenv.WaitFor(t, waitTimeout, func() error {
-		if _, waiting := first.svc.partitions[0].lanes.stats(); waiting != 1 {
+		if waiting := waitingIn(first.svc, 0); waiting != 1 {
 			return fmt.Errorf("%d deliveries waiting in the lane, want 1", waiting)
 		}
 		return nil
@@ -112,7 +112,7 @@ func TestShutdownHandsBackQueuedDeliveriesAtOnce(t *testing.T) {
 	}
 	<-firstArrived
 	testenv.WaitFor(t, waitTimeout, func() error {
-		if _, waiting := first.svc.partitions[0].lanes.stats(); waiting != queued {
+		if waiting := waitingIn(first.svc, 0); waiting != queued {
 			return fmt.Errorf("%d deliveries waiting in the lane, want %d", waiting, queued)
 		}
 		return nil
@@ -139,4 +139,15 @@ func TestShutdownHandsBackQueuedDeliveriesAtOnce(t *testing.T) {
 	if got := rc.count(); got != 1+queued {
 		t.Errorf("receiver got %d requests in all, want %d: each delivery once", got, 1+queued)
 	}
+}
+
+// waitingIn returns how many deliveries wait in the lanes of the worker's
+// tenure of partition i (0 when it holds none).
+func waitingIn(s *Service, i int) int {
+	p := s.balancer.tenure(i)
+	if p == nil {
+		return 0
+	}
+	_, waiting := p.lanes.stats()
+	return waiting
 }
