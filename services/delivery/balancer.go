@@ -41,11 +41,18 @@ type balancer struct {
 	released chan int
 	// stopped is closed when run starts shutting down.
 	stopped chan struct{}
-	// seen is when each member key was last written, by the watcher's clock.
-	seen map[string]time.Time
+	// seen is each member key's last write seen.
+	seen map[string]sighting
 
 	mu   sync.Mutex
 	held map[int]*holding
+}
+
+// sighting is a member key's last write seen: when (by this worker's
+// clock) and its revision.
+type sighting struct {
+	at  time.Time
+	rev uint64
 }
 
 // holding is a lease this worker holds, and the tenure it runs.
@@ -67,7 +74,7 @@ func newBalancer(n int, cfg Config, members, leases jetstream.KeyValue, log *slo
 		id: id, n: n, ttl: cfg.LeaseTTL, grace: cfg.ShutdownGrace,
 		members: members, leases: leases, log: log.With("member", id), newPartition: newPartition,
 		released: make(chan int), stopped: make(chan struct{}),
-		seen: map[string]time.Time{}, held: map[int]*holding{},
+		seen: map[string]sighting{}, held: map[int]*holding{},
 	}
 }
 
@@ -177,7 +184,10 @@ func (b *balancer) observe(e jetstream.KeyValueEntry, initial bool) {
 			// It may be nearly ttl old already (the server's clock).
 			at = e.Created()
 		}
-		b.seen[e.Key()] = at
+		if prev, ok := b.seen[e.Key()]; ok && e.Revision() <= prev.rev {
+			return // a write already seen, delivered again (the watch restarted)
+		}
+		b.seen[e.Key()] = sighting{at: at, rev: e.Revision()}
 	default:
 		delete(b.seen, e.Key())
 	}
@@ -187,10 +197,10 @@ func (b *balancer) observe(e jetstream.KeyValueEntry, initial bool) {
 // worker included.
 func (b *balancer) live(now time.Time) []string {
 	out := []string{b.id}
-	for id, at := range b.seen {
-		if now.Sub(at) < b.ttl && id != b.id {
+	for id, sg := range b.seen {
+		if now.Sub(sg.at) < b.ttl && id != b.id {
 			out = append(out, id)
-		} else if now.Sub(at) >= b.ttl {
+		} else if now.Sub(sg.at) >= b.ttl {
 			delete(b.seen, id)
 		}
 	}
@@ -201,6 +211,9 @@ func (b *balancer) live(now time.Time) []string {
 // reconcile releases the partitions this worker should not hold and tries
 // to acquire the free ones it should.
 func (b *balancer) reconcile(ctx context.Context) {
+	if ctx.Err() != nil {
+		return // leaving
+	}
 	want := assigned(b.live(time.Now()), b.n, b.id)
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -1,0 +1,411 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pulsehooks/pulsehooks/pkg/streams"
+	"github.com/pulsehooks/pulsehooks/pkg/testenv"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+)
+
+// balanceWithin is how soon after a worker joins or leaves the partitions
+// must be balanced again.
+const balanceWithin = 10 * time.Second
+
+// tally is one HTTP endpoint server for many endpoints that counts each
+// message's receipts and each worker's share (by user agent).
+type tally struct {
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	byMsg    map[string]int
+	first    map[string]string // message id → user agent of its first receipt
+	byWorker map[string]int
+	seenAt   map[string]time.Time // message id → first receipt
+	lastAt   map[string]time.Time // message id → last receipt
+	// dead are the user agents of killed workers: their requests are cut
+	// off unanswered and not counted, as a dead process sends nothing.
+	dead map[string]bool
+	// delay is how long each answer takes.
+	delay time.Duration
+}
+
+func newTally(t *testing.T) *tally {
+	t.Helper()
+	tl := &tally{byMsg: map[string]int{}, first: map[string]string{}, byWorker: map[string]int{}, seenAt: map[string]time.Time{}, lastAt: map[string]time.Time{}, dead: map[string]bool{}}
+	tl.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ua := r.Header.Get("webhook-id"), r.Header.Get("user-agent")
+		tl.mu.Lock()
+		if tl.dead[ua] {
+			tl.mu.Unlock()
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close()
+			}
+			return
+		}
+		delay := tl.delay
+		if tl.byMsg[id] == 0 {
+			tl.first[id] = ua
+			tl.seenAt[id] = time.Now()
+		}
+		tl.byMsg[id]++
+		tl.lastAt[id] = time.Now()
+		tl.byWorker[ua]++
+		tl.mu.Unlock()
+		time.Sleep(delay)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(tl.srv.Close)
+	return tl
+}
+
+// shares returns each worker's receipts so far.
+func (tl *tally) shares() map[string]int {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range tl.byWorker {
+		out[k] = v
+	}
+	return out
+}
+
+// steadyLoad publishes deliveries round-robin over endpoints, one every pace,
+// until stop.
+type steadyLoad struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu        sync.Mutex
+	published map[string]time.Time // message id → publish time
+	endpoint  map[string]string    // message id → endpoint id
+	err       error
+}
+
+func (e *env) startSteadyLoad(t *testing.T, eps []*configv1.Endpoint, partitions int, pace time.Duration) *steadyLoad {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &steadyLoad{cancel: cancel, done: make(chan struct{}), published: map[string]time.Time{}, endpoint: map[string]string{}}
+	go func() {
+		defer close(l.done)
+		tk := time.NewTicker(pace)
+		defer tk.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+			}
+			ep := eps[i%len(eps)]
+			d := newDelivery(ep)
+			at := time.Now()
+			if err := e.store(context.Background(), d, partitions); err != nil {
+				l.mu.Lock()
+				l.err = err
+				l.mu.Unlock()
+				return
+			}
+			l.mu.Lock()
+			l.published[d.GetMessageId()] = at
+			l.endpoint[d.GetMessageId()] = ep.GetId()
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(l.stop)
+	return l
+}
+
+// stop stops publishing and waits for the publisher to end.
+func (l *steadyLoad) stop() {
+	l.cancel()
+	<-l.done
+}
+
+// publishedBefore returns the ids of the messages published before at.
+func (l *steadyLoad) publishedBefore(at time.Time) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for id, p := range l.published {
+		if p.Before(at) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// accounting compares what was published with what arrived, once the load
+// has stopped: every published delivery must arrive (lost counts those
+// that did not), and duplicates and unexpected count extra receipts.
+func (l *steadyLoad) accounting(tl *tally) (published, lost int, duplicates, unexpected []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	for id := range l.published {
+		switch n := tl.byMsg[id]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			duplicates = append(duplicates, id)
+		}
+	}
+	for id := range tl.byMsg {
+		if _, ok := l.published[id]; !ok {
+			unexpected = append(unexpected, id)
+		}
+	}
+	return len(l.published), lost, duplicates, unexpected
+}
+
+// waitAllArrived waits until every published delivery has arrived at least
+// once.
+func (e *env) waitAllArrived(t *testing.T, l *steadyLoad, tl *tally, timeout time.Duration) {
+	t.Helper()
+	testenv.WaitFor(t, timeout, func() error {
+		if _, lost, _, _ := l.accounting(tl); lost > 0 {
+			return fmt.Errorf("%d published deliveries have not arrived", lost)
+		}
+		return nil
+	})
+}
+
+// spreadEndpoints returns perPartition endpoints (pointing at tl) for each
+// of the partitions, so that a balanced assignment of partitions is a
+// balanced share of the load; endpoint ids are drawn until each partition
+// has its count.
+func spreadEndpoints(t *testing.T, e *env, tl *tally, partitions, perPartition int) []*configv1.Endpoint {
+	t.Helper()
+	count := make([]int, partitions)
+	var eps []*configv1.Endpoint
+	for len(eps) < partitions*perPartition {
+		ep := newEndpoint(t, tl.srv.URL)
+		if p := streams.Partition(ep.GetId(), partitions); count[p] < perPartition {
+			count[p]++
+			ep.Url = tl.srv.URL + "/" + ep.GetId()
+			e.config.put(ep)
+			eps = append(eps, ep)
+		}
+	}
+	return eps
+}
+
+// named is a worker and the user agent it sends.
+type named struct {
+	name string
+	w    *worker
+}
+
+// startNamed starts a worker whose requests carry its name as user agent.
+func (e *env) startNamed(t *testing.T, cfg Config, name string) named {
+	t.Helper()
+	cfg.UserAgent = name
+	return named{name: name, w: e.startWorker(t, cfg, workerOptions{})}
+}
+
+// checkBalanced reports whether the workers pull disjoint sets of
+// partitions covering all n, each worker ⌊n/W⌋ or ⌈n/W⌉ of them; two
+// workers pulling one partition fails the test at once.
+func checkBalanced(t *testing.T, ws []named, n int) error {
+	t.Helper()
+	owner := map[int]string{}
+	counts := map[string]int{}
+	for _, w := range ws {
+		for _, p := range w.w.svc.Partitions() {
+			if o, ok := owner[p]; ok {
+				t.Fatalf("partition %d pulled by %s and %s at once", p, o, w.name)
+			}
+			owner[p] = w.name
+			counts[w.name]++
+		}
+	}
+	lo, hi := n/len(ws), (n+len(ws)-1)/len(ws)
+	for _, w := range ws {
+		if c := counts[w.name]; c < lo || c > hi {
+			return fmt.Errorf("%s holds %d partitions, want %d–%d (holdings %v)", w.name, c, lo, hi, counts)
+		}
+	}
+	if len(owner) != n {
+		return fmt.Errorf("%d of %d partitions held (holdings %v)", len(owner), n, counts)
+	}
+	return nil
+}
+
+// waitBalanced waits for checkBalanced, for up to balanceWithin after
+// since, and returns how long after since it was met.
+func waitBalanced(t *testing.T, ws []named, n int, since time.Time) time.Duration {
+	t.Helper()
+	testenv.WaitFor(t, balanceWithin-time.Since(since), func() error { return checkBalanced(t, ws, n) })
+	return time.Since(since)
+}
+
+// partitionConfig is the worker configuration of the partition tests.
+func partitionConfig(partitions int) Config {
+	cfg := testConfig()
+	cfg.Streams.Partitions = partitions
+	return cfg
+}
+
+// TestPartitionsBalanceAcrossWorkers runs 3 workers over 12 partitions
+// under a steady load: the partitions are balanced (4 each) and each
+// worker's share of the deliveries is within ±25 % of a third; a fourth
+// joins and the partitions are balanced again (3 each) while the load goes
+// on, and every delivery arrives exactly once.
+func TestPartitionsBalanceAcrossWorkers(t *testing.T) {
+	const partitions = 12
+	e := newEnv(t)
+	tl := newTally(t)
+	eps := spreadEndpoints(t, e, tl, partitions, 3)
+	cfg := partitionConfig(partitions)
+	ws := []named{e.startNamed(t, cfg, "worker-a"), e.startNamed(t, cfg, "worker-b")}
+	joined := time.Now()
+	ws = append(ws, e.startNamed(t, cfg, "worker-c"))
+	took := waitBalanced(t, ws, partitions, joined)
+	t.Logf("3 workers balanced %v after the third started", took.Round(time.Millisecond))
+
+	l := e.startSteadyLoad(t, eps, partitions, 5*time.Millisecond)
+	before := tl.shares()
+	time.Sleep(3 * time.Second) // the steady-load window whose shares are measured
+	after := tl.shares()
+	total := 0
+	for _, w := range ws {
+		total += after[w.name] - before[w.name]
+	}
+	if total == 0 {
+		t.Fatal("no deliveries arrived in the measured window")
+	}
+	for _, w := range ws {
+		share := float64(after[w.name]-before[w.name]) / float64(total)
+		t.Logf("%s delivered %d of %d (%.1f %%)", w.name, after[w.name]-before[w.name], total, 100*share)
+		if share < 0.75/3 || share > 1.25/3 {
+			t.Errorf("%s delivered %.1f %% of the deliveries, want within ±25 %% of a third (%.1f–%.1f %%)", w.name, 100*share, 75.0/3, 125.0/3)
+		}
+	}
+
+	joined = time.Now()
+	ws = append(ws, e.startNamed(t, cfg, "worker-d"))
+	took = waitBalanced(t, ws, partitions, joined)
+	t.Logf("4 workers balanced %v after the fourth started", took.Round(time.Millisecond))
+	mark := tl.shares()["worker-d"]
+	testenv.WaitFor(t, waitTimeout, func() error {
+		if got := tl.shares()["worker-d"]; got <= mark {
+			return errors.New("worker-d has delivered nothing since it took its partitions")
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	l.stop()
+	if l.err != nil {
+		t.Fatalf("load: %v", l.err)
+	}
+	e.waitAllArrived(t, l, tl, waitTimeout)
+	e.waitDeliveriesEmpty(t)
+	published, lost, dups, unexpected := l.accounting(tl)
+	t.Logf("%d deliveries published, %d lost, %d duplicated, %d unexpected; shares %v", published, lost, len(dups), len(unexpected), tl.shares())
+	if lost != 0 || len(dups) != 0 || len(unexpected) != 0 {
+		t.Errorf("%d lost, %d duplicated (%v), %d unexpected; want 0 each", lost, len(dups), dups, len(unexpected))
+	}
+	if got := e.attemptCount(t); got != uint64(published) {
+		t.Errorf("ATTEMPTS holds %d records, want one per delivery: %d", got, published)
+	}
+}
+
+// TestPartitionsMoveFromAKilledWorker runs 3 workers over 12 partitions
+// under a steady load and kills one (its NATS and Redis connections closed
+// at once, so nothing it does afterwards reaches either): the other two
+// hold 6 partitions each within 10 s, and every delivery published before
+// the kill, the killed worker's unacked ones included, arrives within 15 s
+// of it. Nothing is lost; a delivery can arrive twice only if the killed
+// worker had sent it (it could not record or ack it).
+func TestPartitionsMoveFromAKilledWorker(t *testing.T) {
+	const partitions = 12
+	e := newEnv(t)
+	tl := newTally(t)
+	tl.delay = 30 * time.Millisecond // so that the killed worker holds deliveries in flight
+	eps := spreadEndpoints(t, e, tl, partitions, 3)
+	cfg := partitionConfig(partitions)
+	ws := []named{e.startNamed(t, cfg, "worker-a"), e.startNamed(t, cfg, "worker-b"), e.startNamed(t, cfg, "worker-c")}
+	waitBalanced(t, ws, partitions, time.Now())
+	l := e.startSteadyLoad(t, eps, partitions, 5*time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
+
+	killed := ws[1]
+	killedParts := killed.w.svc.Partitions()
+	killed.w.nc.Close()
+	_ = killed.w.rdb.Close()
+	tl.mu.Lock()
+	tl.dead[killed.name] = true
+	tl.mu.Unlock()
+	kill := time.Now()
+	killed.w.cancel()
+	ws = slices.Delete(ws, 1, 2)
+
+	took := waitBalanced(t, ws, partitions, kill)
+	t.Logf("2 workers balanced %v after the kill; the killed worker held %v", took.Round(time.Millisecond), killedParts)
+	before := l.publishedBefore(kill)
+	testenv.WaitFor(t, 15*time.Second-time.Since(kill), func() error {
+		tl.mu.Lock()
+		defer tl.mu.Unlock()
+		missing := 0
+		for _, id := range before {
+			if tl.byMsg[id] == 0 {
+				missing++
+			}
+		}
+		if missing > 0 {
+			return fmt.Errorf("%d of the %d deliveries published before the kill have not arrived", missing, len(before))
+		}
+		return nil
+	})
+	t.Logf("all %d deliveries published before the kill arrived within %v of it", len(before), time.Since(kill).Round(time.Millisecond))
+
+	// The killed worker's partitions are delivered again, by the others.
+	resumed := time.Now()
+	time.Sleep(time.Second)
+	l.stop()
+	if l.err != nil {
+		t.Fatalf("load: %v", l.err)
+	}
+	e.waitAllArrived(t, l, tl, waitTimeout)
+	e.waitDeliveriesEmpty(t)
+	l.mu.Lock()
+	afterKill := 0
+	for id, at := range l.published {
+		if at.After(resumed) && slices.Contains(killedParts, streams.Partition(l.endpoint[id], partitions)) {
+			afterKill++
+		}
+	}
+	l.mu.Unlock()
+	if afterKill == 0 {
+		t.Errorf("no delivery of the killed worker's partitions was published after they resumed")
+	}
+	published, lost, dups, unexpected := l.accounting(tl)
+	t.Logf("%d deliveries published, %d lost, %d duplicated, %d unexpected; shares %v", published, lost, len(dups), len(unexpected), tl.shares())
+	if lost != 0 || len(unexpected) != 0 {
+		t.Errorf("%d lost, %d unexpected; want 0 each", lost, len(unexpected))
+	}
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	sort.Strings(dups)
+	for _, id := range dups {
+		if tl.first[id] != killed.name {
+			t.Errorf("message %s arrived %d times, first from %s: only the killed worker's sends may be repeated", id, tl.byMsg[id], tl.first[id])
+		}
+		// Sent by the killed worker, which could not ack it: it returns
+		// after the ack wait, to another worker.
+		if again := tl.lastAt[id].Sub(kill); again > 15*time.Second {
+			t.Errorf("message %s, sent by the killed worker, was sent again %v after the kill, want within 15 s", id, again)
+		} else {
+			t.Logf("message %s, sent by the killed worker before it died, was sent again %v after the kill", id, again.Round(time.Millisecond))
+		}
+	}
+}
