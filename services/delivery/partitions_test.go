@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
 
 // balanceWithin is how soon after a worker joins or leaves the partitions
@@ -407,5 +409,105 @@ func TestPartitionsMoveFromAKilledWorker(t *testing.T) {
 		} else {
 			t.Logf("message %s, sent by the killed worker before it died, was sent again %v after the kill", id, again.Round(time.Millisecond))
 		}
+	}
+}
+
+// TestPartitionMovesAfterItsHangingAttemptIsSettled has one worker hold
+// both partitions, each with an attempt hanging; a second worker joins and
+// takes one: the first settles that partition's attempt first (cut short
+// at the grace, recorded as a timeout, retried), and only then gives up the
+// lease, so the endpoint's retry, sent by the second worker, starts after
+// the first attempt ended: never two workers on one endpoint at once.
+func TestPartitionMovesAfterItsHangingAttemptIsSettled(t *testing.T) {
+	const partitions = 2
+	e := newEnv(t)
+	var (
+		mu     sync.Mutex
+		calls  = map[string]int{}       // endpoint → requests
+		second = map[string]time.Time{} // endpoint → arrival of its second request
+		by     = map[string]string{}    // endpoint → user agent of its second request
+		hung   = make(chan struct{}, partitions)
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // so that the server notices the client hanging up
+		ep := r.URL.Path[1:]
+		mu.Lock()
+		calls[ep]++
+		n := calls[ep]
+		if n == 2 {
+			second[ep] = time.Now()
+			by[ep] = r.Header.Get("user-agent")
+		}
+		mu.Unlock()
+		if n == 1 {
+			hung <- struct{}{}
+			<-r.Context().Done()
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(srv.Close)
+	var eps []*configv1.Endpoint
+	for p := range partitions {
+		for {
+			ep := newEndpoint(t, "")
+			if streams.Partition(ep.GetId(), partitions) == p {
+				ep.Url = srv.URL + "/" + ep.GetId()
+				e.config.put(ep)
+				eps = append(eps, ep)
+				break
+			}
+		}
+	}
+	cfg := partitionConfig(partitions)
+	cfg.ShutdownGrace = time.Second
+	cfg.DefaultTimeout = MaxTimeout
+	a := e.startNamed(t, cfg, "worker-a")
+	for _, ep := range eps {
+		e.publishTo(context.Background(), t, newDelivery(ep), partitions)
+	}
+	for range partitions {
+		waitClosed(t, hung, "a hanging attempt")
+	}
+
+	joined := time.Now()
+	b := e.startNamed(t, cfg, "worker-b")
+	took := waitBalanced(t, []named{a, b}, partitions, joined)
+	moved := b.w.svc.Partitions()
+	t.Logf("balanced %v after the second worker started; it took partition %v", took.Round(time.Millisecond), moved)
+	if took < cfg.ShutdownGrace {
+		t.Errorf("the partition moved %v after the join, before its attempt's grace (%v) was over", took, cfg.ShutdownGrace)
+	}
+	ep := eps[moved[0]].GetId()
+	testenv.WaitFor(t, waitTimeout, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := second[ep]; !ok {
+			return errors.New("the moved endpoint's retry has not arrived")
+		}
+		return nil
+	})
+	mu.Lock()
+	if by[ep] != "worker-b" {
+		t.Errorf("the moved endpoint's retry was sent by %q, want worker-b", by[ep])
+	}
+	retried := second[ep]
+	mu.Unlock()
+	var timeout, success int
+	for _, at := range e.attempts(t, 2) {
+		switch {
+		case at.GetEndpointId() == ep && at.GetOutcome() == eventv1.Outcome_OUTCOME_TIMEOUT && at.GetState() == eventv1.DeliveryState_DELIVERY_STATE_RETRYING:
+			timeout++
+			// The first worker's attempt ended (its client gave up)
+			// before the second worker's began.
+			if end := at.GetStartedAt().AsTime().Add(time.Duration(at.GetDurationUs()) * time.Microsecond); !retried.After(end) {
+				t.Errorf("the moved endpoint's retry arrived at %v, before its cut-short attempt ended at %v", retried, end)
+			}
+		case at.GetEndpointId() == ep && at.GetOutcome() == eventv1.Outcome_OUTCOME_SUCCESS:
+			success++
+		}
+	}
+	if timeout != 1 || success != 1 {
+		t.Errorf("the moved endpoint has %d timeout and %d successful attempts, want 1 and 1", timeout, success)
 	}
 }
