@@ -24,7 +24,7 @@
 //	PULSEHOOKS_LANE_CONCURRENCY attempts in flight per endpoint (default 8)
 //	PULSEHOOKS_LANE_QUEUE      deliveries waiting per endpoint before they are put off (default 64)
 //	PULSEHOOKS_LANE_MAX_WAIT   longest wait in a lane before a delivery is put off (default 5s)
-//	PULSEHOOKS_SHUTDOWN_GRACE  how long shutdown waits for attempts in flight (default 10s)
+//	PULSEHOOKS_SHUTDOWN_GRACE  how long shutdown (or a partition moving) waits for attempts in flight before cutting them short as timeouts to retry (default 10s)
 //	PULSEHOOKS_MAX_IN_FLIGHT   attempts in flight in the worker across all endpoints (default 1024)
 //	PULSEHOOKS_ACK_WAIT        ack wait of the partition consumers (default 10s)
 //	PULSEHOOKS_LEASE_TTL       life of a worker's membership and partition leases without renewal (default 5s)
