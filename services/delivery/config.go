@@ -198,6 +198,9 @@ type Hooks struct {
 	// attempt stored, before the JetStream ack. A test can stop the worker
 	// here to simulate a crash between the two.
 	AfterSuccess func(ctx context.Context, messageID, endpointID string)
+	// Pulling is called with true just before the worker starts pulling a
+	// partition, and with false once it has stopped.
+	Pulling func(partition int, on bool)
 }
 
 func (c Config) withDefaults() Config {

@@ -40,6 +40,8 @@ type partition struct {
 	concurrency int
 	// laneMaxWait is how long a delivery may wait in its lane's queue.
 	laneMaxWait time.Duration
+	// pullingHook is Hooks.Pulling, or nil.
+	pullingHook func(partition int, on bool)
 	// pinID is the pin id of the last message received: this worker's pin,
 	// unless the pin has moved since.
 	pinID atomic.Value // string
@@ -74,6 +76,7 @@ func newPartition(index int, c jetstream.Consumer, s jetstream.Stream, cfg Confi
 		deferDelay:  cfg.DeferDelay,
 		concurrency: cfg.LaneConcurrency,
 		laneMaxWait: cfg.LaneMaxWait,
+		pullingHook: cfg.Hooks.Pulling,
 		settled:     make(chan struct{}),
 		held:        map[uint64]*job{},
 	}
@@ -245,6 +248,9 @@ func (p *partition) start(ctx context.Context) {
 	pullCtx, cancelPull := context.WithCancel(ctx)
 	keepCtx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancelPull, p.stopKeep = cancelPull, stopKeep
+	if p.pullingHook != nil {
+		p.pullingHook(p.index, true)
+	}
 	p.pulling.Add(2)
 	go func() {
 		defer p.pulling.Done()
@@ -269,6 +275,9 @@ func (p *partition) stopPulling() {
 	p.stopOnce.Do(func() {
 		p.cancelPull()
 		p.pulling.Wait()
+		if p.pullingHook != nil {
+			p.pullingHook(p.index, false)
+		}
 		p.stop()
 	})
 }

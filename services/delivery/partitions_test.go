@@ -207,26 +207,53 @@ type named struct {
 	w    *worker
 }
 
-// startNamed starts a worker whose requests carry its name as user agent.
-func (e *env) startNamed(t *testing.T, cfg Config, name string) named {
+// pulls records, in the order they happen, the starts and stops of every
+// worker's pulls, to check that no two workers ever pull one partition at
+// once: a worker stops pulling before it gives up the lease, and the next
+// holder starts after it has taken the lease, so the hooks' order is the
+// real one.
+type pulls struct {
+	t  *testing.T
+	mu sync.Mutex
+	by map[int]string // partition → the worker pulling it
+}
+
+func newPulls(t *testing.T) *pulls { return &pulls{t: t, by: map[int]string{}} }
+
+// hook returns the Hooks.Pulling of worker name.
+func (ps *pulls) hook(name string) func(int, bool) {
+	return func(p int, on bool) {
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+		switch cur, ok := ps.by[p]; {
+		case on && ok:
+			ps.t.Errorf("%s starts pulling partition %d while %s pulls it", name, p, cur)
+		case on:
+			ps.by[p] = name
+		case cur == name:
+			delete(ps.by, p)
+		}
+	}
+}
+
+// startNamed starts a worker whose requests carry its name as user agent,
+// and whose pulls are recorded in ps.
+func (e *env) startNamed(t *testing.T, cfg Config, ps *pulls, name string) named {
 	t.Helper()
 	cfg.UserAgent = name
+	cfg.Hooks.Pulling = ps.hook(name)
 	return named{name: name, w: e.startWorker(t, cfg, workerOptions{})}
 }
 
-// checkBalanced reports whether the workers pull disjoint sets of
-// partitions covering all n, each worker ⌊n/W⌋ or ⌈n/W⌉ of them; two
-// workers pulling one partition fails the test at once.
-func checkBalanced(t *testing.T, ws []named, n int) error {
-	t.Helper()
-	owner := map[int]string{}
+// checkBalanced reports whether the workers hold partitions covering all
+// n, each worker ⌊n/W⌋ or ⌈n/W⌉ of them (pulls checks that no two pull
+// one at once).
+func checkBalanced(ws []named, n int) error {
+	held := map[int]bool{}
 	counts := map[string]int{}
 	for _, w := range ws {
 		for _, p := range w.w.svc.Partitions() {
-			if o, ok := owner[p]; ok {
-				t.Fatalf("partition %d pulled by %s and %s at once", p, o, w.name)
-			}
-			owner[p] = w.name
+			held[p] = true
 			counts[w.name]++
 		}
 	}
@@ -236,8 +263,8 @@ func checkBalanced(t *testing.T, ws []named, n int) error {
 			return fmt.Errorf("%s holds %d partitions, want %d–%d (holdings %v)", w.name, c, lo, hi, counts)
 		}
 	}
-	if len(owner) != n {
-		return fmt.Errorf("%d of %d partitions held (holdings %v)", len(owner), n, counts)
+	if len(held) != n {
+		return fmt.Errorf("%d of %d partitions held (holdings %v)", len(held), n, counts)
 	}
 	return nil
 }
@@ -246,7 +273,7 @@ func checkBalanced(t *testing.T, ws []named, n int) error {
 // since, and returns how long after since it was met.
 func waitBalanced(t *testing.T, ws []named, n int, since time.Time) time.Duration {
 	t.Helper()
-	testenv.WaitFor(t, balanceWithin-time.Since(since), func() error { return checkBalanced(t, ws, n) })
+	testenv.WaitFor(t, balanceWithin-time.Since(since), func() error { return checkBalanced(ws, n) })
 	return time.Since(since)
 }
 
@@ -265,12 +292,13 @@ func partitionConfig(partitions int) Config {
 func TestPartitionsBalanceAcrossWorkers(t *testing.T) {
 	const partitions = 12
 	e := newEnv(t)
+	ps := newPulls(t)
 	tl := newTally(t)
 	eps := spreadEndpoints(t, e, tl, partitions, 3)
 	cfg := partitionConfig(partitions)
-	ws := []named{e.startNamed(t, cfg, "worker-a"), e.startNamed(t, cfg, "worker-b")}
+	ws := []named{e.startNamed(t, cfg, ps, "worker-a"), e.startNamed(t, cfg, ps, "worker-b")}
 	joined := time.Now()
-	ws = append(ws, e.startNamed(t, cfg, "worker-c"))
+	ws = append(ws, e.startNamed(t, cfg, ps, "worker-c"))
 	took := waitBalanced(t, ws, partitions, joined)
 	t.Logf("3 workers balanced %v after the third started", took.Round(time.Millisecond))
 
@@ -294,7 +322,7 @@ func TestPartitionsBalanceAcrossWorkers(t *testing.T) {
 	}
 
 	joined = time.Now()
-	ws = append(ws, e.startNamed(t, cfg, "worker-d"))
+	ws = append(ws, e.startNamed(t, cfg, ps, "worker-d"))
 	took = waitBalanced(t, ws, partitions, joined)
 	t.Logf("4 workers balanced %v after the fourth started", took.Round(time.Millisecond))
 	mark := tl.shares()["worker-d"]
@@ -331,11 +359,12 @@ func TestPartitionsBalanceAcrossWorkers(t *testing.T) {
 func TestPartitionsMoveFromAKilledWorker(t *testing.T) {
 	const partitions = 12
 	e := newEnv(t)
+	ps := newPulls(t)
 	tl := newTally(t)
 	tl.delay = 30 * time.Millisecond // so that the killed worker holds deliveries in flight
 	eps := spreadEndpoints(t, e, tl, partitions, 3)
 	cfg := partitionConfig(partitions)
-	ws := []named{e.startNamed(t, cfg, "worker-a"), e.startNamed(t, cfg, "worker-b"), e.startNamed(t, cfg, "worker-c")}
+	ws := []named{e.startNamed(t, cfg, ps, "worker-a"), e.startNamed(t, cfg, ps, "worker-b"), e.startNamed(t, cfg, ps, "worker-c")}
 	waitBalanced(t, ws, partitions, time.Now())
 	l := e.startSteadyLoad(t, eps, partitions, 5*time.Millisecond)
 	time.Sleep(1500 * time.Millisecond)
@@ -421,6 +450,7 @@ func TestPartitionsMoveFromAKilledWorker(t *testing.T) {
 func TestPartitionMovesAfterItsHangingAttemptIsSettled(t *testing.T) {
 	const partitions = 2
 	e := newEnv(t)
+	ps := newPulls(t)
 	var (
 		mu     sync.Mutex
 		calls  = map[string]int{}       // endpoint → requests
@@ -462,7 +492,7 @@ func TestPartitionMovesAfterItsHangingAttemptIsSettled(t *testing.T) {
 	cfg := partitionConfig(partitions)
 	cfg.ShutdownGrace = time.Second
 	cfg.DefaultTimeout = MaxTimeout
-	a := e.startNamed(t, cfg, "worker-a")
+	a := e.startNamed(t, cfg, ps, "worker-a")
 	for _, ep := range eps {
 		e.publishTo(context.Background(), t, newDelivery(ep), partitions)
 	}
@@ -471,7 +501,7 @@ func TestPartitionMovesAfterItsHangingAttemptIsSettled(t *testing.T) {
 	}
 
 	joined := time.Now()
-	b := e.startNamed(t, cfg, "worker-b")
+	b := e.startNamed(t, cfg, ps, "worker-b")
 	took := waitBalanced(t, []named{a, b}, partitions, joined)
 	moved := b.w.svc.Partitions()
 	t.Logf("balanced %v after the second worker started; it took partition %v", took.Round(time.Millisecond), moved)
