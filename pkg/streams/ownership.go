@@ -11,8 +11,9 @@ import (
 )
 
 // Partition ownership of the delivery workers: who is alive, and who holds
-// which partition. Both buckets are in memory: they hold only leases that
-// live seconds, which the workers write again after a server restart.
+// which partition. The buckets are on file although their keys live
+// seconds, so that they are not at the mercy of how a restarted server
+// treats memory streams; at most a few dozen small writes a second.
 const (
 	// DeliveryMembers is the KV bucket in which every delivery worker keeps
 	// a key (its member id) alive while it runs.
@@ -77,7 +78,7 @@ func ensureLeaseBucket(ctx context.Context, js jetstream.JetStream, name, descri
 		Description: description,
 		History:     1,
 		TTL:         ttl,
-		Storage:     jetstream.MemoryStorage,
+		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 	})
 	if err != nil {

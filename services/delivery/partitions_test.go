@@ -541,3 +541,44 @@ func TestPartitionMovesAfterItsHangingAttemptIsSettled(t *testing.T) {
 		t.Errorf("the moved endpoint has %d timeout and %d successful attempts, want 1 and 1", timeout, success)
 	}
 }
+
+// TestPartitionsSurviveANATSRestart restarts the nats-server under two
+// workers: the workers still hold two partitions each once a lease TTL has
+// passed since, and deliveries published after it all arrive once.
+func TestPartitionsSurviveANATSRestart(t *testing.T) {
+	const partitions = 4
+	e := newEnv(t)
+	ps := newPulls(t)
+	tl := newTally(t)
+	eps := spreadEndpoints(t, e, tl, partitions, 2)
+	cfg := partitionConfig(partitions)
+	ws := []named{e.startNamed(t, cfg, ps, "worker-a"), e.startNamed(t, cfg, ps, "worker-b")}
+	waitBalanced(t, ws, partitions, time.Now())
+
+	e.nats.Restart()
+	restarted := time.Now()
+	e.js = e.nats.JetStream(t)
+	for _, ep := range eps {
+		testenv.WaitFor(t, waitTimeout, func() error { return e.store(context.Background(), newDelivery(ep), partitions) })
+	}
+	l := e.startSteadyLoad(t, eps, partitions, 10*time.Millisecond)
+	// Past the lease TTL: leases that could not be renewed have lapsed.
+	time.Sleep(time.Until(restarted.Add(DefaultLeaseTTL + time.Second)))
+	if err := checkBalanced(ws, partitions); err != nil {
+		t.Errorf("%v after the restart: %v", time.Since(restarted).Round(time.Millisecond), err)
+	}
+	l.stop()
+	if l.err != nil {
+		t.Fatalf("load: %v", l.err)
+	}
+	e.waitAllArrived(t, l, tl, waitTimeout)
+	e.waitDeliveriesEmpty(t)
+	published, lost, dups, unexpected := l.accounting(tl)
+	// The deliveries published right after the restart are not in the
+	// load's accounting: exactly one per endpoint, so the tally has that
+	// many unexpected ones.
+	t.Logf("%d deliveries published, %d lost, %d duplicated, %d outside the load", published, lost, len(dups), len(unexpected))
+	if lost != 0 || len(dups) != 0 || len(unexpected) != len(eps) {
+		t.Errorf("%d lost, %d duplicated, %d outside the load; want 0, 0 and %d", lost, len(dups), len(unexpected), len(eps))
+	}
+}
