@@ -189,10 +189,15 @@ func EnsureEvents(ctx context.Context, js jetstream.JetStream, o Options) (jetst
 }
 
 // EnsureDeliveries creates or updates the DELIVERIES stream and one durable
-// consumer per partition. It refuses to change the partition count of an
-// existing stream, since deliveries already stored would be stranded.
+// consumer per partition, with ackWait (0: DefaultDeliveryAckWait) and
+// DeliveryPinnedTTL; existing consumers are updated to them. It refuses to
+// change the partition count of an existing stream, since deliveries
+// already stored would be stranded.
 func EnsureDeliveries(ctx context.Context, js jetstream.JetStream, o Options, ackWait time.Duration) (jetstream.Stream, error) {
 	o = o.withDefaults()
+	if ackWait <= 0 {
+		ackWait = DefaultDeliveryAckWait
+	}
 	if existing, err := js.Stream(ctx, Deliveries); err == nil {
 		if p, ok := existing.CachedInfo().Config.Metadata[partitionsKey]; ok && p != strconv.Itoa(o.Partitions) {
 			return nil, fmt.Errorf("stream %s has %s partitions, configuration says %d: %w", Deliveries, p, o.Partitions, ErrPartitionsChanged)
@@ -223,7 +228,7 @@ func EnsureDeliveries(ctx context.Context, js jetstream.JetStream, o Options, ac
 			MaxAckPending:  10000,
 			PriorityPolicy: jetstream.PriorityPolicyPinned,
 			PriorityGroups: []string{DeliveryGroup},
-			PinnedTTL:      30 * time.Second,
+			PinnedTTL:      DeliveryPinnedTTL,
 			Replicas:       o.Replicas,
 		})
 		if err != nil {

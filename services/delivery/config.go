@@ -16,9 +16,16 @@ import (
 // Defaults and limits of Config.
 const (
 	// DefaultAckWait is how long JetStream waits for a delivery's ack before
-	// redelivering it. It exceeds MaxTimeout with margin for the Redis write,
-	// the attempt record and the ack, so InProgress is rarely needed.
-	DefaultAckWait = 60 * time.Second
+	// redelivering it: a killed worker's deliveries return after it. Held
+	// deliveries get InProgress every AckWait/3, so attempts longer than it
+	// (up to MaxTimeout) stay with their worker.
+	DefaultAckWait = streams.DefaultDeliveryAckWait
+	// DefaultLeaseTTL is how long a worker's membership and partition
+	// leases live without renewal: a killed worker's partitions are taken
+	// over after it.
+	DefaultLeaseTTL = streams.DefaultLeaseTTL
+	// minLeaseTTL keeps renewals (every LeaseTTL/5) at a sane rate.
+	minLeaseTTL = time.Second
 	// DefaultTimeout is the attempt timeout of endpoints that set none.
 	DefaultTimeout = 15 * time.Second
 	// MinTimeout and MaxTimeout bound an endpoint's own timeout.
@@ -101,7 +108,7 @@ func ParseSchedule(s string) ([]time.Duration, error) {
 type Config struct {
 	// Streams are the deployment settings of the JetStream streams.
 	Streams streams.Options
-	// AckWait is the ack wait of the partition consumers (default 60s). While
+	// AckWait is the ack wait of the partition consumers (default 10s). While
 	// this worker holds a delivery (queued or in flight) it sends InProgress
 	// every AckWait/3, so a short AckWait is safe but costs more messages.
 	AckWait time.Duration
@@ -117,10 +124,15 @@ type Config struct {
 	// (default 5s); one that has waited longer is put off to the schedule,
 	// so a slow or hanging endpoint's backlog leaves the stream.
 	LaneMaxWait time.Duration
-	// ShutdownGrace is how long shutdown waits for attempts in flight
-	// (default 10s), after handing back the deliveries not yet started;
-	// attempts still running then are left to JetStream's redelivery.
+	// ShutdownGrace is how long shutdown, or the release of a partition to
+	// another worker, waits for attempts in flight (default 10s), after
+	// handing back the deliveries not yet started; an attempt still running
+	// then is cancelled, recorded as a timeout and retried on the schedule.
 	ShutdownGrace time.Duration
+	// LeaseTTL is how long this worker's member key and partition leases
+	// live without renewal (default 5s); they are renewed every LeaseTTL/5.
+	// Every worker of a deployment must use the same value.
+	LeaseTTL time.Duration
 	// MaxInFlight caps the attempts in flight in this worker across all
 	// endpoints (default 1024), so that a fan-out to thousands of endpoints
 	// queues for connections instead of opening thousands at once.
@@ -190,6 +202,9 @@ type Hooks struct {
 	// attempt stored, before the JetStream ack. A test can stop the worker
 	// here to simulate a crash between the two.
 	AfterSuccess func(ctx context.Context, messageID, endpointID string)
+	// Pulling is called with true just before the worker starts pulling a
+	// partition, and with false once it has stopped.
+	Pulling func(partition int, on bool)
 }
 
 func (c Config) withDefaults() Config {
@@ -213,6 +228,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
 	}
 	if c.IdempotencyTTL == 0 {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
@@ -277,6 +295,9 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownGrace < 0 {
 		errs = append(errs, fmt.Errorf("ShutdownGrace %v is negative", c.ShutdownGrace))
+	}
+	if c.LeaseTTL < minLeaseTTL {
+		errs = append(errs, fmt.Errorf("LeaseTTL %v is below %v", c.LeaseTTL, minLeaseTTL))
 	}
 	if c.LaneMaxWait < 0 {
 		errs = append(errs, fmt.Errorf("LaneMaxWait %v is negative", c.LaneMaxWait))

@@ -71,8 +71,12 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		cfg.FailingAfter != 3 || cfg.ClaimLease != DefaultClaimLease || cfg.ClaimBatch != DefaultClaimBatch {
 		t.Errorf("retry defaults = %+v", cfg)
 	}
-	if cfg.AckWait <= MaxTimeout {
-		t.Errorf("default AckWait %v does not exceed the longest attempt %v", cfg.AckWait, MaxTimeout)
+	// A killed worker's partitions are taken over once its leases lapse,
+	// and its unacked deliveries return after AckWait: both within 15 s.
+	// Attempts longer than AckWait (up to MaxTimeout) are kept by
+	// InProgress every AckWait/3, not by AckWait.
+	if cfg.LeaseTTL+cfg.AckWait > 15*time.Second || streams.DeliveryPinnedTTL > cfg.LeaseTTL {
+		t.Errorf("default LeaseTTL %v + AckWait %v exceed 15 s, or the pinned TTL %v exceeds the lease TTL", cfg.LeaseTTL, cfg.AckWait, streams.DeliveryPinnedTTL)
 	}
 }
 

@@ -143,7 +143,15 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	}
 
 	dl.inFlight <- struct{}{}
-	r, err := dl.sender.send(ctx, ep, d)
+	if j.abort.Err() != nil {
+		// The partition's grace ended before the attempt could start:
+		// nothing was sent, so the delivery goes back to the stream.
+		<-dl.inFlight
+		log.InfoContext(ctx, "grace over before the attempt started, handing the delivery back")
+		dl.nak(ctx, log, j, 0)
+		return
+	}
+	r, err := dl.sender.send(ctx, j.abort, ep, d)
 	<-dl.inFlight
 	if err != nil {
 		log.ErrorContext(ctx, "cannot make the request, not sending now", "err", err, "retry_in", dl.cfg.RetryDelay)

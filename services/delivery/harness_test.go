@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -99,6 +100,7 @@ func testConfig() Config {
 type worker struct {
 	svc    *Service
 	nc     *nats.Conn
+	rdb    *redis.Client
 	cancel context.CancelFunc
 	done   chan error
 
@@ -139,7 +141,7 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &worker{svc: svc, nc: nc, cancel: cancel, done: make(chan error, 1)}
+	w := &worker{svc: svc, nc: nc, rdb: rdb, cancel: cancel, done: make(chan error, 1)}
 	go func() { w.done <- svc.Run(ctx) }()
 	t.Cleanup(func() { w.stop(t) })
 	testenv.WaitFor(t, waitTimeout, func() error {
@@ -215,29 +217,44 @@ func newDelivery(ep *configv1.Endpoint) *eventv1.Delivery {
 
 // publish stores d's event in EVENTS the way ingest does, then d in
 // DELIVERIES the way fanout does (with the event's sequence), both with the
-// trace context of ctx.
+// trace context of ctx, for a deployment of one partition.
 func (e *env) publish(ctx context.Context, t *testing.T, d *eventv1.Delivery) {
 	t.Helper()
+	e.publishTo(ctx, t, d, 1)
+}
+
+// publishTo is publish for a deployment of the given number of partitions.
+func (e *env) publishTo(ctx context.Context, t *testing.T, d *eventv1.Delivery, partitions int) {
+	t.Helper()
+	if err := e.store(ctx, d, partitions); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// store is publishTo returning its error, for goroutines other than the
+// test's.
+func (e *env) store(ctx context.Context, d *eventv1.Delivery, partitions int) error {
 	ev, err := proto.Marshal(&eventv1.Event{MessageId: d.GetMessageId(), TenantId: d.GetTenantId(), EventType: d.GetEventType(), Payload: d.GetPayload(), AcceptedAt: d.GetAcceptedAt()})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	evMsg := &nats.Msg{Subject: streams.EventSubject(d.GetTenantId(), d.GetEventType()), Data: ev, Header: nats.Header{}}
 	natsx.Inject(ctx, evMsg)
 	ack, err := e.js.PublishMsg(ctx, evMsg, jetstream.WithMsgID(d.GetMessageId()))
 	if err != nil {
-		t.Fatalf("publish event: %v", err)
+		return fmt.Errorf("publish event: %w", err)
 	}
 	d.EventSequence = ack.Sequence
 	data, err := proto.Marshal(d)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	msg := &nats.Msg{Subject: streams.DeliverySubject(d.GetEndpointId(), 1), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: streams.DeliverySubject(d.GetEndpointId(), partitions), Data: data, Header: nats.Header{}}
 	natsx.Inject(ctx, msg)
 	if _, err := e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(streams.DeliveryMsgID(d.GetMessageId(), d.GetEndpointId()))); err != nil {
-		t.Fatalf("publish delivery: %v", err)
+		return fmt.Errorf("publish delivery: %w", err)
 	}
+	return nil
 }
 
 // attempts waits until ATTEMPTS holds want records and returns them in order.

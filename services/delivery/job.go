@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -25,6 +26,9 @@ type job struct {
 	// delivery is sent without consulting the Redis record of completed
 	// deliveries.
 	fresh bool
+	// abort ends when the partition's grace is over: an attempt still
+	// running is then cut short and settled as a timeout.
+	abort context.Context
 
 	mu      sync.Mutex
 	msg     jetstream.Msg // the newest delivery of the message
@@ -32,8 +36,9 @@ type job struct {
 	touched time.Time // last receipt or InProgress
 }
 
-func newJob(msg jetstream.Msg, d *eventv1.Delivery, meta *jetstream.MsgMetadata, now time.Time) *job {
+func newJob(abort context.Context, msg jetstream.Msg, d *eventv1.Delivery, meta *jetstream.MsgMetadata, now time.Time) *job {
 	return &job{
+		abort:    abort,
 		seq:      meta.Sequence.Stream,
 		delivery: d,
 		stored:   meta.Timestamp,

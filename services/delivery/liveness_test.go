@@ -35,7 +35,7 @@ func TestLivenessOfThePullLoops(t *testing.T) {
 	}
 	e.publish(context.Background(), t, newDelivery(ep))
 	e.publish(context.Background(), t, newDelivery(ep))
-	if pending, err := idle.partitions[0].deliveriesPending(context.Background()); err != nil || !pending {
+	if pending, err := idle.balancer.newPartition(0).deliveriesPending(context.Background()); err != nil || !pending {
 		t.Fatalf("deliveriesPending with 2 deliveries not pulled and no pin = %v, %v; want true", pending, err)
 	}
 
@@ -43,7 +43,7 @@ func TestLivenessOfThePullLoops(t *testing.T) {
 	w := e.startWorker(t, cfg, workerOptions{live: live})
 	e.attempts(t, 2)
 	e.waitDeliveriesEmpty(t)
-	if pending, err := w.svc.partitions[0].deliveriesPending(context.Background()); err != nil || pending {
+	if pending, err := w.svc.balancer.tenure(0).deliveriesPending(context.Background()); err != nil || pending {
 		t.Fatalf("deliveriesPending once both are delivered = %v, %v; want false", pending, err)
 	}
 	// Idle with nothing pending, for three times the limit: live.
@@ -79,7 +79,7 @@ func TestLivenessIgnoresAPartitionPinnedElsewhere(t *testing.T) {
 	second := e.startWorker(t, cfg, workerOptions{live: live})
 	e.publish(context.Background(), t, newDelivery(ep))
 	e.publish(context.Background(), t, newDelivery(ep))
-	c := second.svc.partitions[0].consumer
+	c := second.svc.balancer.newPartition(0).consumer
 	testenv.WaitFor(t, 5*time.Second, func() error {
 		info, err := c.Info(context.Background())
 		if err != nil {
@@ -90,7 +90,7 @@ func TestLivenessIgnoresAPartitionPinnedElsewhere(t *testing.T) {
 		}
 		return nil
 	})
-	if pending, err := second.svc.partitions[0].deliveriesPending(context.Background()); err != nil || pending {
+	if pending, err := second.svc.balancer.newPartition(0).deliveriesPending(context.Background()); err != nil || pending {
 		t.Fatalf("deliveriesPending of the worker without the pin = %v, %v; want false", pending, err)
 	}
 	for deadline := time.Now().Add(3 * stuckAfter); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -99,7 +99,7 @@ func TestLivenessIgnoresAPartitionPinnedElsewhere(t *testing.T) {
 		}
 	}
 
-	// The pin's TTL (30 s) passes; the second worker takes the partition.
+	// The dead worker's lease and pin lapse; the second worker takes the partition.
 	testenv.WaitFor(t, time.Minute, func() error {
 		if got := rc.count(); got != 3 {
 			return fmt.Errorf("receiver got %d requests, want 3", got)

@@ -171,7 +171,7 @@ func (ms *meters) endpointDisabled(ctx context.Context, gone bool) {
 // schedule's items per partition (Redis) and the partition consumers'
 // pending messages and pins (JetStream), each read at most every
 // metrics.ServerReadInterval, and the partitions this worker holds.
-func observeGauges(m metric.Meter, queue *retryq.Queue, parts []*partition) error {
+func observeGauges(m metric.Meter, queue *retryq.Queue, consumers []jetstream.Consumer, held func() int) error {
 	items, err := m.Int64ObservableGauge("pulsehooks.retry_schedule.items",
 		metric.WithDescription("Items in the Redis retry schedule, per partition (every worker reports every partition: aggregate with max)."),
 		metric.WithUnit("{item}"))
@@ -184,33 +184,28 @@ func observeGauges(m metric.Meter, queue *retryq.Queue, parts []*partition) erro
 	if err != nil {
 		return fmt.Errorf("delivery metrics: %w", err)
 	}
-	held, err := m.Int64ObservableGauge("pulsehooks.partitions.held",
-		metric.WithDescription("Partitions of DELIVERIES this worker holds the pin of."),
+	heldGauge, err := m.Int64ObservableGauge("pulsehooks.partitions.held",
+		metric.WithDescription("Partitions of DELIVERIES this worker holds the lease of and pulls."),
 		metric.WithUnit("{partition}"))
 	if err != nil {
 		return fmt.Errorf("delivery metrics: %w", err)
 	}
-	partSets := make([]metric.ObserveOption, len(parts))
-	consumerSets := make([]metric.ObserveOption, len(parts))
-	for i := range parts {
+	partSets := make([]metric.ObserveOption, len(consumers))
+	consumerSets := make([]metric.ObserveOption, len(consumers))
+	for i := range consumers {
 		partSets[i] = metric.WithAttributeSet(attribute.NewSet(attribute.Int("partition", i)))
 		consumerSets[i] = metric.WithAttributeSet(attribute.NewSet(
 			attribute.String("stream", streams.Deliveries), attribute.String("consumer", streams.PartitionConsumer(i))))
 	}
 	lens := metrics.NewCache(metrics.ServerReadInterval, queue.Lens)
-	type consumerState struct {
-		pending uint64
-		pinned  bool
-	}
-	infos := metrics.NewCache(metrics.ServerReadInterval, func(ctx context.Context) ([]consumerState, error) {
-		out := make([]consumerState, len(parts))
-		for i, p := range parts {
-			info, err := p.consumer.Info(ctx)
+	infos := metrics.NewCache(metrics.ServerReadInterval, func(ctx context.Context) ([]uint64, error) {
+		out := make([]uint64, len(consumers))
+		for i, c := range consumers {
+			info, err := c.Info(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("consumer info of %s: %w", streams.PartitionConsumer(i), err)
 			}
-			out[i].pending = info.NumPending
-			out[i].pinned = pinnedHere(info, p)
+			out[i] = info.NumPending
 		}
 		return out, nil
 	})
@@ -220,36 +215,18 @@ func observeGauges(m metric.Meter, queue *retryq.Queue, parts []*partition) erro
 				o.ObserveInt64(items, n, partSets[i])
 			}
 		}
+		o.ObserveInt64(heldGauge, int64(held()))
 		cs, err := infos.Get(ctx)
 		if err != nil {
 			return nil // absent rather than stale; the pull loops log JetStream trouble
 		}
-		var n int64
-		for i, c := range cs {
-			o.ObserveInt64(pending, int64(c.pending), consumerSets[i])
-			if c.pinned {
-				n++
-			}
+		for i, n := range cs {
+			o.ObserveInt64(pending, int64(n), consumerSets[i])
 		}
-		o.ObserveInt64(held, n)
 		return nil
-	}, items, pending, held)
+	}, items, pending, heldGauge)
 	if err != nil {
 		return fmt.Errorf("delivery metrics: %w", err)
 	}
 	return nil
-}
-
-// pinnedHere reports whether info shows p's pin as the delivery group's.
-func pinnedHere(info *jetstream.ConsumerInfo, p *partition) bool {
-	pin, _ := p.pinID.Load().(string)
-	if pin == "" {
-		return false
-	}
-	for _, g := range info.PriorityGroups {
-		if g.Group == streams.DeliveryGroup && g.PinnedClientID == pin {
-			return true
-		}
-	}
-	return false
 }

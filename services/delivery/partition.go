@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
@@ -19,14 +20,20 @@ import (
 // pinHeader carries the pin id of the pinned client on each message.
 const pinHeader = "Nats-Pin-Id"
 
-// partition pulls one partition consumer of DELIVERIES, as the pinned
-// client of its priority group, and hands each delivery to its endpoint's
-// lane. It tracks every delivery it holds (by stream sequence) to keep it
-// alive with InProgress and to recognise a redelivery of one it already has.
+// partition is this worker's tenure of one partition, from the moment it
+// acquires the partition's lease to the moment it has settled everything it
+// took: it pulls the partition consumer of DELIVERIES, as the pinned client
+// of its priority group, and hands each delivery to its endpoint's lane. It
+// tracks every delivery it holds (by stream sequence) to keep it alive with
+// InProgress and to recognise a redelivery of one it already has. A
+// partition acquired again later gets a new tenure.
 type partition struct {
 	index    int
 	consumer jetstream.Consumer
 	stream   jetstream.Stream
+	// loop, if set, is the pull's entry in the liveness registry, closed
+	// when the pull ends.
+	loop     *health.Loop
 	log      *slog.Logger
 	ackWait  time.Duration
 	lanes    *lanes
@@ -35,9 +42,27 @@ type partition struct {
 	// deferDelay and concurrency place deliveries put off for a full lane.
 	deferDelay  time.Duration
 	concurrency int
+	// laneMaxWait is how long a delivery may wait in its lane's queue.
+	laneMaxWait time.Duration
+	// pullingHook is Hooks.Pulling, or nil.
+	pullingHook func(partition int, on bool)
 	// pinID is the pin id of the last message received: this worker's pin,
 	// unless the pin has moved since.
 	pinID atomic.Value // string
+
+	// abort ends when the grace for attempts in flight is over (see settle).
+	abort         context.Context
+	abortAttempts context.CancelCauseFunc
+	// cancelPull ends the pull and the lane-queue expiry (pulling).
+	cancelPull context.CancelFunc
+	pulling    sync.WaitGroup
+	// stopKeep ends the InProgress signals (keeping).
+	stopKeep context.CancelFunc
+	keeping  sync.WaitGroup
+	stopOnce sync.Once
+	// settleOnce runs settle once; settled is closed when it is done.
+	settleOnce sync.Once
+	settled    chan struct{}
 
 	mu   sync.Mutex
 	held map[uint64]*job
@@ -54,8 +79,12 @@ func newPartition(index int, c jetstream.Consumer, s jetstream.Stream, cfg Confi
 		deferrer:    df,
 		deferDelay:  cfg.DeferDelay,
 		concurrency: cfg.LaneConcurrency,
+		laneMaxWait: cfg.LaneMaxWait,
+		pullingHook: cfg.Hooks.Pulling,
+		settled:     make(chan struct{}),
 		held:        map[uint64]*job{},
 	}
+	p.abort, p.abortAttempts = context.WithCancelCause(context.Background())
 	p.lanes = newLanes(cfg.LaneConcurrency, cfg.LaneQueue, func(ctx context.Context, j *job) {
 		deliver(ctx, j)
 		p.release(j)
@@ -166,7 +195,7 @@ func (p *partition) accept(ctx context.Context, msg jetstream.Msg) {
 		}
 		return
 	}
-	j := newJob(msg, d, meta, now)
+	j := newJob(p.abort, msg, d, meta, now)
 	p.mu.Lock()
 	p.held[j.seq] = j
 	p.mu.Unlock()
@@ -211,4 +240,95 @@ func (p *partition) handBackBuffered(it jetstream.MessagesContext) {
 	if n > 0 {
 		p.log.Info("handed back buffered deliveries", "count", n)
 	}
+}
+
+// settleAfterAbort bounds the wait for attempts cut short at the end of the
+// grace to be recorded, scheduled and acked.
+const settleAfterAbort = 2*settleTimeout + redisTimeout
+
+// start pulls the partition until stopPulling, and keeps the deliveries it
+// holds alive until settle.
+func (p *partition) start(ctx context.Context) {
+	pullCtx, cancelPull := context.WithCancel(ctx)
+	keepCtx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancelPull, p.stopKeep = cancelPull, stopKeep
+	if p.pullingHook != nil {
+		p.pullingHook(p.index, true)
+	}
+	p.pulling.Add(2)
+	go func() {
+		defer p.pulling.Done()
+		p.pull(pullCtx)
+	}()
+	go func() {
+		defer p.pulling.Done()
+		p.expireQueued(pullCtx, p.laneMaxWait)
+	}()
+	p.keeping.Add(1)
+	go func() {
+		defer p.keeping.Done()
+		p.keepAlive(keepCtx)
+	}()
+}
+
+// stopPulling ends the pull, hands back (nakks without delay) the
+// deliveries buffered by the pull and those waiting in lanes, and stops the
+// lanes from starting more. Attempts in flight go on (see settle). Calling
+// it again does nothing.
+func (p *partition) stopPulling() {
+	p.stopOnce.Do(func() {
+		p.cancelPull()
+		p.pulling.Wait()
+		p.loop.Close()
+		if p.pullingHook != nil {
+			p.pullingHook(p.index, false)
+		}
+		p.stop()
+	})
+}
+
+// settle waits, after stopPulling, until every delivery the partition holds
+// is settled: attempts in flight get up to grace to finish; those still
+// running then are cut short (recorded as timeouts and retried on the
+// schedule like any failed attempt) and waited for a little longer. It then
+// stops the InProgress signals. Concurrent and later calls wait for the
+// first.
+func (p *partition) settle(grace time.Duration) {
+	p.settleOnce.Do(func() {
+		defer close(p.settled)
+		if !p.waitIdle(grace) {
+			p.log.Warn("attempts still in flight after the grace: cutting them short, to be recorded as timeouts and retried",
+				"grace", grace, "held", p.heldCount())
+			p.abortAttempts(errGraceOver)
+			if !p.waitIdle(settleAfterAbort) {
+				p.log.Error("deliveries still unsettled after cutting their attempts short; JetStream redelivers them after the ack wait",
+					"held", p.heldCount())
+			}
+		}
+		p.stopKeep()
+		p.keeping.Wait()
+	})
+	<-p.settled
+}
+
+// waitIdle waits up to d until the partition holds no delivery, and reports
+// whether it does not.
+func (p *partition) waitIdle(d time.Duration) bool {
+	const poll = 10 * time.Millisecond
+	deadline := time.Now().Add(d)
+	for p.heldCount() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(poll)
+	}
+	return true
+}
+
+// heldCount is the number of deliveries the partition holds: waiting in a
+// lane, in flight or being put off.
+func (p *partition) heldCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.held)
 }

@@ -28,3 +28,23 @@ func (p *partition) releasePin(ctx context.Context) error {
 	}
 	return nil
 }
+
+// takeOverPin unpins the partition if a client is pinned: called when this
+// worker has just acquired the partition's lease and not pulled yet, the
+// pin can only be a previous holder's that did not give it up (killed, or
+// cut off), and would otherwise keep this worker waiting for the pinned TTL.
+func (p *partition) takeOverPin(ctx context.Context) error {
+	info, err := p.consumer.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer info of %s: %w", streams.PartitionConsumer(p.index), err)
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group == streams.DeliveryGroup && g.PinnedClientID != "" {
+			if err := p.stream.UnpinConsumer(ctx, streams.PartitionConsumer(p.index), streams.DeliveryGroup); err != nil {
+				return fmt.Errorf("unpin %s: %w", streams.PartitionConsumer(p.index), err)
+			}
+			p.log.InfoContext(ctx, "took the partition over from a pin its previous holder left")
+		}
+	}
+	return nil
+}

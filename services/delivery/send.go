@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,12 +49,22 @@ type sender struct {
 	tracer trace.Tracer
 }
 
+// errGraceOver is the cause with which attempts still running when their
+// partition's grace ends (at shutdown, or when the partition moves to
+// another worker) are cancelled.
+var errGraceOver = errors.New("attempt cut short: still running when the worker's grace ended")
+
 // send POSTs d to ep, within the endpoint's timeout, and classifies the
 // outcome. It returns an error, and no result, when the request could not
-// even be made (no usable secret, a malformed URL): nothing was sent.
-func (s *sender) send(ctx context.Context, ep *configv1.Endpoint, d *eventv1.Delivery) (*result, error) {
+// even be made (no usable secret, a malformed URL): nothing was sent. When
+// abort ends first, the attempt is cut short and its outcome is a timeout.
+func (s *sender) send(ctx, abort context.Context, ep *configv1.Endpoint, d *eventv1.Delivery) (*result, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.attemptTimeout(ep.GetTimeoutMs()))
 	defer cancel()
+	ctx, cut := context.WithCancelCause(ctx)
+	defer cut(nil)
+	stop := context.AfterFunc(abort, func() { cut(context.Cause(abort)) })
+	defer stop()
 	// The HTTP client span, for sampled traces only: an unsampled one would
 	// only cost (a few per cent of the CPU per delivery with otelhttp).
 	var span trace.Span
@@ -81,6 +92,10 @@ func (s *sender) send(ctx context.Context, ep *configv1.Endpoint, d *eventv1.Del
 		r.duration = time.Since(started)
 		r.err = err
 		r.outcome = classify(err, 0)
+		if cause := context.Cause(ctx); errors.Is(cause, errGraceOver) {
+			r.err = fmt.Errorf("%w: %w", cause, err)
+			r.outcome = eventv1.Outcome_OUTCOME_TIMEOUT
+		}
 		if span != nil {
 			span.SetAttributes(semconv.ErrorTypeKey.String(r.outcome.String()))
 			span.SetStatus(codes.Error, redactURLError(err).Error())

@@ -4,8 +4,9 @@
 // ATTEMPTS, and acks the delivery or, after a failure, moves it to the Redis
 // retry schedule (pkg/retryq) with backoff.
 //
-// One worker holds a partition at a time (pinned priority group); inside a
-// worker each endpoint has its own lane with a concurrency cap, so a slow
+// The partitions are spread evenly over the live workers, each holding a
+// lease per partition in a JetStream KV bucket (balancer), with the pinned
+// priority group as the backstop against two pulling one; inside a worker each endpoint has its own lane with a concurrency cap, so a slow
 // endpoint never holds up the others, and deliveries of a saturated, failing
 // or rate-limited endpoint leave the stream for the schedule rather than
 // wait in it. Every worker's scheduler returns due deliveries to the stream.
@@ -56,22 +57,22 @@ type Deps struct {
 
 // Service is a delivery worker.
 type Service struct {
-	cfg        Config
-	log        *slog.Logger
-	view       *configwatch.View
-	partitions []*partition
-	deliverer  *deliverer
-	deferrer   *deferrer
-	scheduler  *scheduler
-	states     *endpointStates
-	live       *health.Liveness
-	started    atomic.Bool
-	ready      atomic.Bool
+	cfg       Config
+	log       *slog.Logger
+	view      *configwatch.View
+	balancer  *balancer
+	deliverer *deliverer
+	deferrer  *deferrer
+	scheduler *scheduler
+	states    *endpointStates
+	live      *health.Liveness
+	started   atomic.Bool
+	ready     atomic.Bool
 }
 
 // New checks the configuration, ensures the DELIVERIES, ATTEMPTS and
-// OPERATIONAL streams and the partition consumers, and prepares the worker.
-// It starts nothing: Run does.
+// OPERATIONAL streams, the partition consumers and the membership and
+// lease buckets, and prepares the worker. It starts nothing: Run does.
 func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -87,13 +88,18 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	// JetStream may be slow to come up (a cluster electing leaders, a
 	// restarting server): wait for it rather than exit.
 	var (
-		stream jetstream.Stream
-		n      int
-		events eventSource
+		stream          jetstream.Stream
+		n               int
+		events          eventSource
+		members, leases jetstream.KeyValue
 	)
-	err = streams.Retry(ctx, deps.Logger, "ensure streams and partition consumers", func(ctx context.Context) error {
+	err = streams.Retry(ctx, deps.Logger, "ensure streams, partition consumers and lease buckets", func(ctx context.Context) error {
 		var err error
 		stream, n, events, err = ensureStreams(ctx, js, cfg, deps.Logger)
+		if err != nil {
+			return err
+		}
+		members, leases, err = streams.EnsureOwnership(ctx, js, cfg.Streams, cfg.LeaseTTL)
 		return err
 	})
 	if err != nil {
@@ -133,29 +139,40 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		meters:    ms,
 	}
 	s.deferrer = newDeferrer(s.deliverer)
-	for i := 0; i < n; i++ {
+	consumers := make([]jetstream.Consumer, n)
+	for i := range n {
 		c, err := js.Consumer(ctx, streams.Deliveries, streams.PartitionConsumer(i))
 		if err != nil {
 			return nil, fmt.Errorf("delivery: consumer %s: %w", streams.PartitionConsumer(i), err)
 		}
-		s.partitions = append(s.partitions, newPartition(i, c, stream, cfg, log, s.states, s.deferrer, s.deliverer.deliver))
+		consumers[i] = c
 	}
-	if err := observeGauges(meter, queue, s.partitions); err != nil {
+	s.balancer = newBalancer(n, cfg, members, leases, log, func(i int) *partition {
+		p := newPartition(i, consumers[i], stream, cfg, log, s.states, s.deferrer, s.deliverer.deliver)
+		p.loop = s.watchPull(p)
+		return p
+	})
+	if err := observeGauges(meter, queue, consumers, func() int { return len(s.balancer.partitions()) }); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// Ready reports whether the worker has its configuration and is pulling
-// deliveries; it turns false as soon as shutdown starts.
+// Ready reports whether the worker has its configuration and has joined
+// the workers sharing the partitions (it may hold none when there are more
+// workers than partitions); it turns false as soon as shutdown starts.
 func (s *Service) Ready() bool { return s.ready.Load() }
 
-// Run watches the configuration, and once the first snapshot is in, pulls
-// every partition until ctx ends. It then shuts down gracefully: it stops
-// pulling, leaves deliveries that have not started un-acked (JetStream
-// redelivers them to the next worker after the ack wait), lets attempts in
-// flight finish and settles them, gives up its partition pins, and returns
-// nil.
+// Partitions returns the partitions this worker holds and pulls now.
+func (s *Service) Partitions() []int { return s.balancer.partitions() }
+
+// Run watches the configuration, and once the first snapshot is in, joins
+// the workers and pulls its share of the partitions until ctx ends. It then
+// shuts down gracefully: it stops pulling, hands back at once the
+// deliveries it holds but has not started, gives up its partitions (pins
+// and leases) so other workers take them over now, lets attempts in flight
+// finish for up to ShutdownGrace and settles them (cutting short, as
+// timeouts to retry, those still running then), and returns nil.
 func (s *Service) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("delivery: Run called twice")
@@ -170,11 +187,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil // ctx ended before the first snapshot
 	}
 
-	// Deliveries held by this worker are kept alive until the attempts in
+	// Deliveries held by this worker are put off until the attempts in
 	// flight are settled, not only until ctx ends.
-	keepCtx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
-	var pulling, keeping, scheduling sync.WaitGroup
-	s.deferrer.start(keepCtx)
+	s.deferrer.start(context.WithoutCancel(ctx))
+	var scheduling sync.WaitGroup
 	scheduling.Add(2)
 	schedLoop := s.live.Loop("delivery: retry scheduler", health.Always)
 	go func() {
@@ -186,66 +202,21 @@ func (s *Service) Run(ctx context.Context) error {
 		defer scheduling.Done()
 		s.pruneStates(ctx)
 	}()
-	for _, p := range s.partitions {
-		pulling.Add(2)
-		loop := s.watchPull(p)
-		go func() {
-			defer pulling.Done()
-			defer loop.Close()
-			p.pull(ctx)
-		}()
-		go func() { // ends with the pulls, before the deferrer closes
-			defer pulling.Done()
-			p.expireQueued(ctx, s.cfg.LaneMaxWait)
-		}()
-		keeping.Add(1)
-		go func() {
-			defer keeping.Done()
-			p.keepAlive(keepCtx)
-		}()
-	}
-	s.ready.Store(true)
-	s.log.InfoContext(ctx, "delivery worker running", "partitions", len(s.partitions))
-
-	<-ctx.Done()
+	parts := s.balancer.run(ctx, func() {
+		s.ready.Store(true)
+		s.log.InfoContext(ctx, "delivery worker running", "member", s.balancer.id, "partitions", s.balancer.partitions())
+	})
 	s.ready.Store(false)
-	s.log.Info("delivery worker stopping: handing back deliveries not started, finishing attempts in flight")
-	// Deliveries pulled but not started go back to the stream at once
-	// (nakked without delay), and the pins are released so the next
-	// worker takes the partitions now; attempts in flight stay ours (kept
-	// alive) and are settled by this worker.
-	pulling.Wait()
-	for _, p := range s.partitions {
-		p.stop()
+	s.log.Info("delivery worker stopping: deliveries not started handed back and partitions given up; finishing attempts in flight", "partitions", len(parts))
+	var settling sync.WaitGroup
+	for _, p := range parts {
+		settling.Go(func() { p.settle(s.cfg.ShutdownGrace) })
 	}
-	s.releasePins()
-	s.waitInFlight()
+	settling.Wait()
 	s.deferrer.close()
 	scheduling.Wait()
-	stopKeep()
-	keeping.Wait()
 	s.log.Info("delivery worker stopped")
 	return nil
-}
-
-// waitInFlight waits for the attempts in flight, up to ShutdownGrace; those
-// still running after it are left to JetStream, which redelivers them after
-// the ack wait.
-func (s *Service) waitInFlight() {
-	done := make(chan struct{})
-	go func() {
-		for _, p := range s.partitions {
-			p.lanes.wait()
-		}
-		close(done)
-	}()
-	t := time.NewTimer(s.cfg.ShutdownGrace)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		s.log.Warn("attempts still in flight after the shutdown grace; JetStream redelivers them after the ack wait", "grace", s.cfg.ShutdownGrace)
-	}
 }
 
 // pruneStates forgets idle endpoints' states every minute until ctx ends.
@@ -258,18 +229,6 @@ func (s *Service) pruneStates(ctx context.Context) {
 			return
 		case now := <-t.C:
 			s.states.prune(now)
-		}
-	}
-}
-
-// releasePins gives up this worker's partitions so the next worker takes
-// them over at once.
-func (s *Service) releasePins() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, p := range s.partitions {
-		if err := p.releasePin(ctx); err != nil {
-			s.log.Warn("cannot release partition pin; it moves after the pinned TTL", "partition", p.index, "err", err)
 		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 const (
 	DefaultConcurrency     = 64
 	DefaultAckWait         = 30 * time.Second
-	DefaultDeliveryAckWait = 60 * time.Second
+	DefaultDeliveryAckWait = streams.DefaultDeliveryAckWait
 	DefaultMaxAckPending   = 1024
 	DefaultPublishWindow   = 256
 	DefaultPendingBytes    = 64 << 20

@@ -25,9 +25,10 @@
 //	PULSEHOOKS_LANE_CONCURRENCY attempts in flight per endpoint (default 8)
 //	PULSEHOOKS_LANE_QUEUE      deliveries waiting per endpoint before they are put off (default 64)
 //	PULSEHOOKS_LANE_MAX_WAIT   longest wait in a lane before a delivery is put off (default 5s)
-//	PULSEHOOKS_SHUTDOWN_GRACE  how long shutdown waits for attempts in flight (default 10s)
+//	PULSEHOOKS_SHUTDOWN_GRACE  how long shutdown (or a partition moving) waits for attempts in flight before cutting them short as timeouts to retry (default 10s)
 //	PULSEHOOKS_MAX_IN_FLIGHT   attempts in flight in the worker across all endpoints (default 1024)
-//	PULSEHOOKS_ACK_WAIT        ack wait of the partition consumers (default 60s)
+//	PULSEHOOKS_ACK_WAIT        ack wait of the partition consumers (default 10s)
+//	PULSEHOOKS_LEASE_TTL       life of a worker's membership and partition leases without renewal (default 5s)
 //	PULSEHOOKS_CLAIM_LEASE     lease on claimed retry-schedule items (default 30s)
 //	PULSEHOOKS_CLAIM_BATCH     retry-schedule items claimed at once (default 500)
 //	PULSEHOOKS_RETRY_POLL_INTERVAL longest wait between looks at the schedule (default 250ms)
@@ -106,6 +107,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 			LaneMaxWait:     env.Duration("PULSEHOOKS_LANE_MAX_WAIT", 0),
 			ShutdownGrace:   env.Duration("PULSEHOOKS_SHUTDOWN_GRACE", 0),
 			AckWait:         env.Duration("PULSEHOOKS_ACK_WAIT", 0),
+			LeaseTTL:        env.Duration("PULSEHOOKS_LEASE_TTL", 0),
 			ClaimLease:      env.Duration("PULSEHOOKS_CLAIM_LEASE", 0),
 			ClaimBatch:      env.Int("PULSEHOOKS_CLAIM_BATCH", 0),
 			PollInterval:    env.Duration("PULSEHOOKS_RETRY_POLL_INTERVAL", 0),
