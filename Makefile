@@ -73,7 +73,7 @@ bench: deps ## Run every benchmark scenario (~7 min; PROFILE=1 adds pprof profil
 	go run ./bench/cmd/bench -docs docs/BENCHMARKS.md $(if $(filter 1,$(PROFILE)),-profile)
 
 .PHONY: bench-quick
-bench-quick: ## Short throughput and latency benchmark (under a minute); prints the results JSON as its last line.
+bench-quick: ## Short throughput, latency, trickle and idle runs (a few minutes); prints the results JSON as its last line.
 	go run ./bench/cmd/bench -quick
 
 .PHONY: tools

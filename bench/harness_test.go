@@ -60,6 +60,14 @@ func TestHarnessCountsATinyRunExactly(t *testing.T) {
 	if r.Accepted != 300 || r.Expected != 600 || r.Deliveries != 600 {
 		t.Errorf("accepted %d, expected %d, delivered %d; want 300, 600, 600", r.Accepted, r.Expected, r.Deliveries)
 	}
+	// Every counted delivery is measured from its event's stored time in
+	// EVENTS, which JetStream took before ingest's reply.
+	if n, _ := r.Extra["from_store_deliveries"].(int); n != 600 || r.Extra["from_store_missing"] != nil {
+		t.Errorf("from the store: %v deliveries measured, %v without a stored time; want 600 and none", r.Extra["from_store_deliveries"], r.Extra["from_store_missing"])
+	}
+	if r.P99MsFromStore <= 0 || r.P50MsFromStore > r.P99MsFromStore {
+		t.Errorf("p50_ms_from_store %v, p99_ms_from_store %v: want p99 > 0 and p50 ≤ p99", r.P50MsFromStore, r.P99MsFromStore)
+	}
 	if _, err := os.Stat(filepath.Join(h.ResultsDir(), "smoke.json")); err != nil {
 		t.Errorf("results file: %v", err)
 	}

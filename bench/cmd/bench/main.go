@@ -8,7 +8,7 @@
 // performance bar is reported, not an error.
 //
 //	go run ./bench/cmd/bench                       # every scenario
-//	go run ./bench/cmd/bench -quick                # throughput and latency, short; prints the JSON last
+//	go run ./bench/cmd/bench -quick                # throughput, latency, trickle and idle, short; prints the JSON last
 //	go run ./bench/cmd/bench -scenarios latency -profile
 package main
 
@@ -40,7 +40,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	scenarios := fs.String("scenarios", "all", "comma-separated scenarios: "+strings.Join(harness.Scenarios, ", ")+", or all")
-	quick := fs.Bool("quick", false, "short throughput and latency runs (under a minute); prints the results JSON as the last line")
+	quick := fs.Bool("quick", false, "short throughput, latency, trickle and idle runs (a few minutes); prints the results JSON as the last line")
 	shape := fs.String("shape", harness.ShapeStandalone, "system shape of the traffic scenarios: standalone or processes (endpoint-scale always uses processes)")
 	redisMode := fs.String("redis", "auto", "auto (redis-server if on PATH, else in-process), server, inproc, or a redis:// URL")
 	profile := fs.Bool("profile", os.Getenv("PROFILE") == "1", "fetch CPU, heap and allocation profiles of the system under load into <results>/profiles (PROFILE=1)")

@@ -73,10 +73,10 @@ type Options struct {
 }
 
 // Scenarios lists the scenarios `all` runs, in order.
-var Scenarios = []string{"throughput", "latency", "fanout", "isolation", "scale", "retry", "rollout"}
+var Scenarios = []string{"throughput", "latency", "fanout", "isolation", "scale", "retry", "trickle", "idle", "rollout"}
 
 // QuickScenarios are what bench-quick runs.
-var QuickScenarios = []string{"throughput", "latency"}
+var QuickScenarios = []string{"throughput", "latency", "trickle", "idle"}
 
 // Harness runs scenarios.
 type Harness struct {
@@ -227,6 +227,10 @@ func (h *Harness) runScenario(ctx context.Context, name string) Result {
 		err = h.throughput(ctx, &res)
 	case "latency":
 		err = h.latency(ctx, &res)
+	case "trickle":
+		err = h.trickle(ctx, &res)
+	case "idle":
+		err = h.idle(ctx, &res)
 	case "fanout":
 		err = h.fanout(ctx, &res)
 	case "isolation":

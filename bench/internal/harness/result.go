@@ -93,6 +93,17 @@ type Result struct {
 	// the receiver at the same rate: the latency floor of this machine.
 	CeilingP50Ms float64 `json:"ceiling_p50_ms,omitempty"`
 	CeilingP99Ms float64 `json:"ceiling_p99_ms,omitempty"`
+	// P50MsFromStore and P99MsFromStore measure from the time JetStream
+	// stored the event in EVENTS (the stream's timestamp of the message,
+	// found by its Nats-Msg-Id, which is the webhook-id) to its first 2xx
+	// receipt: ingest's reply, which comes later, is not in the way.
+	P50MsFromStore float64 `json:"p50_ms_from_store,omitempty"`
+	P99MsFromStore float64 `json:"p99_ms_from_store,omitempty"`
+	// IdleCPUPctP8 and IdleCPUPctP64 are the CPU the whole system (its
+	// processes and redis-server) used with no traffic, in percent of one
+	// core, with 8 and with 64 delivery partitions (idle scenario).
+	IdleCPUPctP8  *float64 `json:"idle_cpu_pct_p8,omitempty"`
+	IdleCPUPctP64 *float64 `json:"idle_cpu_pct_p64,omitempty"`
 	// RSSPeakMiB is each process's peak resident set (VmHWM).
 	RSSPeakMiB map[string]float64 `json:"rss_peak_mib"`
 	// CPUSeconds is the CPU time each process used during the load and the
@@ -100,7 +111,7 @@ type Result struct {
 	// per delivery, and CeilingCPUPerRequestUs the CPU time of the direct
 	// client and the receiver per request in the ceiling run.
 	CPUSeconds             map[string]float64 `json:"cpu_s,omitempty"`
-	CPUPerDeliveryUs       float64            `json:"cpu_per_delivery_us,omitempty"`
+	CPUPerDeliveryUs       float64            `json:"cpu_us_per_delivery,omitempty"`
 	CeilingCPUPerRequestUs float64            `json:"ceiling_cpu_per_request_us,omitempty"`
 	// Extra holds what only this scenario measures.
 	Extra map[string]any `json:"extra,omitempty"`
@@ -258,6 +269,11 @@ func Markdown(results []Result) string {
 		if status != StatusOK {
 			status = "**" + status + "**"
 		}
+		if r.IdleCPUPctP8 != nil || r.IdleCPUPctP64 != nil {
+			// No traffic: the figures are in the notes.
+			fmt.Fprintf(&b, "| %s | %s | — | — | — | — | — | — | — | — | — | %s |\n", r.Scenario, status, r.Bar)
+			continue
+		}
 		if r.Expected == 0 {
 			// No deliveries were counted (the retry schedule is measured
 			// on its own): only the latency columns apply.
@@ -305,6 +321,17 @@ func Markdown(results []Result) string {
 		}
 		if r.CPUPerDeliveryUs > 0 {
 			parts = append(parts, fmt.Sprintf("system CPU %.0f µs per delivery (direct POST: %.0f µs per request, client and receiver)", r.CPUPerDeliveryUs, r.CeilingCPUPerRequestUs))
+		}
+		if r.P99MsFromStore > 0 {
+			parts = append(parts, fmt.Sprintf("latency from the stored event: p50 %.2f ms, p99 %.2f ms", r.P50MsFromStore, r.P99MsFromStore))
+		}
+		for _, idle := range []struct {
+			p   int
+			pct *float64
+		}{{8, r.IdleCPUPctP8}, {64, r.IdleCPUPctP64}} {
+			if idle.pct != nil {
+				parts = append(parts, fmt.Sprintf("idle CPU with %d partitions %.2f %% of one core", idle.p, *idle.pct))
+			}
 		}
 		if r.CeilingP99Ms > 0 {
 			parts = append(parts, fmt.Sprintf("direct-POST floor at the same rate: p50 %.2f ms, p99 %.2f ms", r.CeilingP50Ms, r.CeilingP99Ms))
