@@ -78,23 +78,28 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	return c
 }
 
-// WaitReady waits until the cluster has a meta leader and every running
-// node sees all peers, failing the test after timeout.
+// WaitReady waits until the cluster has a meta leader that sees every node
+// online and every running node is current with it (as nats-server's own
+// tests wait), failing the test after timeout.
 func (c *Cluster) WaitReady(timeout time.Duration) {
 	c.t.Helper()
 	WaitFor(c.t, timeout, func() error {
-		leader := false
+		var leader *ClusterNode
 		for _, node := range c.nodes {
-			if node.srv == nil {
-				continue
+			if node.srv != nil && node.srv.JetStreamIsLeader() {
+				leader = node
 			}
-			if got := len(node.srv.JetStreamClusterPeers()); got != len(c.nodes) {
-				return fmt.Errorf("%s sees %d of %d JetStream peers", node.name, got, len(c.nodes))
-			}
-			leader = leader || node.srv.JetStreamIsLeader()
 		}
-		if !leader {
+		if leader == nil {
 			return errors.New("no JetStream meta leader yet")
+		}
+		if got := len(leader.srv.JetStreamClusterPeers()); got != len(c.nodes) {
+			return fmt.Errorf("meta leader %s sees %d of %d JetStream peers online", leader.name, got, len(c.nodes))
+		}
+		for _, node := range c.nodes {
+			if node.srv != nil && !node.srv.JetStreamIsCurrent() {
+				return fmt.Errorf("%s is not current with the meta leader", node.name)
+			}
 		}
 		return nil
 	})

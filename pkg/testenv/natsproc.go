@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // natsdBinary is the natsd command (pkg/testenv/natsd), built once per test
@@ -143,4 +146,20 @@ func (n *NATSProcess) signal(sig syscall.Signal) {
 		<-n.done
 	}
 	n.cmd = nil
+}
+
+// JetStream returns a JetStream context on a new connection that
+// reconnects forever; it is closed when the test ends.
+func (n *NATSProcess) JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(n.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect to natsd: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return js
 }
