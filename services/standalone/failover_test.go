@@ -24,6 +24,11 @@ const (
 	loadInterval = 100 * time.Millisecond
 )
 
+// slowEndpoint is how long the endpoints of the NATS failure tests take to
+// answer: about 8 attempts are in flight at any moment, so a failure
+// always finds some whose records and acks are still to come.
+const slowEndpoint = 100 * time.Millisecond
+
 // startLoad runs pb until the returned function is called, which waits for
 // the publishes in flight.
 func startLoad(pb *publisher) (stop func()) {
@@ -38,33 +43,58 @@ func startLoad(pb *publisher) (stop func()) {
 
 // TestClusterLeaderFailoverLosesNothing kills (shuts down) the node leading
 // DELIVERIES in a 3-node JetStream cluster with every stream at R3, starts
-// it again on its store, then does the same to the node leading EVENTS,
-// all under load. Publishers retry errors with the same Idempotency-Key.
-// Nothing accepted is lost, every attempt the endpoints saw has its record,
-// and every event is stored once.
+// it again on its store, then does the same to the node leading EVENTS, and
+// last stops two nodes at once (the leaders of DELIVERIES and ATTEMPTS, or
+// another second one): for 6 s no stream has a quorum, longer than any
+// single publish waits. All under load, with slow endpoints so attempts are
+// in flight at every kill. Publishers retry errors with the same
+// Idempotency-Key. Nothing accepted is lost, every attempt the endpoints saw
+// has its record, and every event is stored once.
 func TestClusterLeaderFailoverLosesNothing(t *testing.T) {
 	c := testenv.StartCluster(t, 3)
 	p := newPipeline(t, c.URLs(), 3)
-	hooks := newHookLog(t)
+	hooks := newHookLog(t, slowEndpoint)
 	tenant := p.setUp(t, hooks, "a", "b")
 	pb := &publisher{url: "http://" + p.ingestHTTP, token: p.operatorToken, tenant: tenant, retry: true}
 	pb.init()
+	started := time.Now()
 	stop := startLoad(pb)
 	for _, stream := range []string{streams.Deliveries, streams.Events} {
-		time.Sleep(2 * time.Second)
+		time.Sleep(1500 * time.Millisecond)
 		leader := c.WaitStreamLeader(stream, 10*time.Second)
-		t.Logf("stopping %s, the leader of %s", leader.Name(), stream)
+		t.Logf("%v: stopping %s, the leader of %s", time.Since(started).Round(time.Millisecond), leader.Name(), stream)
 		leader.Stop()
-		time.Sleep(3 * time.Second)
+		time.Sleep(2 * time.Second)
 		leader.Start()
 		c.WaitReady(30 * time.Second)
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(time.Second)
+	first := c.WaitStreamLeader(streams.Deliveries, 10*time.Second)
+	second := c.WaitStreamLeader(streams.Attempts, 10*time.Second)
+	if second == first {
+		for _, node := range c.Nodes() {
+			if node != first {
+				second = node
+				break
+			}
+		}
+	}
+	t.Logf("%v: stopping %s and %s: no quorum for 6s", time.Since(started).Round(time.Millisecond), first.Name(), second.Name())
+	first.Stop()
+	second.Stop()
+	time.Sleep(6 * time.Second)
+	first.Start()
+	second.Start()
+	c.WaitReady(30 * time.Second)
+	time.Sleep(time.Second)
 	stop()
+	t.Logf("%v: load stopped", time.Since(started).Round(time.Millisecond))
 	js := c.JetStream(t)
 	checkLedger(t, account(t, js, pb, hooks))
+	t.Logf("%v: accounted", time.Since(started).Round(time.Millisecond))
 	checkStoredOnce(t, js, pb)
 	t.Logf("publishers got %d error answers (each retried with its key)", pb.errors)
+	t.Cleanup(func() { t.Logf("%v: cleanup", time.Since(started).Round(time.Millisecond)) })
 }
 
 // TestNATSKillLosesNothingAndResendsNothingCompleted SIGKILLs a single
@@ -75,7 +105,7 @@ func TestClusterLeaderFailoverLosesNothing(t *testing.T) {
 func TestNATSKillLosesNothingAndResendsNothingCompleted(t *testing.T) {
 	n := testenv.StartNATSProcess(t)
 	p := newPipeline(t, n.URL(), 1)
-	hooks := newHookLog(t)
+	hooks := newHookLog(t, slowEndpoint)
 	tenant := p.setUp(t, hooks, "a", "b")
 	pb := &publisher{url: "http://" + p.ingestHTTP, token: p.operatorToken, tenant: tenant, retry: true}
 	pb.init()
@@ -128,7 +158,7 @@ func TestNATSKillLosesNothingAndResendsNothingCompleted(t *testing.T) {
 func TestNATSOutageErrorAnswersAreNotStored(t *testing.T) {
 	n := testenv.StartNATS(t)
 	p := newPipeline(t, n.URL(), 1)
-	hooks := newHookLog(t)
+	hooks := newHookLog(t, 0)
 	tenant := p.setUp(t, hooks, "a", "b")
 	pb := &publisher{url: "http://" + p.ingestHTTP, token: p.operatorToken, tenant: tenant}
 	pb.init()
@@ -172,7 +202,7 @@ func TestNATSOutageErrorAnswersAreNotStored(t *testing.T) {
 func TestRollingRestartLosesNothing(t *testing.T) {
 	n := testenv.StartNATS(t)
 	p := newPipeline(t, n.URL(), 1)
-	hooks := newHookLog(t)
+	hooks := newHookLog(t, 0)
 	tenant := p.setUp(t, hooks, "a", "b")
 	pb := &publisher{url: "http://" + p.ingestHTTP, token: p.operatorToken, tenant: tenant, retry: true}
 	pb.init()

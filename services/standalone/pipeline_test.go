@@ -221,6 +221,12 @@ func (p *pipeline) stop(name string) {
 		return
 	}
 	rs.cancel()
+	stopping := time.Now()
+	defer func() {
+		if d := time.Since(stopping); d > 2*time.Second {
+			p.t.Logf("%s took %v to stop", name, d.Round(time.Millisecond))
+		}
+	}()
 	select {
 	case err := <-rs.done:
 		if err != nil {
@@ -294,16 +300,21 @@ func (p *pipeline) setUp(t *testing.T, hooks *hookLog, names ...string) (tenantI
 type hookLog struct {
 	srv       *httptest.Server
 	endpoints map[string]string // endpoint id → name, filled before the load
+	// delay is how long each answer takes: with a slow endpoint, attempts
+	// are in flight (and their records and acks to come) whenever NATS
+	// breaks.
+	delay time.Duration
 
 	mu  sync.Mutex
 	got map[string]map[string]int // name → webhook-id → requests
 }
 
-func newHookLog(t *testing.T) *hookLog {
+func newHookLog(t *testing.T, delay time.Duration) *hookLog {
 	t.Helper()
-	h := &hookLog{endpoints: map[string]string{}, got: map[string]map[string]int{}}
+	h := &hookLog{endpoints: map[string]string{}, got: map[string]map[string]int{}, delay: delay}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(h.delay)
 		name := strings.TrimPrefix(r.URL.Path, "/")
 		h.mu.Lock()
 		if h.got[name] == nil {
