@@ -99,17 +99,25 @@ func TestClusterLeaderFailoverLosesNothing(t *testing.T) {
 
 // TestNATSKillLosesNothingAndResendsNothingCompleted SIGKILLs a single
 // nats-server (its own process: nothing is flushed, its consumers' state may
-// go back in time) under load and starts it again on its store. Nothing
+// go back in time: it writes them at most every 100 ms) under load and
+// starts it again on its store. Nothing
 // accepted is lost, and no delivery whose completion record (ph:done) was
 // in Redis at the moment of the kill is sent again.
 func TestNATSKillLosesNothingAndResendsNothingCompleted(t *testing.T) {
 	n := testenv.StartNATSProcess(t)
 	p := newPipeline(t, n.URL(), 1)
-	hooks := newHookLog(t, slowEndpoint)
+	// Fast endpoints and a higher rate (about 200 events/s): many deliveries
+	// are completed and acked in the last moments before the kill, whose
+	// acks the restarted server may have forgotten. On main before the
+	// fresh shortcut went, 32 of them were sent again.
+	hooks := newHookLog(t, 0)
 	tenant := p.setUp(t, hooks, "a", "b")
 	pb := &publisher{url: "http://" + p.ingestHTTP, token: p.operatorToken, tenant: tenant, retry: true}
 	pb.init()
-	stop := startLoad(pb)
+	loadCtx, cancel := context.WithCancel(context.Background())
+	loaded := make(chan struct{})
+	go func() { defer close(loaded); pb.run(loadCtx, 8, 40*time.Millisecond) }()
+	stop := func() { cancel(); <-loaded }
 	time.Sleep(4 * time.Second)
 	n.Kill()
 	// Every record in Redis now was written before the kill, or in the
