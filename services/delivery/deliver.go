@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pulsehooks/pulsehooks/pkg/lazylog"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
@@ -19,12 +20,12 @@ import (
 )
 
 const (
-	// settleTimeout bounds the wait for the server to confirm an ack, and
-	// the storing of an attempt record.
-	settleTimeout = 5 * time.Second
 	// unknownEndpointRetry is how soon a delivery for an endpoint not yet in
 	// the view is tried again.
 	unknownEndpointRetry = time.Second
+	// settleTimeout bounds the wait for the server to confirm an ack, and
+	// the release of a partition's pin and lease.
+	settleTimeout = 5 * time.Second
 )
 
 // endpointSource looks endpoints up without a network call (a
@@ -121,22 +122,28 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		}
 	}
 
-	if j.mayBeDone() {
-		done, err := dl.idem.done(ctx, d)
-		if err != nil {
-			// Without the check a redelivery after a crash could be sent
-			// twice; waiting loses nothing, since the delivery stays in the
-			// stream.
-			log.ErrorContext(ctx, "idempotency check failed, not sending now", "err", err, "retry_in", dl.cfg.RetryDelay)
-			span.SetStatus(codes.Error, "idempotency check failed")
-			dl.nak(ctx, log, j, dl.cfg.RetryDelay)
+	// Every delivery is checked, the first JetStream delivery of one straight
+	// from fanout too: a crashed nats-server can roll its consumer state
+	// back and deliver again, as if for the first time, deliveries that were
+	// sent and acked (see "The completion check" in docs/ARCHITECTURE.md).
+	c, done, err := dl.idem.done(ctx, d)
+	if err != nil {
+		// Without the check a redelivery after a crash could be sent
+		// twice; waiting loses nothing, since the delivery stays in the
+		// stream.
+		log.ErrorContext(ctx, "idempotency check failed, not sending now", "err", err, "retry_in", dl.cfg.RetryDelay)
+		span.SetStatus(codes.Error, "idempotency check failed")
+		dl.nak(ctx, log, j, dl.cfg.RetryDelay)
+		return
+	}
+	if done {
+		log.InfoContext(ctx, "delivery already completed, acking without sending", "attempt_id", c.attemptID)
+		if !dl.restore(ctx, log, d, ep, c) {
+			dl.leave(ctx, log, j)
 			return
 		}
-		if done {
-			log.InfoContext(ctx, "delivery already completed, acking without sending")
-			dl.ack(ctx, log, j)
-			return
-		}
+		dl.ack(ctx, log, j)
+		return
 	}
 	if !dl.waitRateLimit(ctx, log, j, ep, now) {
 		return
@@ -194,12 +201,15 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 	// it for certain, whereas acking leaves only a crash in the next moments
 	// before the ack as a chance of a duplicate (which the webhook-id lets
 	// receivers detect).
-	if err := dl.idem.markDone(ctx, d, a.GetId()); err != nil {
+	a.State = eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED
+	if err := dl.idem.markDone(ctx, d, a); err != nil {
 		log.ErrorContext(ctx, "delivered, but the idempotency record failed; acking anyway", "err", err)
 	}
 	dl.states.succeeded(ep.GetId(), time.Now())
-	a.State = eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED
-	dl.record(ctx, log, a)
+	if !dl.record(ctx, log, a) {
+		dl.leave(ctx, log, j)
+		return
+	}
 	// Every attempt is in the ATTEMPTS stream; per-delivery log lines would
 	// cost a write per delivery at info level, so they are debug.
 	log.DebugContext(ctx, "delivered", "status", r.status, "duration", r.duration)
@@ -252,19 +262,57 @@ func (dl *deliverer) unknownEndpoint(ctx context.Context, log *slog.Logger, j *j
 	dl.ack(ctx, log, j)
 }
 
-// record stores the attempt; a failure loses only the record, never the
-// delivery, so it is logged and the delivery proceeds.
-func (dl *deliverer) record(ctx context.Context, log *slog.Logger, a *eventv1.Attempt) {
-	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
-	defer cancel()
-	if err := dl.recorder.record(ctx, a); err != nil {
-		log.ErrorContext(ctx, "attempt not recorded", "attempt_id", a.GetId(), "err", err)
+// record stores the attempt in ATTEMPTS, retrying through a NATS outage or
+// leader election for as long as the worker's connection is open, and
+// reports whether it is stored. A delivery whose record is not stored must
+// not be acked (see leave).
+func (dl *deliverer) record(ctx context.Context, log *slog.Logger, a *eventv1.Attempt) bool {
+	if err := dl.recorder.record(ctx, log, a); err != nil {
+		log.ErrorContext(ctx, "attempt not recorded; the delivery is left unacked and JetStream delivers it again", "attempt_id", a.GetId(), "err", err)
+		return false
 	}
+	return true
+}
+
+// restore stores again the record of the successful attempt c of d, found
+// in its completion record, and reports whether it is stored. The worker
+// that made the attempt may have been unable to store it (it left the
+// delivery unacked, which is why it is here again); a record it did store is
+// kept once under the same Nats-Msg-Id (the attempt id) within the stream's
+// duplicate window. Records from older workers, which keep the attempt id
+// alone, are not restored.
+func (dl *deliverer) restore(ctx context.Context, log *slog.Logger, d *eventv1.Delivery, ep *configv1.Endpoint, c completion) bool {
+	if c.attempt == 0 {
+		return true
+	}
+	return dl.record(ctx, log, &eventv1.Attempt{
+		Id:         c.attemptID,
+		MessageId:  d.GetMessageId(),
+		TenantId:   d.GetTenantId(),
+		EndpointId: d.GetEndpointId(),
+		EventType:  d.GetEventType(),
+		Attempt:    c.attempt,
+		Url:        ep.GetUrl(),
+		StartedAt:  timestamppb.New(c.started),
+		DurationUs: c.duration.Microseconds(),
+		Outcome:    eventv1.Outcome_OUTCOME_SUCCESS,
+		StatusCode: c.status,
+		State:      eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED,
+	})
+}
+
+// leave gives up on j without acking it: its attempt record could not be
+// stored, and acking would lose the record for good. JetStream delivers it
+// again after the ack wait, to a worker that finds its completion record
+// (after a success) and stores the record then, or makes the attempt again.
+func (dl *deliverer) leave(ctx context.Context, log *slog.Logger, j *job) {
+	j.settle()
+	log.WarnContext(ctx, "delivery left unacked: JetStream redelivers it after the ack wait")
 }
 
 // ack removes the delivery from the stream. It does not wait for the
-// server's confirmation: a lost ack means a redelivery, which is not fresh
-// (see job.fresh) and so is checked against the idempotency record.
+// server's confirmation: a lost ack means a redelivery, which is checked
+// against the idempotency record like every delivery.
 func (dl *deliverer) ack(ctx context.Context, log *slog.Logger, j *job) {
 	if err := j.settle().Ack(); err != nil {
 		log.ErrorContext(ctx, "ack failed; JetStream redelivers after the ack wait", "err", err)

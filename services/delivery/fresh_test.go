@@ -13,14 +13,15 @@ import (
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
 
-// TestOnlyRepeatsAreCheckedAgainstCompletedDeliveries proves which
-// deliveries consult the Redis record of completed deliveries. Both
-// deliveries below have such a record already. The one marked as a redo
-// (fanout or ingest did its work again) is acked without a request; the
-// fresh one, which no worker can have completed, is sent without asking
-// Redis — the record here is planted, as no real run makes one for a fresh
-// delivery.
-func TestOnlyRepeatsAreCheckedAgainstCompletedDeliveries(t *testing.T) {
+// TestEveryDeliveryIsCheckedAgainstCompletedDeliveries proves that no
+// delivery skips the Redis record of completed deliveries, not even one that
+// looks fresh (JetStream's first delivery of it, straight from fanout, no
+// redo header): a nats-server that crashed can deliver again, as if for the
+// first time, deliveries it had already had acked. Both deliveries below
+// have a completion record already (planted, in the format a success
+// writes); neither reaches its endpoint, and the attempt each record names
+// is stored in ATTEMPTS, once.
+func TestEveryDeliveryIsCheckedAgainstCompletedDeliveries(t *testing.T) {
 	e := newEnv(t)
 	freshRC, redoRC := newReceiver(t, nil), newReceiver(t, nil)
 	freshEP, redoEP := newEndpoint(t, freshRC.srv.URL), newEndpoint(t, redoRC.srv.URL)
@@ -28,8 +29,10 @@ func TestOnlyRepeatsAreCheckedAgainstCompletedDeliveries(t *testing.T) {
 	e.config.put(redoEP)
 	fresh, redo := newDelivery(freshEP), newDelivery(redoEP)
 	ctx := context.Background()
-	for _, d := range []*eventv1.Delivery{fresh, redo} {
-		if err := e.redis.Client(t).Set(ctx, deliveryDoneKey(d), "atmpt_planted", time.Hour).Err(); err != nil {
+	started := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	for i, d := range []*eventv1.Delivery{fresh, redo} {
+		c := completion{attemptID: []string{"atmpt_fresh", "atmpt_redo"}[i], attempt: 1, started: started, duration: 1500 * time.Microsecond, status: 200}
+		if err := e.redis.Client(t).Set(ctx, deliveryDoneKey(d), c.String(), time.Hour).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,11 +41,31 @@ func TestOnlyRepeatsAreCheckedAgainstCompletedDeliveries(t *testing.T) {
 	e.publishDelivery(ctx, t, redo, nats.Header{streams.RedoHeader: []string{"1"}})
 
 	e.waitDeliveriesEmpty(t)
-	if got := freshRC.count(); got != 1 {
-		t.Errorf("fresh delivery: endpoint got %d requests, want 1", got)
+	if got := freshRC.count(); got != 0 {
+		t.Errorf("fresh delivery of a completed delivery: endpoint got %d requests, want 0", got)
 	}
 	if got := redoRC.count(); got != 0 {
 		t.Errorf("redo of a completed delivery: endpoint got %d requests, want 0", got)
+	}
+	got := map[string]*eventv1.Attempt{}
+	for _, a := range e.attempts(t, 2) {
+		got[a.GetId()] = a
+	}
+	for id, d := range map[string]*eventv1.Delivery{"atmpt_fresh": fresh, "atmpt_redo": redo} {
+		a := got[id]
+		if a == nil {
+			t.Errorf("attempt %s not restored; ATTEMPTS holds %v", id, got)
+			continue
+		}
+		if a.GetMessageId() != d.GetMessageId() || a.GetEndpointId() != d.GetEndpointId() || a.GetAttempt() != 1 ||
+			a.GetStatusCode() != 200 || a.GetOutcome() != eventv1.Outcome_OUTCOME_SUCCESS ||
+			a.GetState() != eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED ||
+			!a.GetStartedAt().AsTime().Equal(started) || a.GetDurationUs() != 1500 {
+			t.Errorf("restored attempt %s = %v, want the record's message, endpoint, attempt 1, 200, started %v, 1500 µs", id, a, started)
+		}
+	}
+	if n := e.attemptCount(t); n != 2 {
+		t.Errorf("ATTEMPTS holds %d records, want 2", n)
 	}
 }
 

@@ -3,6 +3,8 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,18 +24,19 @@ const redisTimeout = 3 * time.Second
 
 // idempotency remembers in Redis which deliveries have succeeded, so that a
 // JetStream redelivery after a crash between the 2xx and the ack is not sent
-// again.
+// again, and with which attempt, so that the redelivery can store that
+// attempt's record if it was not stored before.
 type idempotency struct {
 	rdb redis.UniversalClient
 	ttl time.Duration
-	// batch writes the completion records, sharing Redis round trips
-	// between concurrent deliveries.
-	batch *doneBatcher
+	// batch sends the completion checks and records, sharing Redis round
+	// trips between concurrent deliveries.
+	batch *pipeBatcher
 }
 
 // newIdempotency returns the records kept in rdb for ttl.
 func newIdempotency(rdb redis.UniversalClient, ttl time.Duration) idempotency {
-	return idempotency{rdb: rdb, ttl: ttl, batch: &doneBatcher{rdb: rdb, ttl: ttl}}
+	return idempotency{rdb: rdb, ttl: ttl, batch: &pipeBatcher{rdb: rdb}}
 }
 
 func doneKey(messageID, endpointID string) string {
@@ -51,25 +54,99 @@ func deliveryDoneKey(d *eventv1.Delivery) string {
 	return k
 }
 
-// done reports whether delivery d has succeeded.
-func (i idempotency) done(ctx context.Context, d *eventv1.Delivery) (bool, error) {
+// completion is what a completion record keeps of the successful attempt:
+// enough to store its attempt record again (without the request and
+// response headers and body) should the worker that made it have failed to.
+type completion struct {
+	attemptID string
+	attempt   uint32 // the attempt's number; 0 in records older than this field
+	started   time.Time
+	duration  time.Duration
+	status    int32
+}
+
+// completionOf is the completion of successful attempt a.
+func completionOf(a *eventv1.Attempt) completion {
+	return completion{
+		attemptID: a.GetId(),
+		attempt:   a.GetAttempt(),
+		started:   a.GetStartedAt().AsTime(),
+		duration:  time.Duration(a.GetDurationUs()) * time.Microsecond,
+		status:    a.GetStatusCode(),
+	}
+}
+
+// String is the record's value: "<attempt id> <attempt> <started, Unix µs>
+// <duration µs> <status>", about 55 bytes.
+func (c completion) String() string {
+	return fmt.Sprintf("%s %d %d %d %d", c.attemptID, c.attempt, c.started.UnixMicro(), c.duration.Microseconds(), c.status)
+}
+
+// parseCompletion reads a record's value; a value of older workers is the
+// attempt id alone.
+func parseCompletion(v string) completion {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return completion{}
+	}
+	c := completion{attemptID: f[0]}
+	if len(f) != 5 {
+		return c
+	}
+	n, err1 := strconv.ParseUint(f[1], 10, 32)
+	started, err2 := strconv.ParseInt(f[2], 10, 64)
+	dur, err3 := strconv.ParseInt(f[3], 10, 64)
+	status, err4 := strconv.ParseInt(f[4], 10, 32)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+		return c
+	}
+	c.attempt, c.started, c.duration, c.status = uint32(n), time.UnixMicro(started).UTC(), time.Duration(dur)*time.Microsecond, int32(status)
+	return c
+}
+
+// done reports whether delivery d has succeeded, and with which attempt.
+// Concurrent checks share round trips.
+func (i idempotency) done(ctx context.Context, d *eventv1.Delivery) (completion, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	key := deliveryDoneKey(d)
-	n, err := i.rdb.Exists(ctx, key).Result()
-	if err != nil {
-		return false, fmt.Errorf("check %s in redis: %w", key, err)
+	cmds, err := i.batch.do(ctx, func(ctx context.Context, p redis.Pipeliner) []redis.Cmder {
+		return []redis.Cmder{p.Get(ctx, key)}
+	})
+	if err == nil {
+		err = firstErr(cmds)
 	}
-	return n > 0, nil
+	if err != nil {
+		return completion{}, false, fmt.Errorf("check %s in redis: %w", key, err)
+	}
+	v, err := cmds[0].(*redis.StringCmd).Result()
+	if err == redis.Nil {
+		return completion{}, false, nil
+	}
+	return parseCompletion(v), true, nil
 }
 
-// markDone records that delivery d succeeded with attempt attemptID and,
-// in the same round trip, ends the endpoint's run of failures. A resend is
+// markDone records that delivery d succeeded with attempt a and, in the
+// same round trip, ends the endpoint's run of failures. A resend is
 // recorded under its own key and as the message's delivery to the endpoint.
-func (i idempotency) markDone(ctx context.Context, d *eventv1.Delivery, attemptID string) error {
+func (i idempotency) markDone(ctx context.Context, d *eventv1.Delivery, a *eventv1.Attempt) error {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
-	return i.batch.write(ctx, d, attemptID)
+	v := completionOf(a).String()
+	cmds, err := i.batch.do(ctx, func(ctx context.Context, p redis.Pipeliner) []redis.Cmder {
+		cmds := []redis.Cmder{p.Set(ctx, deliveryDoneKey(d), v, i.ttl)}
+		if d.GetResendId() != "" {
+			cmds = append(cmds, p.Set(ctx, doneKey(d.GetMessageId(), d.GetEndpointId()), v, i.ttl))
+		}
+		return append(cmds, p.Del(ctx, failingKey(d.GetEndpointId())))
+	})
+	if err == nil {
+		err = firstErr(cmds)
+	}
+	if err != nil {
+		return fmt.Errorf("set %s in redis: %w", deliveryDoneKey(d), err)
+	}
+	return nil
 }
 
 // forget removes the record that the message was delivered to the

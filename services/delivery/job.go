@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
 
@@ -20,12 +19,6 @@ type job struct {
 	delivery *eventv1.Delivery
 	// stored is when the message was stored in DELIVERIES.
 	stored time.Time
-	// fresh is true for a first delivery that cannot have been completed
-	// before: the first time JetStream delivers it, straight from fanout
-	// (not from the retry schedule, not a resend, not a redo). Only such a
-	// delivery is sent without consulting the Redis record of completed
-	// deliveries.
-	fresh bool
 	// abort ends when the partition's grace is over: an attempt still
 	// running is then cut short and settled as a timeout.
 	abort context.Context
@@ -42,25 +35,9 @@ func newJob(abort context.Context, msg jetstream.Msg, d *eventv1.Delivery, meta 
 		seq:      meta.Sequence.Stream,
 		delivery: d,
 		stored:   meta.Timestamp,
-		fresh:    firstDelivery(msg, d, meta),
 		msg:      msg,
 		touched:  now,
 	}
-}
-
-// firstDelivery reports whether msg is a delivery that no worker can have
-// completed yet (see job.fresh).
-func firstDelivery(msg jetstream.Msg, d *eventv1.Delivery, meta *jetstream.MsgMetadata) bool {
-	return meta.NumDelivered == 1 && d.GetAttempt() == 0 && d.GetScheduleCount() == 0 &&
-		d.GetResendId() == "" && msg.Headers().Get(streams.RedoHeader) == ""
-}
-
-// mayBeDone reports whether the delivery may have been completed before, so
-// that the Redis record must be consulted before sending it.
-func (j *job) mayBeDone() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return !j.fresh
 }
 
 // redelivered replaces the message handle with a newer delivery of the same
@@ -70,7 +47,6 @@ func (j *job) redelivered(msg jetstream.Msg, now time.Time) {
 	defer j.mu.Unlock()
 	j.msg = msg
 	j.touched = now
-	j.fresh = false
 }
 
 // current returns the newest delivery of the message.

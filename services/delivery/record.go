@@ -2,11 +2,14 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
@@ -115,28 +118,75 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
+// Storing attempt records: every try waits recordTryTimeout for the
+// stream's ack; failed tries are repeated after recordBackoffMin, doubling
+// to recordBackoffMax, for as long as the connection is open.
+const (
+	recordTryTimeout = 2 * time.Second
+	recordBackoffMin = 100 * time.Millisecond
+	recordBackoffMax = 2 * time.Second
+)
+
 // recorder stores attempt records in the ATTEMPTS stream.
 type recorder struct {
 	js     jetstream.JetStream
 	tracer trace.Tracer
 }
 
+// errConnClosed means the NATS connection was closed: the record cannot be
+// stored by this worker any more.
+var errConnClosed = errors.New("nats connection closed")
+
 // record publishes a to ATTEMPTS with Nats-Msg-Id = its id and the trace
-// context of ctx, and waits for the stream's ack.
-func (rc recorder) record(ctx context.Context, a *eventv1.Attempt) error {
+// context of ctx, and waits for the stream's ack. A failed try (no
+// responders during a leader election, an ack timeout, the connection
+// reconnecting) is repeated with backoff until the stream has stored it, so a
+// NATS failover delays the delivery's ack instead of losing its record; the
+// message id makes a try that was stored but whose ack was lost count once
+// (within the stream's duplicate window, 2 minutes). It gives up only when
+// ctx ends or the connection is closed (the worker is gone), returning the
+// last error; log gets a warning when the first try fails and every 10
+// tries after it.
+func (rc recorder) record(ctx context.Context, log *slog.Logger, a *eventv1.Attempt) error {
 	data, err := proto.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("marshal attempt %s: %w", a.GetId(), err)
 	}
-	msg := &nats.Msg{Subject: streams.AttemptSubject(a.GetTenantId(), a.GetEndpointId()), Data: data, Header: nats.Header{}}
-	ctx, span := natstrace.StartPublish(ctx, rc.tracer, recordSpanName, msg.Subject, a.GetId())
+	subject := streams.AttemptSubject(a.GetTenantId(), a.GetEndpointId())
+	ctx, span := natstrace.StartPublish(ctx, rc.tracer, recordSpanName, subject, a.GetId())
 	defer span.End()
-	natsx.Inject(ctx, msg)
-	if _, err := rc.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.GetId())); err != nil {
-		err = fmt.Errorf("store attempt %s: %w", a.GetId(), err)
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "attempt not stored")
-		return err
+	delay := recordBackoffMin
+	for try := 1; ; try++ {
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+		natsx.Inject(ctx, msg)
+		tctx, cancel := context.WithTimeout(ctx, recordTryTimeout)
+		_, err = rc.js.PublishMsg(tctx, msg, jetstream.WithMsgID(a.GetId()))
+		cancel()
+		if err == nil {
+			if try > 1 {
+				log.InfoContext(ctx, "attempt recorded after retries", "attempt_id", a.GetId(), "tries", try)
+			}
+			return nil
+		}
+		if rc.js.Conn().IsClosed() {
+			err = fmt.Errorf("store attempt %s: %w (%w)", a.GetId(), errConnClosed, err)
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "attempt not stored")
+			return err
+		}
+		if try%10 == 1 {
+			log.WarnContext(ctx, "attempt not stored yet; retrying, the delivery stays held", "attempt_id", a.GetId(), "tries", try, "err", err)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			err = fmt.Errorf("store attempt %s: %w (last try: %w)", a.GetId(), context.Cause(ctx), err)
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "attempt not stored")
+			return err
+		case <-t.C:
+		}
+		delay = min(2*delay, recordBackoffMax)
 	}
-	return nil
 }

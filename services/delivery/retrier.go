@@ -40,7 +40,10 @@ func (dl *deliverer) failed(ctx context.Context, log *slog.Logger, j *job, ep *c
 		// right now: the next delivery's 410 tries again.
 		if dl.disable(ctx, log, ep, reason, a) || r.status == http.StatusGone {
 			a.State = eventv1.DeliveryState_DELIVERY_STATE_DROPPED
-			dl.record(ctx, log, a)
+			if !dl.record(ctx, log, a) {
+				dl.leave(ctx, log, j)
+				return
+			}
 			log.WarnContext(ctx, "delivery dropped: endpoint disabled", "reason", reason)
 			dl.ack(ctx, log, j)
 			return
@@ -50,8 +53,11 @@ func (dl *deliverer) failed(ctx context.Context, log *slog.Logger, j *job, ep *c
 	delay, more := dl.backoff.delay(n, r.status, r.response, now)
 	if !more {
 		a.State = eventv1.DeliveryState_DELIVERY_STATE_EXHAUSTED
+		if !dl.record(ctx, log, a) {
+			dl.leave(ctx, log, j)
+			return
+		}
 		dl.meters.exhaustedBy(ctx, r.outcome)
-		dl.record(ctx, log, a)
 		log.WarnContext(ctx, "delivery failed: last attempt of the schedule", "attempts", n)
 		dl.ops.publish(ctx, attemptEvent(streams.OpAttemptExhausted, a, fmt.Sprintf("all %d attempts failed", n)))
 		dl.ack(ctx, log, j)
@@ -60,7 +66,12 @@ func (dl *deliverer) failed(ctx context.Context, log *slog.Logger, j *job, ep *c
 	next := now.Add(delay)
 	a.State = eventv1.DeliveryState_DELIVERY_STATE_RETRYING
 	a.NextAttemptAt = timestamppb.New(next)
-	dl.record(ctx, log, a)
+	// The record goes before the schedule: a delivery left unacked for
+	// want of its record must not also be waiting in the schedule.
+	if !dl.record(ctx, log, a) {
+		dl.leave(ctx, log, j)
+		return
+	}
 	dl.states.failed(ep.GetId(), now, next)
 	if n == uint32(dl.cfg.FailingAfter) {
 		dl.ops.publish(ctx, attemptEvent(streams.OpAttemptFailing, a, fmt.Sprintf("%d attempts failed in a row", n)))

@@ -69,7 +69,7 @@ func TestRedisScripts(t *testing.T) {
 			if ttl := rdb.PTTL(ctx, failingKey("ep_a")).Val(); ttl <= 0 || ttl > time.Hour {
 				t.Errorf("failure run key TTL = %v, want up to an hour", ttl)
 			}
-			if err := newIdempotency(rdb, time.Hour).markDone(ctx, &eventv1.Delivery{MessageId: "msg_1", EndpointId: "ep_a"}, "atmpt_1"); err != nil {
+			if err := newIdempotency(rdb, time.Hour).markDone(ctx, &eventv1.Delivery{MessageId: "msg_1", EndpointId: "ep_a"}, &eventv1.Attempt{Id: "atmpt_1"}); err != nil {
 				t.Fatal(err)
 			}
 			if first, _ := s.failed(ctx, "ep_a", now.Add(time.Hour)); !first.Equal(now.Add(time.Hour)) {
