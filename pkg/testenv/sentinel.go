@@ -127,7 +127,8 @@ func startNode(t testing.TB, name, bin string, port int, args ...string) *RedisN
 
 // SentinelSet is a Redis primary, one replica, and three redis-sentinel
 // processes watching them (quorum 2), all on free loopback ports, with a
-// down-after of 1 s. Everything is killed when the test ends.
+// down-after of 1 s. The nodes take DEBUG from loopback (DEBUG SLEEP
+// stalls a replica). Everything is killed when the test ends.
 type SentinelSet struct {
 	t testing.TB
 	// Nodes are the two redis-servers; which is primary changes with
@@ -161,6 +162,7 @@ func StartSentinelSet(t testing.TB) *SentinelSet {
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--protected-mode", "no",
 			"--save", "", "--appendonly", "no", "--dir", d, "--daemonize", "no", "--loglevel", "warning",
 			"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
+			"--enable-debug-command", "local", // DEBUG SLEEP stalls a replica
 		}
 	}
 	p0, p1 := freePort(t), freePort(t)
