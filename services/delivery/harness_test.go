@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
@@ -104,6 +105,8 @@ type worker struct {
 // workerOptions are the less common knobs of startWorker.
 type workerOptions struct {
 	tracer trace.TracerProvider
+	// redis is the worker's Redis client (default: one for e.redis).
+	redis redis.UniversalClient
 }
 
 // startWorker runs a Service on its own NATS connection until the test ends
@@ -119,7 +122,11 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 		opts.tracer = noop.NewTracerProvider()
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: e.redis.Client(t), Config: e.client, Logger: log, TracerProvider: opts.tracer})
+	rdb := opts.redis
+	if rdb == nil {
+		rdb = e.redis.Client(t)
+	}
+	svc, err := New(context.Background(), cfg, Deps{NATS: nc, Redis: rdb, Config: e.client, Logger: log, TracerProvider: opts.tracer})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
