@@ -157,3 +157,48 @@ func TestScheduleWithoutReplicas(t *testing.T) {
 		t.Fatal("a primary whose replica is gone is still asked to confirm writes")
 	}
 }
+
+// TestScheduleAcrossPartitions: one ScheduleMany, NextDue and Done over
+// items of every partition, whose keys are in different Redis Cluster
+// slots (and nodes).
+func TestScheduleAcrossPartitions(t *testing.T) {
+	servers(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		const partitions = 16
+		q := newQueue(t, rdb, partitions)
+		base := time.UnixMilli(1_800_000_000_000)
+		var entries []Entry
+		for p := range partitions {
+			entries = append(entries, Entry{Item{Seq: uint64(p + 1), Endpoint: endpointIn(p, partitions), Attempt: 1}, base.Add(time.Duration(p) * time.Second)})
+		}
+		if err := q.ScheduleMany(ctx, entries); err != nil {
+			t.Fatal(err)
+		}
+		next, err := q.NextDue(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claimed []Claimed
+		for p := range partitions {
+			if want := base.Add(time.Duration(p) * time.Second); !next[p].Equal(want) {
+				t.Errorf("NextDue[%d] = %v, want %v", p, next[p], want)
+			}
+			res, err := q.Claim(ctx, p, base.Add(time.Hour), 10, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Items) != 1 || res.Items[0].Seq != uint64(p+1) {
+				t.Fatalf("Claim(%d) = %+v, want sequence %d", p, res.Items, p+1)
+			}
+			claimed = append(claimed, res.Items...)
+		}
+		if err := q.Done(ctx, claimed...); err != nil {
+			t.Fatal(err)
+		}
+		for p := range partitions {
+			if n, err := q.Len(ctx, p); err != nil || n != 0 {
+				t.Errorf("Len(%d) after Done = %d, %v; want 0", p, n, err)
+			}
+		}
+	})
+}

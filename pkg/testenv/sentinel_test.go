@@ -2,8 +2,11 @@ package testenv
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 )
@@ -38,4 +41,34 @@ func TestSentinelSetFailover(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// TestRedisClusterServes: a client from the cluster URL reaches keys of
+// every node's slots.
+func TestRedisClusterServes(t *testing.T) {
+	c := StartRedisCluster(t)
+	rdb, o, err := redisconn.New(c.URL(), redisconn.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rdb.Close() }()
+	if o.Kind != redisconn.Cluster {
+		t.Fatalf("kind %v, want cluster", o.Kind)
+	}
+	ctx := context.Background()
+	nodes := map[string]bool{}
+	for i := range 30 {
+		k := "k" + strconv.Itoa(i)
+		if err := rdb.Set(ctx, k, i, 0).Err(); err != nil {
+			t.Fatalf("SET %s: %v", k, err)
+		}
+		m, err := rdb.(*redis.ClusterClient).MasterForKey(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[m.Options().Addr] = true
+	}
+	if len(nodes) != 3 {
+		t.Errorf("30 keys landed on %d nodes, want 3", len(nodes))
+	}
 }
