@@ -13,6 +13,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 	"github.com/pulsehooks/pulsehooks/pkg/retryq"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
+	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 )
 
 // TestRedisFailoverLosesNoRetry: a worker on a Sentinel client, deliveries
@@ -122,4 +123,51 @@ func scheduled(rdb redis.UniversalClient) (int64, error) {
 		return 0, err
 	}
 	return q.Len(context.Background(), 0)
+}
+
+// TestDeliveryOnRedisCluster: a worker whose Redis is a three-master
+// Redis Cluster (completion records, failure runs and rate limiters of
+// different endpoints and messages in different slots; the multi-partition
+// schedule is pkg/retryq's test), two endpoints whose first answer to each
+// delivery fails, one of them rate limited: every delivery reaches its
+// endpoint once, after one retry from the schedule, and the schedule ends
+// empty.
+func TestDeliveryOnRedisCluster(t *testing.T) {
+	e := newEnv(t)
+	rdb, _, err := redisconn.New(testenv.StartRedisCluster(t).URL(), redisconn.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	cfg := testConfig()
+	s := newSink(t)
+	s.setAnswer(firstFails)
+	eps := []*configv1.Endpoint{newEndpoint(t, s.srv.URL), newEndpoint(t, s.srv.URL)}
+	eps[1].RateLimit = 50
+	for _, ep := range eps {
+		e.config.put(ep)
+	}
+	e.startWorker(t, cfg, workerOptions{redis: rdb})
+
+	const n = 40
+	var ids []string
+	for i := range n {
+		d := newDelivery(eps[i%2])
+		e.publish(context.Background(), t, d)
+		ids = append(ids, d.MessageId)
+	}
+	s.waitSucceeded(t, ids)
+	e.waitDeliveriesEmpty(t)
+	testenv.WaitFor(t, waitTimeout, func() error {
+		if n, err := scheduled(rdb); err != nil || n != 0 {
+			return fmt.Errorf("retry schedule holds %d items (%v)", n, err)
+		}
+		return nil
+	})
+	if req, ok := s.counts(); req != 2*n || ok != n {
+		t.Errorf("%d requests, %d answered 2xx; want %d and %d (each delivery failed once, then succeeded)", req, ok, 2*n, n)
+	}
+	if d := s.duplicates(); d != 0 {
+		t.Errorf("%d duplicate deliveries, want none", d)
+	}
 }
