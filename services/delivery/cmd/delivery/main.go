@@ -36,6 +36,8 @@
 //	PULSEHOOKS_RETRY_POLL_INTERVAL longest wait between looks at the schedule (default 250ms)
 //	PULSEHOOKS_DEFER_DELAY     earliest return of a delivery put off by a full lane (default 1s)
 //	PULSEHOOKS_RETRY_DELAY     wait before retrying what cannot be handled now, e.g. Redis down (default 5s)
+//	PULSEHOOKS_REDIS_REPLICA_WAIT longest wait for a Redis replica to confirm a retry-schedule write when
+//	                           the primary has replicas (default 500ms; negative: never wait; at most 2s)
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
 //	PULSEHOOKS_PPROF_ADDR      net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
@@ -108,6 +110,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 			PollInterval:    env.Duration("PULSEHOOKS_RETRY_POLL_INTERVAL", 0),
 			DeferDelay:      env.Duration("PULSEHOOKS_DEFER_DELAY", 0),
 			RetryDelay:      env.Duration("PULSEHOOKS_RETRY_DELAY", 0),
+			ReplicaWait:     env.Duration("PULSEHOOKS_REDIS_REPLICA_WAIT", 0),
 		},
 	}
 	if s.healthAddr == "off" {
