@@ -88,6 +88,13 @@ render_production() {
 	"$work/chartcheck" manifests -external-secrets pulsehooks-secrets "$work/production.yaml"
 }
 
+# A Sentinel URL (several hosts in one URL) renders and passes the ConfigMap checks.
+render_sentinel() {
+	"$helm" template pulsehooks-dev "$chart" --namespace pulsehooks \
+		--set-string 'redis.url=redis+sentinel://s1:26379\,s2:26379\,s3:26379/mymaster/0' >"$work/sentinel.yaml"
+	"$work/chartcheck" manifests -replicas config=2,ingest=2,fanout=2,delivery=3 "$work/sentinel.yaml"
+}
+
 # Each line: a --set expression the chart must refuse, and why.
 reject_bad_values() {
 	local ok=0 set why out
@@ -108,6 +115,7 @@ delivery.resources.limits.memory=null|every service needs a memory limit
 partitions=8,delivery.replicas=9|workers beyond the partition count hold nothing
 delivery.autoscaling.enabled=true,delivery.autoscaling.maxReplicas=65|autoscaling beyond the partition count
 redis.url=http://redis:6379|Redis URL scheme
+redis.url=redis+ring://redis:6379|Redis URL scheme (one node, Sentinel or Cluster)
 EOF
 	return $ok
 }
@@ -129,6 +137,7 @@ if ((${#failed[@]} == 0)); then
 	step "helm lint --strict (default and production values)" lint
 	step "helm template + manifest checks (default values)" render_default
 	step "helm template + manifest checks ($prod)" render_production
+	step "helm template + manifest checks (a redis+sentinel URL)" render_sentinel
 	step "values the chart must reject" reject_bad_values
 	step "docker-compose.yml" compose
 	step "deploy/otel-collector.yaml" "$work/chartcheck" otel deploy/otel-collector.yaml

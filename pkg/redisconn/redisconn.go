@@ -6,6 +6,7 @@
 // URL forms:
 //
 //	redis://[user:pass@]host:6379/0            one node (rediss:// for TLS)
+//	unix:///run/redis.sock?db=0                one node on a Unix socket
 //	redis+sentinel://[user:pass@]s1:26379,s2:26379,s3:26379/mymaster/0
 //	                                           Sentinel (rediss+sentinel:// for TLS)
 //	redis://s1:26379/0?master_name=mymaster&addr=s2:26379
@@ -170,11 +171,18 @@ func parse(rawURL string, s Settings) (*Options, error) {
 	}
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
-		return nil, errors.New("no scheme: want redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://")
+		return nil, errors.New("no scheme: want redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://")
+	}
+	if scheme == "unix" {
+		o, err := redis.ParseURL(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		return finish(&Options{Kind: Single, Single: o}, false, s)
 	}
 	base, mode, _ := strings.Cut(scheme, "+")
 	if base != "redis" && base != "rediss" {
-		return nil, fmt.Errorf("unknown scheme %q: want redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://", scheme)
+		return nil, fmt.Errorf("unknown scheme %q: want redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://", scheme)
 	}
 	var (
 		o   *Options
@@ -188,18 +196,23 @@ func parse(rawURL string, s Settings) (*Options, error) {
 	case "cluster":
 		o, err = parseCluster(base, rest, s)
 	default:
-		return nil, fmt.Errorf("unknown scheme %q: want redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://", scheme)
+		return nil, fmt.Errorf("unknown scheme %q: want redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://", scheme)
 	}
 	if err != nil {
 		return nil, err
 	}
+	return finish(o, base == "rediss", s)
+}
+
+// finish checks the settings against the kind and applies the TLS ones.
+func finish(o *Options, useTLS bool, s Settings) (*Options, error) {
 	if o.Kind != Sentinel && (s.SentinelMaster != "" || s.SentinelUsername != "" || s.SentinelPassword != "") {
 		return nil, fmt.Errorf("PULSEHOOKS_REDIS_SENTINEL_* is set but the URL is for %s Redis: use redis+sentinel://", o.Kind)
 	}
 	if o.Kind != Cluster && len(s.ClusterAddrs) > 0 {
 		return nil, fmt.Errorf("PULSEHOOKS_REDIS_CLUSTER_ADDRS is set but the URL is for %s Redis: use redis+cluster://", o.Kind)
 	}
-	if err := setTLS(o, base == "rediss", s); err != nil {
+	if err := setTLS(o, useTLS, s); err != nil {
 		return nil, err
 	}
 	return o, nil

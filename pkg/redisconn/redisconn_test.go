@@ -28,6 +28,12 @@ func TestParseForms(t *testing.T) {
 		{"single default port", "redis://redis", Settings{}, func(t *testing.T, o *Options) {
 			want(t, o.Single.Addr, "redis:6379")
 		}},
+		{"unix socket", "unix:///run/redis.sock?db=3", Settings{}, func(t *testing.T, o *Options) {
+			want(t, o.Kind, Single)
+			want(t, o.Single.Network, "unix")
+			want(t, o.Single.Addr, "/run/redis.sock")
+			want(t, o.Single.DB, 3)
+		}},
 		{"single tls", "rediss://u:p@redis.example:6380", Settings{}, func(t *testing.T, o *Options) {
 			want(t, o.Kind, Single)
 			want(t, o.Single.Username, "u")
@@ -104,7 +110,8 @@ func TestParseErrors(t *testing.T) {
 		{"no scheme", "localhost:6379", Settings{}, "no scheme"},
 		{"unknown scheme", "http://localhost", Settings{}, `unknown scheme "http"`},
 		{"unknown mode", "redis+ring://a,b", Settings{}, `unknown scheme "redis+ring"`},
-		{"unix scheme", "unix:///tmp/redis.sock", Settings{}, `unknown scheme "unix"`},
+		{"unix bad db", "unix:///tmp/redis.sock?db=x", Settings{}, "invalid database number"},
+		{"unix with sentinel settings", "unix:///tmp/redis.sock", Settings{SentinelMaster: "m"}, "PULSEHOOKS_REDIS_SENTINEL_* is set"},
 		{"bad url", "redis://:pa%zzss@host", Settings{}, "not a URL"},
 		{"single bad db", "redis://host/x", Settings{}, "invalid database number"},
 		{"single unknown option", "redis://host?pool=3", Settings{}, "unexpected option: pool"},
