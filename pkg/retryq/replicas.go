@@ -46,7 +46,10 @@ func (q *Queue) confirmWanted(ctx context.Context) bool {
 	}
 	r := &q.replicas
 	r.mu.Lock()
-	if r.checking || (!r.checked.IsZero() && time.Since(r.checked) < q.replicaCheck) {
+	// Until a first look (and after an unconfirmed write) every caller
+	// looks itself, so none writes unconfirmed on a stale answer;
+	// afterwards one looks while the others use the last answer.
+	if !r.checked.IsZero() && (r.checking || time.Since(r.checked) < q.replicaCheck) {
 		p := r.present
 		r.mu.Unlock()
 		return p
@@ -66,7 +69,7 @@ func (q *Queue) confirmWanted(ctx context.Context) bool {
 	return r.present
 }
 
-// recheck makes the next write look at the replicas again (after a
+// recheck makes the next writes look at the replicas again (after a
 // write that none confirmed: the replica may be gone).
 func (q *Queue) recheck() {
 	q.replicas.mu.Lock()
