@@ -113,6 +113,13 @@ render_monitoring() {
 	"$work/chartcheck" manifests -external-secrets pulsehooks-secrets -monitoring -rules "$rules" "$work/monitoring.yaml"
 }
 
+# A Sentinel URL (several hosts in one URL) renders and passes the ConfigMap checks.
+render_sentinel() {
+	"$helm" template pulsehooks-dev "$chart" --namespace pulsehooks \
+		--set-string 'redis.url=redis+sentinel://s1:26379\,s2:26379\,s3:26379/mymaster/0' >"$work/sentinel.yaml"
+	"$work/chartcheck" manifests -replicas config=2,ingest=2,fanout=2,delivery=3 "$work/sentinel.yaml"
+}
+
 # Each line: a --set expression the chart must refuse, and why.
 reject_bad_values() {
 	local ok=0 set why out
@@ -137,6 +144,7 @@ config.attemptLog.persistence.size=lots|the attempt log's claim size is a storag
 config.attemptLog.persistence.whenScaled=Keep|claim retention is Retain or Delete
 metrics.serviceMonitor.enabled=yes|a boolean
 metrics.serviceMonitor.interval=often|a duration
+redis.url=redis+ring://redis:6379|Redis URL scheme (one node, Sentinel or Cluster)
 EOF
 	return $ok
 }
@@ -161,6 +169,7 @@ if ((${#failed[@]} == 0)); then
 	step "helm template + manifest checks ($prod)" render_production
 	step "chart's alert rules are $rules" rules_copy
 	step "helm template + manifest checks (ServiceMonitor and PrometheusRule on)" render_monitoring
+	step "helm template + manifest checks (a redis+sentinel URL)" render_sentinel
 	step "values the chart must reject" reject_bad_values
 	step "docker-compose.yml" compose
 	step "deploy/otel-collector.yaml" "$work/chartcheck" otel deploy/otel-collector.yaml

@@ -881,7 +881,7 @@ func checkConfigMap(r *report, cm *corev1.ConfigMap, o *objects) {
 	r.check(subj, rep == "1" || rep == "3" || rep == "5", "PULSEHOOKS_REPLICAS=%q, want 1, 3 or 5", rep)
 	for key, schemes := range map[string][]string{
 		"PULSEHOOKS_NATS_URL":         {"nats", "tls", "ws", "wss"},
-		"PULSEHOOKS_REDIS_URL":        {"redis", "rediss", "unix"},
+		"PULSEHOOKS_REDIS_URL":        {"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"},
 		"PULSEHOOKS_PUBLIC_URL":       {"http", "https"},
 		"OTEL_EXPORTER_OTLP_ENDPOINT": {"http", "https"},
 	} {
@@ -889,7 +889,11 @@ func checkConfigMap(r *report, cm *corev1.ConfigMap, o *objects) {
 		if !ok && key == "OTEL_EXPORTER_OTLP_ENDPOINT" {
 			continue
 		}
-		for _, one := range strings.Split(v, ",") {
+		urls := strings.Split(v, ",")
+		if key == "PULSEHOOKS_REDIS_URL" { // one URL, whose host part may list several hosts
+			urls = []string{v}
+		}
+		for _, one := range urls {
 			u, err := url.Parse(one)
 			r.check(subj, err == nil && slices.Contains(schemes, u.Scheme) && (u.Host != "" || u.Scheme == "unix"),
 				"%s=%q is not a %v URL", key, one, schemes)

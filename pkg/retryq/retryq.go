@@ -11,6 +11,11 @@
 //
 // Keys are "<prefix>:{<partition>}": the hash tag puts each partition's
 // schedule in one Redis Cluster slot, and every command touches one key.
+//
+// Redis replicates asynchronously, so a primary that fails can take its
+// last writes with it. When the primaries have replicas (looked at every
+// few seconds with INFO replication), a Schedule is followed by WAIT 1 on
+// the same connection and succeeds only once a replica has it.
 package retryq
 
 import (
@@ -82,13 +87,23 @@ type Options struct {
 	// Partitions is the number of delivery partitions; an item goes to
 	// streams.Partition(item.Endpoint, Partitions).
 	Partitions int
+	// ReplicaWait bounds how long Schedule waits for a replica to
+	// confirm its write when the primaries have replicas (default
+	// DefaultReplicaWait; negative: never wait).
+	ReplicaWait time.Duration
+	// ReplicaCheck is how often the queue looks whether the primaries
+	// have replicas (default DefaultReplicaCheck).
+	ReplicaCheck time.Duration
 }
 
 // Queue is the retry schedule in one Redis (or Redis Cluster).
 type Queue struct {
-	rdb        redis.UniversalClient
-	prefix     string
-	partitions int
+	rdb          redis.UniversalClient
+	prefix       string
+	partitions   int
+	replicaWait  time.Duration
+	replicaCheck time.Duration
+	replicas     replicaState
 }
 
 // New returns a Queue over rdb. It makes no call.
@@ -99,7 +114,14 @@ func New(rdb redis.UniversalClient, opts Options) (*Queue, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	return &Queue{rdb: rdb, prefix: opts.Prefix, partitions: opts.Partitions}, nil
+	if opts.ReplicaWait == 0 {
+		opts.ReplicaWait = DefaultReplicaWait
+	}
+	if opts.ReplicaCheck <= 0 {
+		opts.ReplicaCheck = DefaultReplicaCheck
+	}
+	return &Queue{rdb: rdb, prefix: opts.Prefix, partitions: opts.Partitions,
+		replicaWait: opts.ReplicaWait, replicaCheck: opts.ReplicaCheck}, nil
 }
 
 // Partitions returns the number of partitions.
@@ -122,38 +144,42 @@ type Entry struct {
 }
 
 // Schedule stores it, due at due. Scheduling an item already stored moves
-// it to the new time.
+// it to the new time. When the primaries have replicas, it returns only
+// once a replica has the write too, else an error wrapping
+// ErrNotReplicated: a write it confirmed survives a failover.
 func (q *Queue) Schedule(ctx context.Context, it Item, due time.Time) error {
 	return q.ScheduleMany(ctx, []Entry{{Item: it, Due: due}})
 }
 
-// ScheduleMany stores every entry in one round trip. On error some may be
-// stored; storing them again is harmless.
+// ScheduleMany stores every entry in one round trip (per primary), and
+// confirms it like Schedule. On error some may be stored; storing them
+// again is harmless.
 func (q *Queue) ScheduleMany(ctx context.Context, entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	members := make([]string, len(entries))
+	adds := make([]zadd, len(entries))
 	for i, e := range entries {
 		m, err := Encode(e.Item)
 		if err != nil {
 			return err
 		}
-		members[i] = m
+		adds[i] = zadd{key: q.Key(q.Partition(e.Item)), z: redis.Z{Score: score(e.Due), Member: m}}
 	}
-	if len(entries) == 1 {
-		e := entries[0]
-		if err := q.rdb.ZAdd(ctx, q.Key(q.Partition(e.Item)), redis.Z{Score: score(e.Due), Member: members[0]}).Err(); err != nil {
-			return fmt.Errorf("retryq: schedule: %w", err)
-		}
-		return nil
+	var err error
+	switch {
+	case q.confirmWanted(ctx):
+		err = q.writeConfirmed(ctx, adds)
+	case len(adds) == 1:
+		err = q.rdb.ZAdd(ctx, adds[0].key, adds[0].z).Err()
+	default:
+		_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, a := range adds {
+				p.ZAdd(ctx, a.key, a.z)
+			}
+			return nil
+		})
 	}
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, e := range entries {
-			p.ZAdd(ctx, q.Key(q.Partition(e.Item)), redis.Z{Score: score(e.Due), Member: members[i]})
-		}
-		return nil
-	})
 	if err != nil {
 		return fmt.Errorf("retryq: schedule %d items: %w", len(entries), err)
 	}

@@ -13,15 +13,25 @@ import (
 
 	"github.com/pulsehooks/pulsehooks/pkg/embedded"
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
+	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 )
 
-// servers runs f against a real redis-server and against the in-process
-// server the standalone binary uses, so the scripts work on both.
+// servers runs f against a real redis-server, a Redis Cluster of three
+// redis-servers, and the in-process server the standalone binary uses, so
+// the scripts work on all.
 func servers(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient)) {
 	t.Run("redis-server", func(t *testing.T) {
 		f(t, testenv.StartRedis(t).Client(t))
+	})
+	t.Run("redis-cluster", func(t *testing.T) {
+		rdb, _, err := redisconn.New(testenv.StartRedisCluster(t).URL(), redisconn.Settings{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rdb.Close() })
+		f(t, rdb)
 	})
 	t.Run("in-process", func(t *testing.T) {
 		m, err := embedded.StartRedis("127.0.0.1:0")

@@ -50,6 +50,9 @@ const (
 	// handled now (Redis or the retry schedule unreachable, the request
 	// cannot be built) before JetStream delivers it again.
 	DefaultRetryDelay = 5 * time.Second
+	// maxReplicaWait keeps a replica's confirmation within the Redis
+	// call's own timeout (redisTimeout).
+	maxReplicaWait = 2 * time.Second
 	// DefaultJitter spreads each retry delay by ±20%.
 	DefaultJitter = 0.2
 	// DefaultDisableAfter is how long an endpoint may fail without a success
@@ -145,6 +148,11 @@ type Config struct {
 	// unreachable, or the request cannot be built (default 5s). The delivery
 	// stays in the stream and JetStream delivers it again.
 	RetryDelay time.Duration
+	// ReplicaWait bounds how long a write to the retry schedule waits for a
+	// Redis replica to confirm it when the primary has replicas; an
+	// unconfirmed write leaves the delivery in the stream (default
+	// retryq.DefaultReplicaWait, 500 ms; negative: never wait; at most 2 s).
+	ReplicaWait time.Duration
 	// Schedule is the delay before each attempt; Schedule[0] is the first
 	// attempt's and must be 0, and len(Schedule) is the number of attempts
 	// (default DefaultSchedule). Tests use a compressed one (milliseconds).
@@ -307,6 +315,9 @@ func (c Config) validate() error {
 	}
 	if c.IdempotencyTTL < 0 || c.RetryDelay < 0 || c.UnknownEndpointGrace < 0 {
 		errs = append(errs, errors.New("IdempotencyTTL, RetryDelay and UnknownEndpointGrace must not be negative"))
+	}
+	if c.ReplicaWait > maxReplicaWait {
+		errs = append(errs, fmt.Errorf("ReplicaWait %v is over %v", c.ReplicaWait, maxReplicaWait))
 	}
 	if len(c.Schedule) > 0 && c.Schedule[0] != 0 {
 		errs = append(errs, fmt.Errorf("Schedule[0] is %v: the first attempt is immediate, so it must be 0", c.Schedule[0]))

@@ -41,6 +41,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{"worker cap below the lane cap", Config{LaneConcurrency: 16, MaxInFlight: 8}, "MaxInFlight"},
 		{"negative queue", Config{LaneQueue: -1}, "LaneQueue"},
 		{"negative retry delay", Config{RetryDelay: -time.Second}, "RetryDelay"},
+		{"replica wait over 2s", Config{ReplicaWait: 3 * time.Second}, "ReplicaWait"},
 		{"first attempt delayed", Config{Schedule: []time.Duration{time.Second, time.Second}}, "Schedule[0]"},
 		{"negative schedule delay", Config{Schedule: []time.Duration{0, -time.Second}}, "Schedule[1]"},
 		{"one attempt only", Config{Schedule: []time.Duration{0}}, ""},

@@ -100,7 +100,7 @@ func testConfig() Config {
 type worker struct {
 	svc    *Service
 	nc     *nats.Conn
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	cancel context.CancelFunc
 	done   chan error
 
@@ -114,6 +114,8 @@ type workerOptions struct {
 	meter  metric.MeterProvider
 	// logs, if set, also gets the worker's log, as JSON lines.
 	logs io.Writer
+	// redis is the worker's Redis client (default: one for e.redis).
+	redis redis.UniversalClient
 }
 
 // startWorker runs a Service on its own NATS connection until the test ends
@@ -125,7 +127,10 @@ func (e *env) startWorker(t *testing.T, cfg Config, opts workerOptions) *worker 
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	rdb := e.redis.Client(t)
+	rdb := opts.redis
+	if rdb == nil {
+		rdb = e.redis.Client(t)
+	}
 	if opts.tracer == nil {
 		opts.tracer = noop.NewTracerProvider()
 	} else if err := redistrace.Instrument(rdb, opts.tracer); err != nil {

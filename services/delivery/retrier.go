@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -112,7 +113,8 @@ func (dl *deliverer) putOff(ctx context.Context, log *slog.Logger, j *job, due t
 
 // schedule stores it in the Redis schedule, due at due, then acks the
 // delivery's message: the delivery is never in neither place. If Redis does
-// not take it, the message is nakked instead and JetStream delivers it again
+// not take it, or has replicas and none confirmed the write (so a failover
+// could lose it), the message is nakked instead and JetStream delivers it again
 // after RetryDelay. A delivery without an event sequence cannot be referenced
 // from the schedule: it is nakked with the delay.
 func (dl *deliverer) schedule(ctx context.Context, log *slog.Logger, j *job, it retryq.Item, due time.Time) {
@@ -124,6 +126,13 @@ func (dl *deliverer) schedule(ctx context.Context, log *slog.Logger, j *job, it 
 	sctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	err := dl.queue.Schedule(sctx, it, due)
 	cancel()
+	if errors.Is(err, retryq.ErrNotReplicated) {
+		// It may be in the schedule too, and come back from there as well:
+		// the completion record stops a second send after a success.
+		log.WarnContext(ctx, "retry schedule write not confirmed by a Redis replica; the delivery stays in the stream", "err", err, "retry_in", dl.cfg.RetryDelay)
+		dl.nak(ctx, log, j, dl.cfg.RetryDelay)
+		return
+	}
 	if err != nil {
 		log.ErrorContext(ctx, "retry schedule unreachable; the delivery stays in the stream", "err", err, "retry_in", dl.cfg.RetryDelay)
 		dl.nak(ctx, log, j, dl.cfg.RetryDelay)

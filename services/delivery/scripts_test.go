@@ -9,18 +9,30 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pulsehooks/pulsehooks/pkg/embedded"
+	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
 
 // TestRedisScripts runs the rate-limit and failure-run scripts against
-// redis-server and against the in-process server of the standalone binary.
+// redis-server, a Redis Cluster (every script and transaction touches one
+// key; a completion record and the end of a failure run, in different
+// slots, share a pipeline, which the cluster client splits by node), and
+// the in-process server of the standalone binary.
 func TestRedisScripts(t *testing.T) {
 	for _, srv := range []struct {
 		name  string
 		start func(t *testing.T) redis.UniversalClient
 	}{
 		{"redis-server", func(t *testing.T) redis.UniversalClient { return testenv.StartRedis(t).Client(t) }},
+		{"redis-cluster", func(t *testing.T) redis.UniversalClient {
+			rdb, _, err := redisconn.New(testenv.StartRedisCluster(t).URL(), redisconn.Settings{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = rdb.Close() })
+			return rdb
+		}},
 		{"in-process", func(t *testing.T) redis.UniversalClient {
 			m, err := embedded.StartRedis("127.0.0.1:0")
 			if err != nil {

@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
-	queue, err := retryq.New(deps.Redis, retryq.Options{Partitions: n})
+	queue, err := retryq.New(deps.Redis, retryq.Options{Partitions: n, ReplicaWait: cfg.ReplicaWait})
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}

@@ -14,19 +14,19 @@ import (
 
 	"github.com/pulsehooks/pulsehooks/pkg/embedded"
 	"github.com/pulsehooks/pulsehooks/pkg/pulseclient"
+	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 )
 
 // redisClient connects to a redis-server started for the test.
-func redisClient(t *testing.T, url string) *redis.Client {
+func redisClient(t *testing.T, url string) redis.UniversalClient {
 	t.Helper()
-	opts, err := redis.ParseURL(url)
+	rdb, _, err := redisconn.New(url, redisconn.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -66,6 +66,7 @@ func burst(t *testing.T, h *harness, tenant string, n int) (accepted int, refuse
 
 func TestIngestRateLimit(t *testing.T) {
 	t.Run("redis-server", func(t *testing.T) { testIngestRateLimit(t, redisClient(t, testenv.StartRedis(t).URL())) })
+	t.Run("redis-cluster", func(t *testing.T) { testIngestRateLimit(t, redisClient(t, testenv.StartRedisCluster(t).URL())) })
 	// The standalone binary's in-process Redis-compatible server.
 	t.Run("embedded", func(t *testing.T) {
 		m, err := embedded.StartRedis("127.0.0.1:0")
@@ -77,7 +78,7 @@ func TestIngestRateLimit(t *testing.T) {
 	})
 }
 
-func testIngestRateLimit(t *testing.T, rdb *redis.Client) {
+func testIngestRateLimit(t *testing.T, rdb redis.UniversalClient) {
 	// One event per second and a burst of 5: 20 publishes at once are far
 	// quicker than the second that would free a sixth slot.
 	h := newHarness(t, options{

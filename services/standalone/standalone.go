@@ -32,6 +32,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/grpcx"
 	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
+	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 	"github.com/pulsehooks/pulsehooks/pkg/redistrace"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/services/config"
@@ -53,9 +54,11 @@ type Config struct {
 	ConfigHTTPAddr, ConfigGRPCAddr, IngestHTTPAddr string
 	// PublicURL is the base URL of portal links; default http://<ConfigHTTPAddr>.
 	PublicURL string
-	// RedisURL is the Redis to use; empty starts an in-process server whose
-	// state lives in memory only.
+	// RedisURL is the Redis to use (any form pkg/redisconn reads); empty
+	// starts an in-process server whose state lives in memory only.
 	RedisURL string
+	// Redis refines RedisURL (Sentinel credentials, TLS…).
+	Redis redisconn.Settings
 	// AllowNetworks is the delivery allowlist of private ranges; the local
 	// development default allows every address so endpoints on this machine work.
 	AllowNetworks []netip.Prefix
@@ -105,7 +108,7 @@ type Service struct {
 
 	nats     *server.Server
 	miniRed  *miniredis.Miniredis
-	redis    *redis.Client
+	redis    redis.UniversalClient
 	conns    []*nats.Conn
 	grpcConn *grpc.ClientConn
 
@@ -267,13 +270,13 @@ func (s *Service) startRedis(ctx context.Context) error {
 		s.miniRed = m
 		url = "redis://" + m.Addr()
 	}
-	opts, err := redis.ParseURL(url)
+	rdb, opts, err := redisconn.New(url, s.cfg.Redis)
 	if err != nil {
-		return fmt.Errorf("parse redis URL: %w", err)
+		return err
 	}
-	s.redis = redis.NewClient(opts)
+	s.redis = rdb
 	if err := s.redis.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("ping redis at %s: %w", opts.Addr, err)
+		return fmt.Errorf("ping redis (%s): %w", opts, err)
 	}
 	return nil
 }

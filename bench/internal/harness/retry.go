@@ -20,7 +20,7 @@ import (
 // deliveries, how fast claimers drain n overdue items, and how late items
 // are claimed when n come due over a window while claimers poll.
 type scheduleBench struct {
-	rdb        *redis.Client
+	rdb        redis.UniversalClient
 	n          int
 	endpoints  int
 	partitions int

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 )
 
@@ -543,11 +544,10 @@ func (h *Harness) retry(ctx context.Context, res *Result) error {
 	}
 	wait := h.pick(12*time.Second, 6*time.Second, 2*time.Second)
 	time.Sleep(wait)
-	opts, err := redis.ParseURL(sys.redisURL)
+	rdb, _, err := redisconn.New(sys.redisURL, redisconn.Settings{})
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(opts)
 	defer func() { _ = rdb.Close() }()
 	zsets, members, err := scanZSets(ctx, rdb)
 	if err != nil {
@@ -588,8 +588,9 @@ func (h *Harness) retry(ctx context.Context, res *Result) error {
 	return nil
 }
 
-// scanZSets lists the sorted sets in Redis and their total size.
-func scanZSets(ctx context.Context, rdb *redis.Client) ([]string, int64, error) {
+// scanZSets lists the sorted sets in Redis and their total size (of one
+// node: on a Redis Cluster, of one master).
+func scanZSets(ctx context.Context, rdb redis.UniversalClient) ([]string, int64, error) {
 	var keys []string
 	var total int64
 	iter := rdb.ScanType(ctx, 0, "*", 1000, "zset").Iterator()
@@ -606,7 +607,7 @@ func scanZSets(ctx context.Context, rdb *redis.Client) ([]string, int64, error) 
 }
 
 // usedMemory is Redis's used_memory in bytes.
-func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
+func usedMemory(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
 	info, err := rdb.Info(ctx, "memory").Result()
 	if err != nil {
 		return 0, err

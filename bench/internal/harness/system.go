@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 )
 
 // Shapes of the system under test.
@@ -172,8 +172,11 @@ func startRedis(ctx context.Context, logDir string) (*proc, string, string, erro
 		return nil, "", "", err
 	}
 	url := "redis://" + addr + "/0"
-	opts, _ := redis.ParseURL(url)
-	rdb := redis.NewClient(opts)
+	rdb, _, err := redisconn.New(url, redisconn.Settings{})
+	if err != nil {
+		_ = p.stop(5 * time.Second)
+		return nil, "", "", err
+	}
 	defer func() { _ = rdb.Close() }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

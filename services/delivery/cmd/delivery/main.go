@@ -5,7 +5,11 @@
 // Environment:
 //
 //	PULSEHOOKS_NATS_URL        NATS server URL (default nats://127.0.0.1:4222)
-//	PULSEHOOKS_REDIS_URL       Redis URL, redis://… or rediss://… (falls back to REDIS_URL; required)
+//	PULSEHOOKS_REDIS_URL       Redis URL (falls back to REDIS_URL; required): redis://host:6379/0 or rediss://…
+//	                           for one node, redis+sentinel://s1:26379,s2:26379/<master>/0 for Sentinel,
+//	                           redis+cluster://n1:6379,n2:6379 for a Redis Cluster (pkg/redisconn)
+//	PULSEHOOKS_REDIS_SENTINEL_MASTER, _SENTINEL_USERNAME, _SENTINEL_PASSWORD, _CLUSTER_ADDRS,
+//	PULSEHOOKS_REDIS_TLS_CA_FILE, _TLS_SERVER_NAME  optional refinements of that URL
 //	PULSEHOOKS_CONFIG_GRPC     config service gRPC address (default 127.0.0.1:9090)
 //	PULSEHOOKS_INTERNAL_TOKEN  bearer token for the config service, if it requires one
 //	PULSEHOOKS_PARTITIONS      delivery partitions, fixed per deployment (default 64)
@@ -34,6 +38,8 @@
 //	PULSEHOOKS_RETRY_POLL_INTERVAL longest wait between looks at the schedule (default 250ms)
 //	PULSEHOOKS_DEFER_DELAY     earliest return of a delivery put off by a full lane (default 1s)
 //	PULSEHOOKS_RETRY_DELAY     wait before retrying what cannot be handled now, e.g. Redis down (default 5s)
+//	PULSEHOOKS_REDIS_REPLICA_WAIT longest wait for a Redis replica to confirm a retry-schedule write when
+//	                           the primary has replicas (default 500ms; negative: never wait; at most 2s)
 //	PULSEHOOKS_LOG_LEVEL       debug, info, warn or error (default info)
 //	PULSEHOOKS_PPROF_ADDR      net/http/pprof listener, e.g. 127.0.0.1:6060 (default off)
 //
@@ -48,11 +54,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/process"
+	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 	"github.com/pulsehooks/pulsehooks/pkg/redistrace"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/services/delivery"
@@ -67,6 +72,7 @@ func main() { process.Main("delivery", run) }
 type settings struct {
 	natsURL       string
 	redisURL      string
+	redis         *redisconn.Options
 	configAddr    string
 	internalToken string
 	healthAddr    string
@@ -113,6 +119,7 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 			PollInterval:    env.Duration("PULSEHOOKS_RETRY_POLL_INTERVAL", 0),
 			DeferDelay:      env.Duration("PULSEHOOKS_DEFER_DELAY", 0),
 			RetryDelay:      env.Duration("PULSEHOOKS_RETRY_DELAY", 0),
+			ReplicaWait:     env.Duration("PULSEHOOKS_REDIS_REPLICA_WAIT", 0),
 		},
 	}
 	if s.healthAddr == "off" {
@@ -121,6 +128,10 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 	err := env.Err()
 	if s.redisURL == "" {
 		err = errors.Join(err, errors.New("PULSEHOOKS_REDIS_URL (or REDIS_URL) is required"))
+	} else if ropts, rerr := redisconn.Parse(s.redisURL, redisconn.SettingsFromEnv(env)); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("PULSEHOOKS_REDIS_URL: %w", rerr))
+	} else {
+		s.redis = ropts
 	}
 	if err != nil {
 		return settings{}, err
@@ -133,10 +144,6 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	ropts, err := redis.ParseURL(s.redisURL)
-	if err != nil {
-		return fmt.Errorf("PULSEHOOKS_REDIS_URL: %w", err)
-	}
 	proc, err := process.Start(ctx, process.Options{
 		Service: "delivery", Version: version, NATSURL: s.natsURL, LogLevel: s.logLevel,
 		PprofAddr: s.pprofAddr,
@@ -146,7 +153,7 @@ func run(ctx context.Context) (err error) {
 	}
 	// Sends the last acks and naks before closing.
 	defer func() { err = errors.Join(err, proc.Close(context.WithoutCancel(ctx))) }()
-	rdb := redis.NewClient(ropts)
+	rdb := s.redis.NewClient()
 	defer func() {
 		if cerr := rdb.Close(); cerr != nil {
 			proc.Logger.Warn("close redis client", "err", cerr)

@@ -12,7 +12,8 @@
 //	                           (required; PULSEHOOKS_OPERATOR_TOKEN, its former name, is still read)
 //	PULSEHOOKS_REPLICAS        stream and bucket replicas (default 1)
 //	PULSEHOOKS_REDIS_URL       Redis URL for the per-tenant rate limits (falls back to REDIS_URL;
-//	                           unset: no rate limits)
+//	                           unset: no rate limits); one node, redis+sentinel:// or redis+cluster://
+//	                           with the optional PULSEHOOKS_REDIS_* refinements (pkg/redisconn)
 //	PULSEHOOKS_QUOTA_INGEST_EVENTS_PER_SECOND  events/s per tenant (default 1000; -1 no limit)
 //	PULSEHOOKS_QUOTA_INGEST_BURST              events at once above that rate (default 2000)
 //	PULSEHOOKS_DRAIN_PERIOD    how long HTTP keeps serving after SIGTERM while /readyz fails
@@ -36,6 +37,7 @@ import (
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/process"
+	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 	"github.com/pulsehooks/pulsehooks/pkg/redistrace"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/services/ingest"
@@ -54,6 +56,7 @@ type settings struct {
 	logLevel      string
 	pprofAddr     string
 	redisURL      string
+	redis         *redisconn.Options
 	service       ingest.Config
 }
 
@@ -76,7 +79,15 @@ func loadSettings(env *envconf.Reader) (settings, error) {
 			},
 		},
 	}
-	if err := env.Err(); err != nil {
+	err := env.Err()
+	if s.redisURL != "" {
+		ropts, rerr := redisconn.Parse(s.redisURL, redisconn.SettingsFromEnv(env))
+		if rerr != nil {
+			err = errors.Join(err, fmt.Errorf("PULSEHOOKS_REDIS_URL: %w", rerr))
+		}
+		s.redis = ropts
+	}
+	if err != nil {
 		return settings{}, err
 	}
 	return s, nil
@@ -87,13 +98,9 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	var rdb *redis.Client
-	if s.redisURL != "" {
-		ropts, err := redis.ParseURL(s.redisURL)
-		if err != nil {
-			return fmt.Errorf("PULSEHOOKS_REDIS_URL: %w", err)
-		}
-		rdb = redis.NewClient(ropts)
+	var rdb redis.UniversalClient // nil: no rate limits
+	if s.redis != nil {
+		rdb = s.redis.NewClient()
 		defer func() { err = errors.Join(err, rdb.Close()) }()
 	}
 	proc, err := process.Start(ctx, process.Options{
@@ -121,7 +128,7 @@ func run(ctx context.Context) (err error) {
 		Config:         cfg,
 		Logger:         proc.Logger,
 		TracerProvider: proc.TracerProvider,
-		Redis:          redisOrNil(rdb),
+		Redis:          rdb,
 		MeterProvider:  proc.Metrics.MeterProvider(),
 		MetricsHandler: proc.Metrics.Handler(),
 	})
@@ -130,14 +137,6 @@ func run(ctx context.Context) (err error) {
 	}
 	proc.Logger.Info("ingest starting", "version", version, "http", svc.HTTPAddr())
 	return svc.Run(ctx)
-}
-
-// redisOrNil keeps a nil *redis.Client a nil interface.
-func redisOrNil(c *redis.Client) redis.UniversalClient {
-	if c == nil {
-		return nil
-	}
-	return c
 }
 
 // ingestToken reads the ingest token from PULSEHOOKS_INGEST_TOKEN, or from

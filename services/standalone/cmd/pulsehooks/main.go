@@ -22,6 +22,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/metrics"
 	"github.com/pulsehooks/pulsehooks/pkg/pprofserver"
+	"github.com/pulsehooks/pulsehooks/pkg/redisconn"
 	"github.com/pulsehooks/pulsehooks/pkg/telemetry"
 	"github.com/pulsehooks/pulsehooks/services/standalone"
 )
@@ -192,6 +193,7 @@ func serve(ctx context.Context, args []string) (err error) {
 		IngestHTTPAddr: *ingestAddr,
 		PublicURL:      *publicURL,
 		RedisURL:       *redisURL,
+		Redis:          redisconn.SettingsFromEnv(env),
 		AllowNetworks:  allow,
 		Partitions:     *partitions,
 		Demo:           true,
