@@ -27,16 +27,8 @@ var ErrNoPrometheus = errors.New("prometheus not found: install it (apt-get inst
 // PrometheusBinary finds the prometheus server: $PROMETHEUS, then PATH, then
 // /usr/bin.
 func PrometheusBinary() (string, error) {
-	if p := os.Getenv("PROMETHEUS"); p != "" {
+	if p, ok := findBinary("PROMETHEUS", "prometheus"); ok {
 		return p, nil
-	}
-	if p, err := exec.LookPath("prometheus"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/bin/prometheus", "/usr/local/bin/prometheus"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
 	}
 	return "", ErrNoPrometheus
 }

@@ -31,16 +31,8 @@ const (
 // SentinelBinary finds redis-sentinel: $REDIS_SENTINEL, then PATH, then
 // /usr/bin.
 func SentinelBinary() (string, error) {
-	if p := os.Getenv("REDIS_SENTINEL"); p != "" {
+	if p, ok := findBinary("REDIS_SENTINEL", "redis-sentinel"); ok {
 		return p, nil
-	}
-	if p, err := exec.LookPath("redis-sentinel"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/bin/redis-sentinel", "/usr/local/bin/redis-sentinel"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
 	}
 	return "", errors.New("redis-sentinel not found: install it (apt-get install redis-sentinel) or set REDIS_SENTINEL; scripts/ensure-deps.sh installs it")
 }

@@ -141,18 +141,28 @@ type Redis struct {
 
 // RedisBinary finds redis-server: $REDIS_SERVER, then PATH, then /usr/bin.
 func RedisBinary() (string, error) {
-	if p := os.Getenv("REDIS_SERVER"); p != "" {
+	if p, ok := findBinary("REDIS_SERVER", "redis-server"); ok {
 		return p, nil
-	}
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/bin/redis-server", "/usr/local/bin/redis-server"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
 	}
 	return "", fmt.Errorf("redis-server not found: install it (apt-get install redis-server) or set REDIS_SERVER; `make test` installs it when run as root")
+}
+
+// findBinary looks for a program: the path in the environment variable env,
+// then name on PATH, then /usr/bin and /usr/local/bin.
+func findBinary(env, name string) (string, bool) {
+	if p := os.Getenv(env); p != "" {
+		return p, true
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, true
+	}
+	for _, dir := range []string{"/usr/bin", "/usr/local/bin"} {
+		p := dir + "/" + name
+		if _, err := os.Stat(p); err == nil {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 // StartRedis starts redis-server on a free loopback port with persistence off;
