@@ -154,22 +154,13 @@ func (c *Cluster) Stop() {
 // forever; it is closed when the test ends.
 func (c *Cluster) Conn(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatalf("connect to the nats cluster: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return connect(t, c.URLs())
 }
 
 // JetStream returns a JetStream context on a new connection to the cluster.
 func (c *Cluster) JetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	js, err := jetstream.New(c.Conn(t))
-	if err != nil {
-		t.Fatalf("jetstream: %v", err)
-	}
-	return js
+	return jetStreamOn(t, c.Conn(t))
 }
 
 // Name is the node's server name.

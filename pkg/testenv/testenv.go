@@ -111,22 +111,35 @@ func (n *NATS) Restart() {
 // the test ends.
 func (n *NATS) Conn(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(n.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return connect(t, n.URL())
+}
+
+// connect opens a client connection to urls (comma-separated) that
+// reconnects forever; it is closed when the test ends.
+func connect(t testing.TB, urls string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
-		t.Fatalf("connect to nats: %v", err)
+		t.Fatalf("connect to nats at %s: %v", urls, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
 }
 
-// JetStream returns a JetStream context on a new connection.
-func (n *NATS) JetStream(t testing.TB) jetstream.JetStream {
+// jetStreamOn returns a JetStream context on nc.
+func jetStreamOn(t testing.TB, nc *nats.Conn) jetstream.JetStream {
 	t.Helper()
-	js, err := jetstream.New(n.Conn(t))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatalf("jetstream: %v", err)
 	}
 	return js
+}
+
+// JetStream returns a JetStream context on a new connection.
+func (n *NATS) JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	return jetStreamOn(t, n.Conn(t))
 }
 
 // Redis is a redis-server process on a free loopback port.
