@@ -41,7 +41,9 @@ type balancer struct {
 	released chan int
 	// stopped is closed when run starts shutting down.
 	stopped chan struct{}
-	// seen is each member key's last write seen.
+	// seen is each member key's last write seen; a member judged gone
+	// stays here (gone set) for a while, so that a replay of its last write
+	// by a restarted watch does not bring it back.
 	seen map[string]sighting
 
 	mu   sync.Mutex
@@ -49,11 +51,17 @@ type balancer struct {
 }
 
 // sighting is a member key's last write seen: when (by this worker's
-// clock) and its revision.
+// clock) and its revision, and whether the member is judged gone (its key
+// lapsed or deleted).
 type sighting struct {
-	at  time.Time
-	rev uint64
+	at   time.Time
+	rev  uint64
+	gone bool
 }
+
+// goneKept is how long, in LeaseTTLs, a member judged gone is remembered:
+// longer than its last write can stay in the bucket (MaxAge is one TTL).
+const goneKept = 4
 
 // holding is a lease this worker holds, and the tenure it runs.
 type holding struct {
@@ -103,16 +111,20 @@ func (b *balancer) run(ctx context.Context, ready func()) []*partition {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	b.join(ctx)
-	initial := true
+	// initial: the first watch has not delivered its initial values yet;
+	// replaying: the current watch (the first or a restarted one) has not.
+	initial, replaying := true, true
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case e, ok := <-w.updates():
 			if !ok {
-				w = b.watch(ctx)
+				b.log.InfoContext(ctx, "members watch ended, restarting it")
+				w, replaying = b.watch(ctx), true
 				continue
 			}
 			if e == nil { // the initial values are in
+				replaying = false
 				if initial {
 					initial = false
 					b.reconcile(ctx)
@@ -120,7 +132,7 @@ func (b *balancer) run(ctx context.Context, ready func()) []*partition {
 				}
 				continue
 			}
-			b.observe(e, initial)
+			b.observe(e, replaying)
 			if !initial {
 				b.reconcile(ctx)
 			}
@@ -139,8 +151,12 @@ func (b *balancer) run(ctx context.Context, ready func()) []*partition {
 	return b.leave()
 }
 
-// watcher is a members watch that may be absent (while NATS is unreachable).
-type watcher struct{ kw jetstream.KeyWatcher }
+// watcher is a members watch that may be absent (while NATS is
+// unreachable), and the cancel of the context it lives in.
+type watcher struct {
+	kw     jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
 
 // updates is the watch's channel, or nil (never ready) without one.
 func (w watcher) updates() <-chan jetstream.KeyValueEntry {
@@ -153,18 +169,40 @@ func (w watcher) updates() <-chan jetstream.KeyValueEntry {
 func (w watcher) stop() {
 	if w.kw != nil {
 		_ = w.kw.Stop()
+		w.cancel()
 	}
 }
 
 // watch starts a watch of the members, retrying until it starts or ctx ends.
+// The watch lives as long as the context it was started with (nats.go
+// unsubscribes when it ends): that is ctx, not the attempt's context, which
+// ends as soon as the attempt returns; the attempt's timeout bounds only the
+// start. (A watch started in the attempt's context ended at once, and was
+// restarted every few milliseconds, each restart replaying every member
+// key as a fresh sighting: a killed worker stayed live until its key
+// expired in the bucket and for a TTL more, about twice the TTL.)
 func (b *balancer) watch(ctx context.Context) watcher {
-	var kw jetstream.KeyWatcher
-	_ = streams.Retry(ctx, b.log, "watch "+streams.DeliveryMembers, func(ctx context.Context) error {
-		var err error
-		kw, err = b.members.WatchAll(ctx)
-		return err
+	var w watcher
+	_ = streams.Retry(ctx, b.log, "watch "+streams.DeliveryMembers, func(attempt context.Context) error {
+		wctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(attempt, cancel)
+		kw, err := b.members.WatchAll(wctx)
+		if !stop() { // the attempt timed out first: the watch, if any, is ended
+			cancel()
+			if err == nil {
+				_ = kw.Stop()
+				err = fmt.Errorf("watch started too late: %w", context.Cause(attempt))
+			}
+			return err
+		}
+		if err != nil {
+			cancel()
+			return err
+		}
+		w = watcher{kw: kw, cancel: cancel}
+		return nil
 	})
-	return watcher{kw: kw}
+	return w
 }
 
 // join writes this worker's member key.
@@ -174,22 +212,27 @@ func (b *balancer) join(ctx context.Context) {
 	}
 }
 
-// observe notes a change of a member key; initial is true for the values
-// the watch starts with.
-func (b *balancer) observe(e jetstream.KeyValueEntry, initial bool) {
+// observe notes a change of a member key; replayed is true for the values
+// a watch starts with (the last write of each key still in the bucket),
+// which are dated by the server's timestamp: a restarted watch replays the
+// last write of a member that died, nearly ttl old, and it must not count
+// as a fresh sign of life. A write no newer than one already seen (or than
+// the last write of a member judged gone) changes nothing.
+func (b *balancer) observe(e jetstream.KeyValueEntry, replayed bool) {
+	prev, known := b.seen[e.Key()]
+	if known && e.Revision() <= prev.rev {
+		return // a write already seen, delivered again (the watch restarted)
+	}
 	switch e.Operation() {
 	case jetstream.KeyValuePut:
 		at := time.Now()
-		if initial && e.Created().Before(at) {
+		if replayed && e.Created().Before(at) {
 			// It may be nearly ttl old already (the server's clock).
 			at = e.Created()
 		}
-		if prev, ok := b.seen[e.Key()]; ok && e.Revision() <= prev.rev {
-			return // a write already seen, delivered again (the watch restarted)
-		}
 		b.seen[e.Key()] = sighting{at: at, rev: e.Revision()}
 	default:
-		delete(b.seen, e.Key())
+		b.seen[e.Key()] = sighting{at: time.Now(), rev: e.Revision(), gone: true}
 	}
 }
 
@@ -198,10 +241,15 @@ func (b *balancer) observe(e jetstream.KeyValueEntry, initial bool) {
 func (b *balancer) live(now time.Time) []string {
 	out := []string{b.id}
 	for id, sg := range b.seen {
-		if now.Sub(sg.at) < b.ttl && id != b.id {
-			out = append(out, id)
-		} else if now.Sub(sg.at) >= b.ttl {
+		switch age := now.Sub(sg.at); {
+		case sg.gone && age >= goneKept*b.ttl:
 			delete(b.seen, id)
+		case sg.gone:
+		case age >= b.ttl:
+			// Lapsed: remembered as gone from now on, at its last revision.
+			b.seen[id] = sighting{at: now, rev: sg.rev, gone: true}
+		case id != b.id:
+			out = append(out, id)
 		}
 	}
 	slices.Sort(out)
