@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,6 +305,8 @@ type hookLog struct {
 	// are in flight (and their records and acks to come) whenever NATS
 	// breaks.
 	delay time.Duration
+	// inflight, if set, counts the requests received and not yet answered.
+	inflight *atomic.Int64
 
 	mu  sync.Mutex
 	got map[string]map[string]int // name → webhook-id → requests
@@ -314,6 +317,10 @@ func newHookLog(t *testing.T, delay time.Duration) *hookLog {
 	h := &hookLog{endpoints: map[string]string{}, got: map[string]map[string]int{}, delay: delay}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		if h.inflight != nil {
+			h.inflight.Add(1)
+			defer h.inflight.Add(-1)
+		}
 		time.Sleep(h.delay)
 		name := strings.TrimPrefix(r.URL.Path, "/")
 		h.mu.Lock()
