@@ -109,6 +109,7 @@ func (b *balancer) run(ctx context.Context, ready func()) []*partition {
 		case <-ctx.Done():
 		case e, ok := <-w.updates():
 			if !ok {
+				w.stop()
 				w = b.watch(ctx)
 				continue
 			}
@@ -140,7 +141,11 @@ func (b *balancer) run(ctx context.Context, ready func()) []*partition {
 }
 
 // watcher is a members watch that may be absent (while NATS is unreachable).
-type watcher struct{ kw jetstream.KeyWatcher }
+// cancel ends the context the watch lives under.
+type watcher struct {
+	kw     jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
 
 // updates is the watch's channel, or nil (never ready) without one.
 func (w watcher) updates() <-chan jetstream.KeyValueEntry {
@@ -154,17 +159,43 @@ func (w watcher) stop() {
 	if w.kw != nil {
 		_ = w.kw.Stop()
 	}
+	if w.cancel != nil {
+		w.cancel()
+	}
 }
 
+// watchStartTimeout bounds the start of one members watch (a consumer
+// create that can hang on a cluster without a leader).
+const watchStartTimeout = 10 * time.Second
+
 // watch starts a watch of the members, retrying until it starts or ctx ends.
+//
+// nats.go ties a watch's subscription to the context it was started with
+// (it unsubscribes when that context ends), so the watch cannot be started
+// under Retry's per-try context, which Retry cancels as soon as the try
+// succeeds: that closed every watch at once and the balancer restarted it
+// in a loop (about 2,000 consumer creates a second at rest). Each try gets
+// a context of its own instead, cancelled by a timer only if the start
+// takes longer than watchStartTimeout, and otherwise kept until the watch
+// is stopped.
 func (b *balancer) watch(ctx context.Context) watcher {
-	var kw jetstream.KeyWatcher
-	_ = streams.Retry(ctx, b.log, "watch "+streams.DeliveryMembers, func(ctx context.Context) error {
-		var err error
-		kw, err = b.members.WatchAll(ctx)
-		return err
+	var w watcher
+	_ = streams.Retry(ctx, b.log, "watch "+streams.DeliveryMembers, func(context.Context) error {
+		wctx, cancel := context.WithCancel(ctx)
+		timeout := time.AfterFunc(watchStartTimeout, cancel)
+		kw, err := b.members.WatchAll(wctx)
+		if !timeout.Stop() && err == nil {
+			_ = kw.Stop()
+			err = fmt.Errorf("watch %s: not started within %v", streams.DeliveryMembers, watchStartTimeout)
+		}
+		if err != nil {
+			cancel()
+			return err
+		}
+		w = watcher{kw: kw, cancel: cancel}
+		return nil
 	})
-	return watcher{kw: kw}
+	return w
 }
 
 // join writes this worker's member key.
