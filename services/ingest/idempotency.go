@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -44,9 +46,10 @@ type idemClaim struct {
 }
 
 // idemStore remembers idempotency keys in a KV bucket whose max age is the
-// key's lifetime.
+// key's lifetime. nc is the connection done marks are published on.
 type idemStore struct {
 	kv jetstream.KeyValue
+	nc *nats.Conn
 }
 
 // ensureIdemStore creates or updates the bucket.
@@ -65,7 +68,7 @@ func ensureIdemStore(ctx context.Context, js jetstream.JetStream, ttl time.Durat
 	if err != nil {
 		return nil, fmt.Errorf("ensure key-value bucket %s: %w", IdempotencyBucket, err)
 	}
-	return &idemStore{kv: kv}, nil
+	return &idemStore{kv: kv, nc: js.Conn()}, nil
 }
 
 // claim stores rec as the pending record of (tenant, key) unless the key has
@@ -103,20 +106,33 @@ func (s *idemStore) claim(ctx context.Context, tenantID, key string, rec idemRec
 	return idemClaim{}, fmt.Errorf("claim idempotency record %s: it keeps disappearing", k)
 }
 
-// markDone records that c's event is stored. A concurrent update by another
-// publisher of the same key is not an error: it did the same.
-func (s *idemStore) markDone(ctx context.Context, c idemClaim) error {
+// markDone records that c's event is stored: the record's update, published
+// without waiting for the stream's ack (no reply subject, so the stream sends
+// none), on the revision the claim holds. It saves the publisher a JetStream
+// round trip and nats-server an ack per event. A mark that is not stored —
+// another publisher of the same key updated the record first (it did the
+// same), or the bucket could not take it — leaves the record pending, which
+// is what a publisher that died before marking leaves: a retry of the key
+// republishes the same message id, which the duplicate window drops. Only a
+// publish that cannot leave the client (the connection is closed or
+// reconnecting) is an error.
+func (s *idemStore) markDone(c idemClaim) error {
 	rec := c.idemRecord
 	rec.State = stateDone
 	value, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode idempotency record: %w", err)
 	}
-	if _, err := s.kv.Update(ctx, c.key, value, c.revision); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+	msg := &nats.Msg{Subject: kvSubjectPrefix + c.key, Data: value, Header: nats.Header{}}
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(c.revision, 10))
+	if err := s.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("mark idempotency record %s done: %w", c.key, err)
 	}
 	return nil
 }
+
+// kvSubjectPrefix is the subject prefix of the bucket's keys.
+const kvSubjectPrefix = "$KV." + IdempotencyBucket + "."
 
 // idemKey is the bucket key of (tenant, key): the tenant id (hex-encoded
 // after '=' when it holds characters keys cannot), a dot, and the SHA-256 of

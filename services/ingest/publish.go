@@ -121,7 +121,7 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 		return result{}, err
 	}
 	if ev.idempotencyKey != "" {
-		if err := p.idem.markDone(ctx, claim); err != nil {
+		if err := p.idem.markDone(claim); err != nil {
 			// The event is stored; a retry of this key re-publishes the
 			// same message id, which the duplicate window drops.
 			p.log.WarnContext(ctx, "idempotency record not marked done", "message_id", msgID, "err", err)
