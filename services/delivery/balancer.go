@@ -157,9 +157,15 @@ func (w watcher) stop() {
 }
 
 // watch starts a watch of the members, retrying until it starts or ctx ends.
+//
+// The watch lives as long as ctx: a KV watch stops when the context it was
+// started with ends, so it must not be started with the retry's per-try
+// context (cancelled as soon as the try returns), which ended every watch
+// at once and made the run loop start a new one — a consumer created and
+// deleted on the server, over and over, whatever the traffic.
 func (b *balancer) watch(ctx context.Context) watcher {
 	var kw jetstream.KeyWatcher
-	_ = streams.Retry(ctx, b.log, "watch "+streams.DeliveryMembers, func(ctx context.Context) error {
+	_ = streams.Retry(ctx, b.log, "watch "+streams.DeliveryMembers, func(context.Context) error {
 		var err error
 		kw, err = b.members.WatchAll(ctx)
 		return err
