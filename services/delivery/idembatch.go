@@ -26,8 +26,12 @@ const (
 // Redis before its delivery is acked, and a check is answered before its
 // delivery is sent, as without batching.
 //
-// Flushers are started on demand and end when nothing is waiting: the
-// batcher needs no start or stop.
+// The callers are the flushers: a caller that finds fewer than maxFlushers
+// round trips in flight sends the waiting requests itself, on its own
+// goroutine, until its own have been sent (a goroutine per round trip cost
+// a start, two wake-ups and a stack grown anew through go-redis each time).
+// A caller that leaves while requests still wait hands them to a goroutine,
+// so none is stranded. The batcher needs no start or stop.
 type pipeBatcher struct {
 	rdb redis.UniversalClient
 
@@ -53,11 +57,14 @@ func (b *pipeBatcher) do(ctx context.Context, queue func(ctx context.Context, p 
 	r := &pipeRequest{ctx: ctx, queue: queue, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, r)
-	if b.flushers < maxFlushers {
+	flusher := b.flushers < maxFlushers
+	if flusher {
 		b.flushers++
-		go b.flush()
 	}
 	b.mu.Unlock()
+	if flusher {
+		b.flushUntil(r)
+	}
 	select {
 	case <-r.done:
 		return r.cmds, nil
@@ -66,21 +73,57 @@ func (b *pipeBatcher) do(ctx context.Context, queue func(ctx context.Context, p 
 	}
 }
 
+// flushUntil sends waiting requests, a batch per round trip, until own has
+// been sent (by this caller or, in its batch, by another flusher), its
+// caller has given up (it is then left out of any batch) or nothing waits,
+// and gives up its place as a flusher; requests still waiting then go on in
+// a goroutine.
+func (b *pipeBatcher) flushUntil(own *pipeRequest) {
+	for {
+		batch, ok := b.next()
+		if !ok {
+			return // nothing waits: own was sent or dropped by an earlier batch
+		}
+		b.send(batch)
+		if isClosed(own.done) || own.ctx.Err() != nil {
+			b.mu.Lock()
+			if len(b.pending) == 0 {
+				b.flushers--
+				b.pending = nil // let a burst's backing array go
+				b.mu.Unlock()
+				return
+			}
+			b.mu.Unlock()
+			go b.flush() // the place as a flusher goes with it
+			return
+		}
+	}
+}
+
+// next takes the next batch off the queue, or, when nothing waits, gives
+// up the caller's place as a flusher and reports false.
+func (b *pipeBatcher) next() ([]*pipeRequest, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := min(len(b.pending), maxBatch)
+	if n == 0 {
+		b.flushers--
+		b.pending = nil // let a burst's backing array go
+		return nil, false
+	}
+	batch := make([]*pipeRequest, n)
+	copy(batch, b.pending)
+	b.pending = b.pending[n:]
+	return batch, true
+}
+
 // flush sends waiting requests, a batch per round trip, until none waits.
 func (b *pipeBatcher) flush() {
 	for {
-		b.mu.Lock()
-		n := min(len(b.pending), maxBatch)
-		if n == 0 {
-			b.flushers--
-			b.pending = nil // let a burst's backing array go
-			b.mu.Unlock()
+		batch, ok := b.next()
+		if !ok {
 			return
 		}
-		batch := make([]*pipeRequest, n)
-		copy(batch, b.pending)
-		b.pending = b.pending[n:]
-		b.mu.Unlock()
 		b.send(batch)
 	}
 }
@@ -110,6 +153,16 @@ func (b *pipeBatcher) send(batch []*pipeRequest) {
 	})
 	for _, r := range live {
 		close(r.done)
+	}
+}
+
+// isClosed reports whether c is closed.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
