@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -21,8 +22,12 @@ import (
 // resend and recover, behind requireAPIKey. Lists are newest first, with
 // the opaque iterator of the attempt log.
 
-// statsHours is the window of endpoint statistics.
-const statsHours = 24
+// statsHours is the default window of endpoint statistics, and
+// maxStatsHours the longest (7 days).
+const (
+	statsHours    = 24
+	maxStatsHours = 7 * 24
+)
 
 // maxDeliveriesShown bounds the per-endpoint statuses of one message.
 const maxDeliveriesShown = 1000
@@ -489,7 +494,14 @@ func (s *Service) endpointStats(w http.ResponseWriter, r *http.Request, tenantID
 		writeErr(w, r, s.log, err)
 		return
 	}
-	hours, err := s.alog.EndpointStats(r.Context(), tenantID, ep.GetId(), statsHours)
+	n := statsHours
+	if v := r.URL.Query().Get("hours"); v != "" {
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > maxStatsHours {
+			writeErr(w, r, s.log, invalid("hours", "must be a whole number of hours from 1 to %d (7 days), got %q", maxStatsHours, v))
+			return
+		}
+	}
+	hours, err := s.alog.EndpointStats(r.Context(), tenantID, ep.GetId(), n)
 	if err != nil {
 		writeErr(w, r, s.log, err)
 		return

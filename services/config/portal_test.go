@@ -3,6 +3,7 @@ package config
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +91,19 @@ func TestPortalLoginAndPage(t *testing.T) {
 	status, _, hdr = h.request(http.MethodGet, "/portal/static/portal.css", nil, nil)
 	if status != http.StatusOK || !strings.HasPrefix(hdr.Get("Content-Type"), "text/css") {
 		t.Errorf("stylesheet: status %d, type %q", status, hdr.Get("Content-Type"))
+	}
+
+	// The page links its assets by hashed names, which are cacheable for a
+	// year, and has a favicon.
+	links := regexp.MustCompile(`(?:href|src)="static/((?:portal|app|logs|favicon)\.[0-9a-f]{10}\.(?:css|js|svg))"`).FindAllStringSubmatch(page, -1)
+	if len(links) != 4 {
+		t.Fatalf("portal page links %d hashed assets (%v), want portal.css, favicon.svg, app.js, logs.js", len(links), links)
+	}
+	for _, l := range links {
+		status, data, hdr := h.request(http.MethodGet, "/portal/static/"+l[1], nil, nil)
+		if status != http.StatusOK || len(data) == 0 || hdr.Get("Cache-Control") != "public, max-age=31536000, immutable" {
+			t.Errorf("%s: status %d, %d bytes, Cache-Control %q; want 200, immutable for a year", l[1], status, len(data), hdr.Get("Cache-Control"))
+		}
 	}
 }
 

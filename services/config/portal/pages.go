@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"path"
 	"time"
 
 	"github.com/pulsehooks/pulsehooks/services/config/httpjson"
@@ -22,16 +21,10 @@ var webFS embed.FS
 // no inline code, no framing, forms only to this origin.
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
-// assets are the static files of the portal app, with their types.
-var assets = map[string]string{
-	"portal.css": "text/css; charset=utf-8",
-	"app.js":     "text/javascript; charset=utf-8",
-	"logs.js":    "text/javascript; charset=utf-8",
-}
-
-// parsePages parses the portal templates.
-func parsePages() (*template.Template, error) {
-	t, err := template.ParseFS(webFS, "web/*.html")
+// parsePages parses the portal templates; funcs are their functions
+// (asset).
+func parsePages(funcs template.FuncMap) (*template.Template, error) {
+	t, err := template.New("portal").Funcs(funcs).ParseFS(webFS, "web/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("parse portal templates: %w", err)
 	}
@@ -43,7 +36,10 @@ type homePage struct {
 	TenantID    string
 	TenantName  string
 	SessionEnds string
-	Endpoints   []Endpoint
+	// SessionEndsAt is SessionEnds in RFC 3339, which the app shows in the
+	// viewer's zone.
+	SessionEndsAt string
+	Endpoints     []Endpoint
 }
 
 // messagePage is a page that explains one situation, such as a used link.
@@ -127,40 +123,27 @@ func (p *Portal) home(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page := homePage{TenantID: tenant.ID, TenantName: tenant.Name, SessionEnds: sess.ExpiresAt.UTC().Format("2 Jan 2006 15:04 UTC"),
-		Endpoints: p.backend.Endpoints(tenant.ID)}
+		SessionEndsAt: sess.ExpiresAt.UTC().Format(time.RFC3339),
+		Endpoints:     p.backend.Endpoints(tenant.ID)}
 	p.render(w, r, http.StatusOK, "portal", page)
 }
 
-// css serves the portal stylesheet.
+// css serves the portal stylesheet under its plain name.
 func (p *Portal) css(w http.ResponseWriter, r *http.Request) {
-	css, err := webFS.ReadFile("web/portal.css")
-	if err != nil {
-		p.failed(w, r, err)
-		return
-	}
-	w.Header().Set("Content-Type", "text/css; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "public, max-age=3600")
-	_, _ = w.Write(css)
+	serveAsset(w, r, p.assets["portal.css"], false)
 }
 
-// asset serves one embedded file of the portal app.
+// asset serves one embedded file of the portal app, by its plain or its
+// hashed name.
 func (p *Portal) asset(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	ct, ok := assets[name]
+	a, ok := p.assets[name]
 	if !ok {
 		httpjson.Error(w, http.StatusNotFound, "not_found", "no portal asset "+name)
 		return
 	}
-	data, err := webFS.ReadFile(path.Join("web", name))
-	if err != nil {
-		p.failed(w, r, err)
-		return
-	}
 	setHeaders(w)
-	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Cache-Control", "no-cache")
-	_, _ = w.Write(data)
+	serveAsset(w, r, a, name == a.hashed)
 }
 
 func (p *Portal) failed(w http.ResponseWriter, r *http.Request, err error) {

@@ -97,6 +97,7 @@ type Portal struct {
 	cfg     Config
 	backend Backend
 	pages   *template.Template
+	assets  map[string]*asset
 }
 
 // New parses the page templates and returns the portal.
@@ -104,11 +105,15 @@ func New(cfg Config, backend Backend) (*Portal, error) {
 	if cfg.PublicURL == nil || cfg.Logger == nil || cfg.APIError == nil || backend == nil {
 		return nil, errors.New("portal: PublicURL, Logger, APIError and a backend are required")
 	}
-	pages, err := parsePages()
-	if err != nil {
+	p := &Portal{cfg: cfg, backend: backend}
+	var err error
+	if p.assets, err = loadAssets(); err != nil {
 		return nil, fmt.Errorf("portal: %w", err)
 	}
-	return &Portal{cfg: cfg, backend: backend, pages: pages}, nil
+	if p.pages, err = parsePages(template.FuncMap{"asset": p.assetURL}); err != nil {
+		return nil, fmt.Errorf("portal: %w", err)
+	}
+	return p, nil
 }
 
 // Route is one route of the portal.
