@@ -17,13 +17,17 @@ import (
 type portalBackend struct{ s *Service }
 
 // RedeemLink consumes a portal link token.
-func (b portalBackend) RedeemLink(ctx context.Context, token string) (string, error) {
-	return b.s.store.redeemPortalToken(ctx, token)
+func (b portalBackend) RedeemLink(ctx context.Context, token string) (portal.Link, error) {
+	rec, err := b.s.store.redeemPortalToken(ctx, token)
+	if err != nil {
+		return portal.Link{}, err
+	}
+	return portal.Link{TenantID: rec.TenantID, Embed: rec.Embed, ReturnURL: rec.ReturnURL}, nil
 }
 
 // CreateSession starts a portal session.
-func (b portalBackend) CreateSession(ctx context.Context, tenantID string) (string, time.Time, error) {
-	return b.s.store.createSession(ctx, tenantID)
+func (b portalBackend) CreateSession(ctx context.Context, link portal.Link) (string, time.Time, error) {
+	return b.s.store.createSession(ctx, link.TenantID, LinkOptions{Embed: link.Embed, ReturnURL: link.ReturnURL})
 }
 
 // Session returns a live session; an unknown or expired one wraps
@@ -36,7 +40,7 @@ func (b portalBackend) Session(ctx context.Context, id string) (portal.Session, 
 	if err != nil {
 		return portal.Session{}, err
 	}
-	return portal.Session{TenantID: rec.TenantID, ExpiresAt: rec.ExpiresAt}, nil
+	return portal.Session{TenantID: rec.TenantID, ExpiresAt: rec.ExpiresAt, Embed: rec.Embed, ReturnURL: rec.ReturnURL}, nil
 }
 
 // EndSession deletes a session.
@@ -44,13 +48,14 @@ func (b portalBackend) EndSession(ctx context.Context, id string) error {
 	return b.s.store.endSession(ctx, id)
 }
 
-// Tenant returns a tenant's id and name.
+// Tenant returns a tenant's id, name and branding: its own settings over
+// the deployment's.
 func (b portalBackend) Tenant(ctx context.Context, id string) (portal.Tenant, error) {
 	t, err := b.s.store.GetTenant(ctx, id)
 	if err != nil {
 		return portal.Tenant{}, err
 	}
-	return portal.Tenant{ID: t.ID, Name: t.Name}, nil
+	return portal.Tenant{ID: t.ID, Name: t.Name, Branding: t.Portal.over(b.s.cfg.Portal).branding()}, nil
 }
 
 // Endpoints lists a tenant's endpoints from this replica's copy.
@@ -79,6 +84,7 @@ func (s *Service) newPortal() (*portal.Portal, error) {
 		SessionTTL: s.cfg.SessionTTL,
 		Logger:     s.log,
 		APIError:   func(w http.ResponseWriter, r *http.Request, err error) { writeErr(w, r, s.log, err) },
+		Branding:   s.cfg.Portal.branding(),
 	}, portalBackend{s})
 }
 

@@ -28,6 +28,14 @@ type SessionView struct {
 	ExpiresAt  time.Time `json:"expires_at"`
 	CSRFToken  string    `json:"csrf_token"`
 	PublicURL  string    `json:"public_url"`
+	// Embed and ReturnURL are the options of the link that opened the session.
+	Embed     bool   `json:"embed"`
+	ReturnURL string `json:"return_url,omitempty"`
+	// The tenant's branding (the deployment's where it has none).
+	ProductName  string `json:"product_name"`
+	LogoURL      string `json:"logo_url,omitempty"`
+	PrimaryColor string `json:"primary_color,omitempty"`
+	Theme        string `json:"theme"`
 }
 
 func (p *Portal) session(w http.ResponseWriter, r *http.Request) {
@@ -41,13 +49,20 @@ func (p *Portal) session(w http.ResponseWriter, r *http.Request) {
 		p.apiError(w, r, err)
 		return
 	}
-	setHeaders(w)
+	setHeaders(w, p.cfg.Branding)
+	b := newBrandView(tenant.Branding, sess)
 	httpjson.Write(w, http.StatusOK, SessionView{
-		TenantID:   tenant.ID,
-		TenantName: tenant.Name,
-		ExpiresAt:  sess.ExpiresAt,
-		CSRFToken:  p.csrfToken(id),
-		PublicURL:  p.cfg.PublicURL.String(),
+		TenantID:     tenant.ID,
+		TenantName:   tenant.Name,
+		ExpiresAt:    sess.ExpiresAt,
+		CSRFToken:    p.csrfToken(id),
+		PublicURL:    p.cfg.PublicURL.String(),
+		Embed:        sess.Embed,
+		ReturnURL:    sess.ReturnURL,
+		ProductName:  b.Product,
+		LogoURL:      b.LogoURL,
+		PrimaryColor: b.PrimaryColor,
+		Theme:        b.Theme,
 	})
 }
 
@@ -55,8 +70,8 @@ func (p *Portal) session(w http.ResponseWriter, r *http.Request) {
 // accepts its cookie again, and the cookie cleared. Like every portal API
 // write it needs the CSRF token.
 func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
-	setHeaders(w)
-	_, id, err := p.sessionOf(r)
+	setHeaders(w, p.cfg.Branding)
+	sess, id, err := p.sessionOf(r)
 	if err != nil {
 		p.apiError(w, r, err)
 		return
@@ -69,15 +84,7 @@ func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
 		p.apiError(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     SessionCookie,
-		Value:    "",
-		Path:     p.cfg.PublicURL.Path + "/portal",
-		MaxAge:   -1,
-		HttpOnly: true,
-		Secure:   p.cfg.PublicURL.Scheme == "https",
-		SameSite: http.SameSiteLaxMode,
-	})
+	http.SetCookie(w, p.cookie("", time.Time{}, -1, sess.Embed))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -85,7 +92,7 @@ func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
 // CSRF on writes, and passes it to next as the /v1 request it mirrors.
 func (p *Portal) api(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		setHeaders(w)
+		setHeaders(w, p.cfg.Branding)
 		sess, id, err := p.sessionOf(r)
 		if err != nil {
 			p.apiError(w, r, err)

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/pulsehooks/pulsehooks/services/config/httpjson"
@@ -18,8 +21,41 @@ import (
 var webFS embed.FS
 
 // csp allows the portal's own scripts, styles and API and nothing else:
-// no inline code, no framing, forms only to this origin.
-const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+// no inline code, images from the portal and the brand's logo origin,
+// framing only by the brand's frame ancestors (none by default), forms only
+// to this origin.
+func csp(b Branding) string {
+	img := "img-src 'self' data:"
+	if u, err := url.Parse(b.LogoURL); err == nil && b.LogoURL != "" && u.Host != "" {
+		img += " " + u.Scheme + "://" + u.Host
+	}
+	frame := "frame-ancestors 'none'"
+	if len(b.FrameAncestors) > 0 {
+		frame = "frame-ancestors 'self' " + strings.Join(b.FrameAncestors, " ")
+	}
+	return "default-src 'self'; script-src 'self'; style-src 'self'; " + img + "; connect-src 'self'; object-src 'none'; " + frame + "; base-uri 'none'; form-action 'self'"
+}
+
+// brandView is what the templates show of the branding.
+type brandView struct {
+	Product      string
+	LogoURL      string
+	PrimaryColor string
+	Theme        string
+	ReturnURL    string
+	Embedded     bool
+}
+
+func newBrandView(b Branding, sess Session) brandView {
+	v := brandView{Product: b.ProductName, LogoURL: b.LogoURL, PrimaryColor: b.PrimaryColor, Theme: b.Theme, ReturnURL: sess.ReturnURL, Embedded: sess.Embed}
+	if v.Product == "" {
+		v.Product = "pulsehooks"
+	}
+	if v.Theme == "" {
+		v.Theme = "light"
+	}
+	return v
+}
 
 // parsePages parses the portal templates; funcs are their functions
 // (asset).
@@ -33,6 +69,8 @@ func parsePages(funcs template.FuncMap) (*template.Template, error) {
 
 // homePage is what the portal home page shows.
 type homePage struct {
+	Title       string
+	Brand       brandView
 	TenantID    string
 	TenantName  string
 	SessionEnds string
@@ -47,6 +85,7 @@ type messagePage struct {
 	Title   string
 	Message string
 	Hint    string
+	Brand   brandView
 }
 
 // login redeems a single-use portal link and starts a session.
@@ -60,7 +99,7 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	tenantID, err := p.backend.RedeemLink(r.Context(), token)
+	link, err := p.backend.RedeemLink(r.Context(), token)
 	ttl := fmt.Sprintf("Portal links work once and expire %s after they are made. Request a new link from your application.", HumanDuration(p.cfg.LinkTTL))
 	switch {
 	case errors.Is(err, ErrLinkMalformed):
@@ -76,22 +115,17 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		p.failed(w, r, err)
 		return
 	}
-	id, expires, err := p.backend.CreateSession(r.Context(), tenantID)
+	id, expires, err := p.backend.CreateSession(r.Context(), link)
 	if err != nil {
 		p.failed(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     SessionCookie,
-		Value:    id,
-		Path:     p.cfg.PublicURL.Path + "/portal",
-		Expires:  expires,
-		MaxAge:   int(p.cfg.SessionTTL.Seconds()),
-		HttpOnly: true,
-		Secure:   p.cfg.PublicURL.Scheme == "https",
-		SameSite: http.SameSiteLaxMode,
-	})
-	setHeaders(w)
+	http.SetCookie(w, p.cookie(id, expires, int(p.cfg.SessionTTL.Seconds()), link.Embed))
+	b := p.cfg.Branding
+	if t, err := p.backend.Tenant(r.Context(), link.TenantID); err == nil {
+		b = t.Branding
+	}
+	setHeaders(w, b)
 	w.Header().Set("Location", p.cfg.PublicURL.Path+"/portal/")
 	w.WriteHeader(http.StatusSeeOther)
 }
@@ -122,10 +156,10 @@ func (p *Portal) home(w http.ResponseWriter, r *http.Request) {
 		p.failed(w, r, err)
 		return
 	}
-	page := homePage{TenantID: tenant.ID, TenantName: tenant.Name, SessionEnds: sess.ExpiresAt.UTC().Format("2 Jan 2006 15:04 UTC"),
+	page := homePage{Title: "Webhooks of " + tenant.Name, Brand: newBrandView(tenant.Branding, sess), TenantID: tenant.ID, TenantName: tenant.Name, SessionEnds: sess.ExpiresAt.UTC().Format("2 Jan 2006 15:04 UTC"),
 		SessionEndsAt: sess.ExpiresAt.UTC().Format(time.RFC3339),
 		Endpoints:     p.backend.Endpoints(tenant.ID)}
-	p.render(w, r, http.StatusOK, "portal", page)
+	p.render(w, r, http.StatusOK, "portal", page, tenant.Branding)
 }
 
 // css serves the portal stylesheet under its plain name.
@@ -142,7 +176,7 @@ func (p *Portal) asset(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusNotFound, "not_found", "no portal asset "+name)
 		return
 	}
-	setHeaders(w)
+	setHeaders(w, p.cfg.Branding)
 	serveAsset(w, r, a, name == a.hashed)
 }
 
@@ -156,33 +190,68 @@ func (p *Portal) failed(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (p *Portal) renderMessage(w http.ResponseWriter, r *http.Request, status int, m messagePage) {
-	p.render(w, r, status, "message", m)
+	m.Brand = newBrandView(p.cfg.Branding, Session{})
+	p.render(w, r, status, "message", m, p.cfg.Branding)
 }
 
 // render executes a template into a buffer first, so a failure is a clean
 // 500 instead of half a page.
-func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
+func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, name string, data any, b Branding) {
 	var buf bytes.Buffer
 	if err := p.pages.ExecuteTemplate(&buf, name, data); err != nil {
 		p.cfg.Logger.ErrorContext(r.Context(), "render portal page", "template", name, "err", err)
-		setHeaders(w)
+		setHeaders(w, b)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	setHeaders(w)
+	setHeaders(w, b)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = buf.WriteTo(w)
 }
 
-// setHeaders sets the security headers of every portal page.
-func setHeaders(w http.ResponseWriter) {
+// setHeaders sets the security headers of every portal page; framing is
+// refused unless the branding names frame ancestors.
+func setHeaders(w http.ResponseWriter, b Branding) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", csp)
+	h.Set("Content-Security-Policy", csp(b))
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
+	if len(b.FrameAncestors) == 0 {
+		h.Set("X-Frame-Options", "DENY")
+	}
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
+}
+
+// cookie is the session cookie: HttpOnly, SameSite=Lax, Secure over
+// https; for an embedded session SameSite=None; Secure; Partitioned, so the
+// browser sends it inside another site's iframe (over https, or on
+// localhost, where browsers accept Secure cookies over http).
+func (p *Portal) cookie(value string, expires time.Time, maxAge int, embed bool) *http.Cookie {
+	https := p.cfg.PublicURL.Scheme == "https"
+	c := &http.Cookie{
+		Name:     SessionCookie,
+		Value:    value,
+		Path:     p.cfg.PublicURL.Path + "/portal",
+		Expires:  expires,
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   https,
+		SameSite: http.SameSiteLaxMode,
+	}
+	if embed && (https || isLocalhost(p.cfg.PublicURL.Hostname())) {
+		c.Secure, c.SameSite, c.Partitioned = true, http.SameSiteNoneMode, true
+	}
+	return c
+}
+
+// isLocalhost reports whether host is localhost or a loopback address.
+func isLocalhost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // HumanDuration writes a duration as "15 minutes" or "2 hours".

@@ -40,31 +40,62 @@ var (
 
 // Backend is what the portal needs from the config service's store.
 type Backend interface {
-	// RedeemLink consumes a single-use link token and returns its tenant;
-	// errors wrap ErrLinkMalformed, ErrLinkUsed or ErrLinkExpired.
-	RedeemLink(ctx context.Context, token string) (tenantID string, err error)
-	// CreateSession starts a session for a tenant and returns its id.
-	CreateSession(ctx context.Context, tenantID string) (id string, expires time.Time, err error)
+	// RedeemLink consumes a single-use link token and returns what it
+	// opens; errors wrap ErrLinkMalformed, ErrLinkUsed or ErrLinkExpired.
+	RedeemLink(ctx context.Context, token string) (Link, error)
+	// CreateSession starts a session for a redeemed link and returns its id.
+	CreateSession(ctx context.Context, link Link) (id string, expires time.Time, err error)
 	// Session returns a live session; errors wrap ErrNoSession when there is none.
 	Session(ctx context.Context, id string) (Session, error)
 	// EndSession deletes a session, so its id is no longer accepted.
 	EndSession(ctx context.Context, id string) error
-	// Tenant returns a tenant's id and name.
+	// Tenant returns a tenant's id, name and branding (the deployment's
+	// where the tenant has none of its own).
 	Tenant(ctx context.Context, id string) (Tenant, error)
 	// Endpoints lists a tenant's endpoints for the home page's first paint.
 	Endpoints(tenantID string) []Endpoint
+}
+
+// Link is a redeemed portal link: its tenant and options.
+type Link struct {
+	TenantID string
+	// Embed says the portal is shown in an iframe of the tenant's app: the
+	// session cookie is then SameSite=None; Secure; Partitioned (over https
+	// or on localhost), so the browser sends it inside the frame.
+	Embed bool
+	// ReturnURL, when set, is where the portal's "Back" link leads.
+	ReturnURL string
 }
 
 // Session is a live portal session.
 type Session struct {
 	TenantID  string
 	ExpiresAt time.Time
+	Embed     bool
+	ReturnURL string
 }
 
 // Tenant is the tenant a session belongs to.
 type Tenant struct {
-	ID   string
-	Name string
+	ID       string
+	Name     string
+	Branding Branding
+}
+
+// Branding is how the portal looks and where it may be embedded, as the
+// operator set it for the deployment or the tenant (checked there).
+type Branding struct {
+	// ProductName replaces "pulsehooks" in titles and the header.
+	ProductName string
+	// LogoURL is an image in the header (allowed by the page's CSP).
+	LogoURL string
+	// PrimaryColor is #rgb or #rrggbb.
+	PrimaryColor string
+	// Theme is light, dark or auto; "" is light.
+	Theme string
+	// FrameAncestors are the origins that may frame the portal; none
+	// forbids framing (frame-ancestors 'none', X-Frame-Options DENY).
+	FrameAncestors []string
 }
 
 // Endpoint is an endpoint as the home page lists it.
@@ -90,6 +121,8 @@ type Config struct {
 	Logger *slog.Logger
 	// APIError writes an error of the backend as the tenant API's JSON error.
 	APIError func(w http.ResponseWriter, r *http.Request, err error)
+	// Branding is the deployment's, for pages without a tenant.
+	Branding Branding
 }
 
 // Portal serves the portal's pages, assets and API.

@@ -4,6 +4,23 @@
 (function () {
   "use strict";
 
+  // applyBrand sets the brand's primary colour (data-primary on <html>,
+  // checked by the server as #rgb or #rrggbb) and a text colour that reads
+  // on it.
+  (function applyBrand() {
+    var root = document.documentElement, c = root.getAttribute("data-primary");
+    if (!c || !/^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(c)) return;
+    var hex = c.length === 4 ? c.replace(/[0-9a-f]/gi, function (d) { return d + d; }) : c;
+    var lum = ["1", "3", "5"].map(function (i) {
+      var v = parseInt(hex.substr(+i, 2), 16) / 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    var l = 0.2126 * lum[0] + 0.7152 * lum[1] + 0.0722 * lum[2];
+    ["--primary", "--primary-border", "--focus"].forEach(function (k) { root.style.setProperty(k, c); });
+    if (l <= 0.4 && root.getAttribute("data-theme") === "light") root.style.setProperty("--link", c); // dark enough to read on white
+    root.style.setProperty("--on-primary", l > 0.4 ? "#000000" : "#ffffff");
+  })();
+
   var app = document.getElementById("app");
   var toastEl = document.getElementById("toast");
   var session = null;
@@ -105,8 +122,9 @@
     append(app, el("p", { class: "muted" }, "Saving your changes from before the session ended (" + k.what + ")…"));
     api(k.method, k.path, k.body).then(function (saved) {
       toast("Saved your changes from before the session ended (" + k.what + ")");
-      if (saved && saved.id) location.hash = "#/ep/" + encodeURIComponent(saved.id);
-      route();
+      var target = saved && saved.id ? "#/ep/" + encodeURIComponent(saved.id) : location.hash;
+      if (location.hash !== target) location.hash = target; // hashchange routes
+      else route();
     }).catch(function (err) {
       clear();
       append(app, el("h2", null, "Your changes could not be saved"),
