@@ -16,6 +16,7 @@ import (
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 	"github.com/pulsehooks/pulsehooks/services/config/attemptlog"
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 )
 
 // Handlers of the attempt log: messages, attempts, delivery status, stats,
@@ -572,7 +573,7 @@ func (s *Service) recoverRange(body recoverBody) (time.Time, *time.Time, error) 
 		return time.Time{}, nil, invalid("since", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", *body.Since)
 	}
 	if oldest := s.alog.Now().Add(-s.cfg.AttemptRetention); since.Before(oldest) {
-		return time.Time{}, nil, invalid("since", "must be within the attempt log's retention of %v (after %s)", s.cfg.AttemptRetention, oldest.UTC().Format(time.RFC3339))
+		return time.Time{}, nil, invalid("since", "must be within the attempt log's retention of %s (after %s)", portal.HumanDuration(s.cfg.AttemptRetention), oldest.UTC().Format(time.RFC3339))
 	}
 	if body.Until == nil {
 		return since.UTC(), nil, nil

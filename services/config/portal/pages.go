@@ -254,9 +254,11 @@ func isLocalhost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// HumanDuration writes a duration as "15 minutes" or "2 hours".
+// HumanDuration writes a duration as "15 minutes", "2 hours" or "30 days".
 func HumanDuration(d time.Duration) string {
 	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return plural(int(d/(24*time.Hour)), "day")
 	case d >= time.Hour && d%time.Hour == 0:
 		return plural(int(d/time.Hour), "hour")
 	case d >= time.Minute && d%time.Minute == 0:
