@@ -76,9 +76,11 @@
         var data = null;
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
         if (!resp.ok) {
-          var err = new Error((data && data.error && data.error.message) || ("request failed with status " + resp.status));
+          // The message names the field as the form labels it (fieldMessage).
+          var field = data && data.error && data.error.field;
+          var err = new Error(fieldMessage(field, (data && data.error && data.error.message) || ("request failed with status " + resp.status)));
           err.status = resp.status;
-          err.field = data && data.error && data.error.field;
+          err.field = field;
           err.code = data && data.error && data.error.code;
           if (resp.status === 401) showEnded();
           throw err;
@@ -90,6 +92,8 @@
 
   function showEnded() {
     clear();
+    var lb = document.getElementById("logout");
+    if (lb) lb.hidden = true;
     var kept = keptWrite();
     append(app, el("h2", null, "Your portal session has ended"),
       el("p", null, "Open a fresh portal link: request a new one from your application."),
@@ -128,7 +132,7 @@
     }).catch(function (err) {
       clear();
       append(app, el("h2", null, "Your changes could not be saved"),
-        el("p", { class: "error", role: "alert" }, fieldMessage(err.field, err.message)),
+        el("p", { class: "error", role: "alert" }, err.message),
         el("p", null, el("a", { href: "#/" }, "Back to the endpoints")));
     });
     return true;
@@ -142,19 +146,22 @@
   var fieldLabels = {
     url: "URL", description: "Description", event_types: "Event types", headers: "Custom headers",
     "basic_auth.username": "Username", "basic_auth.password": "Password", basic_auth: "Basic authentication",
-    timeout_seconds: "Timeout", rate_limit: "Rate limit", enabled: "Enabled"
+    timeout_seconds: "Timeout", rate_limit: "Rate limit", enabled: "Enabled",
+    payload: "Payload", event_type: "Event type", grace_period_seconds: "Grace period", expire_previous: "Grace period",
+    since: "Since", until: "Until", after: "After", before: "Before", outcome: "Outcome", hours: "Chart period"
   };
   // fieldMessage writes an API error about field in plain words: the
   // label, then the message without the API's "field: " prefix;
   // headers.X (or headers.X.secret) is the custom header "X".
   function fieldMessage(field, message) {
     message = String(message || "");
-    if (field && message.indexOf(field + ": ") === 0) message = message.slice(field.length + 2);
     var label = fieldLabels[field];
     var m = /^headers\.(.+?)(\.secret)?$/.exec(field || "");
     if (!label && m) label = "Custom header \u201c" + m[1] + "\u201d";
     if (!label) label = fieldLabels[String(field || "").split(".")[0]] || "";
-    return label ? label + ": " + message : message;
+    if (!label) return message; // a field no form shows: the API's words
+    if (message.indexOf(field + ": ") === 0) message = message.slice(field.length + 2);
+    return label + ": " + message;
   }
   function errorBox(err) { return el("p", { class: "error", role: "alert" }, err.message || String(err)); }
   // fmtTime writes a time in the viewer's zone with the zone shown
@@ -327,7 +334,7 @@
     function showError(field, message, input) {
       var key = field ? (fieldErrors[field] ? field : field.split(".")[0]) : null;
       if (key && fieldErrors[key]) {
-        fieldErrors[key].textContent = fieldMessage(field, message);
+        fieldErrors[key].textContent = message;
         input = input || form.querySelector("[aria-describedby='" + fieldErrors[key].id + "']") || headerInput(field) ||
           (key === "event_types" ? typeList.querySelector("input") : null);
         if (input) input.focus();
@@ -354,8 +361,8 @@
       errs.textContent = "";
       Object.keys(fieldErrors).forEach(function (k) { fieldErrors[k].textContent = ""; });
       var timeoutSecs = wholeNumber(timeout, 1, 30), rateLimit = wholeNumber(rate, 0, 10000);
-      if (timeoutSecs === null) { showError("timeout_seconds", "enter a whole number of seconds from 1 to 30", timeout); return; }
-      if (rateLimit === null) { showError("rate_limit", "enter a whole number from 0 (no limit) to 10,000", rate); return; }
+      if (timeoutSecs === null) { showError("timeout_seconds", fieldMessage("timeout_seconds", "enter a whole number of seconds from 1 to 30"), timeout); return; }
+      if (rateLimit === null) { showError("rate_limit", fieldMessage("rate_limit", "enter a whole number from 0 (no limit) to 10,000"), rate); return; }
       var hdrs = {};
       Array.prototype.forEach.call(headerRows.children, function (row) {
         var ins = row.querySelectorAll("input");
@@ -499,7 +506,8 @@
         el("span", { class: "legend-ok" }, "■"), " succeeded ", el("span", { class: "legend-bad" }, "■"), " failed"));
     }
     load(24);
-    return el("section", { class: "panel chart-panel" }, el("div", { class: "row" }, el("h3", { class: "grow" }, "Deliveries per hour"), buttons), totals, holder);
+    return el("section", { class: "panel chart-panel" }, el("div", { class: "row" }, el("h3", { class: "grow" }, "Deliveries per hour"),
+      el("div", { class: "row", role: "group", "aria-label": "Chart period" }, buttons)), totals, holder);
   }
   // zoneName is the viewer's time zone, such as "Europe/Berlin".
   function zoneName() {
