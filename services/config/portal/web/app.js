@@ -482,7 +482,8 @@
       var chart = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img",
         "aria-label": "Deliveries per hour over " + span + ": " + ok + " succeeded, " + bad + " failed" });
       chart.appendChild(svg("line", { x1: padL, y1: H - padB, x2: W, y2: H - padB, class: "chart-axis" }));
-      chart.appendChild(svg("text", { x: padL - 4, y: 12, class: "chart-label", "text-anchor": "end" }, String(top)));
+      if (top) chart.appendChild(svg("text", { x: padL - 4, y: 12, class: "chart-label", "text-anchor": "end" }, String(top)));
+      else chart.appendChild(svg("text", { x: (W + padL) / 2, y: (H - padB) / 2, class: "chart-label chart-empty", "text-anchor": "middle" }, "No attempts in " + span));
       chart.appendChild(svg("text", { x: padL - 4, y: H - padB, class: "chart-label", "text-anchor": "end" }, "0"));
       hs.forEach(function (h, i) {
         var x = padL + i * bw, s = h.success || 0, f = h.failure || 0;
