@@ -1,8 +1,11 @@
 package config
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -134,5 +137,33 @@ func TestPortalBrandingAndEmbedding(t *testing.T) {
 	// {} clears the tenant's settings.
 	if status, data := h.admin(http.MethodPatch, "/admin/v1/tenants/acme", map[string]any{"portal": map[string]any{}}); status != http.StatusOK || strings.Contains(string(data), `"portal"`) {
 		t.Errorf("clear portal settings: %d %s", status, data)
+	}
+}
+
+// TestOpenAPIPortalLinkRequest holds the documented body of POST /webhook
+// to the fields of LinkOptions (as TestOpenAPISchemasMatchViews does for
+// the other schemas).
+func TestOpenAPIPortalLinkRequest(t *testing.T) {
+	var root struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPIDoc, &root); err != nil {
+		t.Fatal(err)
+	}
+	s, ok := root.Components.Schemas["PortalLinkRequest"]
+	if !ok {
+		t.Fatal("schema PortalLinkRequest is not in openapi.json")
+	}
+	var got []string
+	for p := range s.Properties {
+		got = append(got, p)
+	}
+	slices.Sort(got)
+	if want := jsonFields(reflect.TypeOf(LinkOptions{})); !slices.Equal(got, want) {
+		t.Errorf("schema PortalLinkRequest has properties %v, want the fields of LinkOptions: %v", got, want)
 	}
 }
