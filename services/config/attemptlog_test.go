@@ -291,6 +291,12 @@ func TestAttemptLogAPI(t *testing.T) {
 		if last := st.Hours[23].Hour; !last.Equal(time.Now().UTC().Truncate(time.Hour)) {
 			t.Errorf("last hour = %v, want the current one", last)
 		}
+		week := get[statsView](e, acme, "/v1/endpoints/"+ep1.ID+"/stats?hours=168")
+		if len(week.Hours) != 168 || week.Success != 5 || week.Failure != 5 || !week.Hours[167].Hour.Equal(st.Hours[23].Hour) ||
+			!week.Hours[0].Hour.Equal(st.Hours[23].Hour.Add(-167*time.Hour)) {
+			t.Errorf("ep1 stats of 7 days = %d hours (%v … %v), %d successes, %d failures; want 168 hours to the current one, 5, 5",
+				len(week.Hours), week.Hours[0].Hour, week.Hours[len(week.Hours)-1].Hour, week.Success, week.Failure)
+		}
 	})
 
 	t.Run("errors", func(t *testing.T) {
@@ -300,6 +306,9 @@ func TestAttemptLogAPI(t *testing.T) {
 			code   string
 		}{
 			{"/v1/endpoints/" + ep1.ID + "/attempts?outcome=teapot", 422, "validation_failed"},
+			{"/v1/endpoints/" + ep1.ID + "/stats?hours=0", 422, "validation_failed"},
+			{"/v1/endpoints/" + ep1.ID + "/stats?hours=169", 422, "validation_failed"},
+			{"/v1/endpoints/" + ep1.ID + "/stats?hours=1.5", 422, "validation_failed"},
 			{"/v1/endpoints/" + ep1.ID + "/attempts?after=yesterday", 422, "validation_failed"},
 			{"/v1/messages?after=2026-01-02T00:00:00Z&before=2026-01-01T00:00:00Z", 422, "validation_failed"},
 			{"/v1/messages?iterator=bm90LWFuLWl0ZXJhdG9y", 400, "invalid_iterator"},

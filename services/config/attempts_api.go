@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -15,14 +16,19 @@ import (
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
 	"github.com/pulsehooks/pulsehooks/services/config/attemptlog"
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 )
 
 // Handlers of the attempt log: messages, attempts, delivery status, stats,
 // resend and recover, behind requireAPIKey. Lists are newest first, with
 // the opaque iterator of the attempt log.
 
-// statsHours is the window of endpoint statistics.
-const statsHours = 24
+// statsHours is the default window of endpoint statistics, and
+// maxStatsHours the longest (7 days).
+const (
+	statsHours    = 24
+	maxStatsHours = 7 * 24
+)
 
 // maxDeliveriesShown bounds the per-endpoint statuses of one message.
 const maxDeliveriesShown = 1000
@@ -489,7 +495,14 @@ func (s *Service) endpointStats(w http.ResponseWriter, r *http.Request, tenantID
 		writeErr(w, r, s.log, err)
 		return
 	}
-	hours, err := s.alog.EndpointStats(r.Context(), tenantID, ep.GetId(), statsHours)
+	n := statsHours
+	if v := r.URL.Query().Get("hours"); v != "" {
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > maxStatsHours {
+			writeErr(w, r, s.log, invalid("hours", "must be a whole number of hours from 1 to %d (7 days), got %q", maxStatsHours, v))
+			return
+		}
+	}
+	hours, err := s.alog.EndpointStats(r.Context(), tenantID, ep.GetId(), n)
 	if err != nil {
 		writeErr(w, r, s.log, err)
 		return
@@ -560,7 +573,7 @@ func (s *Service) recoverRange(body recoverBody) (time.Time, *time.Time, error) 
 		return time.Time{}, nil, invalid("since", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", *body.Since)
 	}
 	if oldest := s.alog.Now().Add(-s.cfg.AttemptRetention); since.Before(oldest) {
-		return time.Time{}, nil, invalid("since", "must be within the attempt log's retention of %v (after %s)", s.cfg.AttemptRetention, oldest.UTC().Format(time.RFC3339))
+		return time.Time{}, nil, invalid("since", "must be within the attempt log's retention of %s (after %s)", portal.HumanDuration(s.cfg.AttemptRetention), oldest.UTC().Format(time.RFC3339))
 	}
 	if body.Until == nil {
 		return since.UTC(), nil, nil

@@ -80,6 +80,11 @@ type Config struct {
 	// endpoints get the URL <RelayURL>/relay/v1/<endpoint id>. Delivery must
 	// be configured with the same value.
 	RelayURL string
+
+	// Portal is the deployment's portal branding and embedding
+	// (PULSEHOOKS_PORTAL_*); a tenant's own settings replace it field by
+	// field.
+	Portal PortalSettings
 }
 
 // Deps are the connections and telemetry the service uses.
@@ -122,6 +127,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PortalLinkTTL == 0 {
 		c.PortalLinkTTL = DefaultPortalLinkTTL
+	}
+	if p, err := c.Portal.normalize(envSettingNames); err != nil {
+		errs = append(errs, fmt.Errorf("portal settings: %w", err))
+	} else {
+		c.Portal = p
 	}
 	if c.PortalLinkTTL < time.Second {
 		errs = append(errs, fmt.Errorf("PortalLinkTTL must be at least 1s, got %v", c.PortalLinkTTL))

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 )
 
 // Portal link tokens and session ids are base64url of 32 random bytes; only
@@ -18,16 +20,16 @@ const (
 	portalTokenLen   = 43
 )
 
-// Errors of redeeming a portal link.
+// Errors of redeeming a portal link, the portal's own.
 var (
 	// ErrLinkUsed is wrapped when a portal link is unknown: it was already
 	// used, or expired and was removed.
-	ErrLinkUsed = errors.New("portal link was already used or has expired")
+	ErrLinkUsed = portal.ErrLinkUsed
 	// ErrLinkExpired is wrapped when a portal link is past its expiry.
-	ErrLinkExpired = errors.New("portal link has expired")
+	ErrLinkExpired = portal.ErrLinkExpired
 	// ErrLinkMalformed is wrapped when a portal link's token is not one the
 	// service could have made.
-	ErrLinkMalformed = errors.New("portal link is malformed")
+	ErrLinkMalformed = portal.ErrLinkMalformed
 )
 
 // PortalLink is a single-use link that opens the portal for a tenant.
@@ -36,9 +38,32 @@ type PortalLink struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
+// LinkOptions are the options of a portal link.
+type LinkOptions struct {
+	// Embed marks the session for an iframe of the tenant's app (its cookie
+	// is then SameSite=None; Secure).
+	Embed bool `json:"embed"`
+	// ReturnURL, when set, is where the portal's "Back" link leads: an
+	// absolute https URL (http only on localhost).
+	ReturnURL string `json:"return_url"`
+}
+
+// check validates the options.
+func (o LinkOptions) check() error {
+	if o.ReturnURL != "" {
+		if _, err := settingURL(o.ReturnURL); err != nil {
+			return invalid("return_url", "%v", err)
+		}
+	}
+	return nil
+}
+
 // CreatePortalLink makes a single-use portal link for a tenant, valid for the
 // configured PortalLinkTTL.
-func (s *Store) CreatePortalLink(ctx context.Context, tenantID string) (PortalLink, error) {
+func (s *Store) CreatePortalLink(ctx context.Context, tenantID string, opts LinkOptions) (PortalLink, error) {
+	if err := opts.check(); err != nil {
+		return PortalLink{}, err
+	}
 	if _, err := s.GetTenant(ctx, tenantID); err != nil {
 		return PortalLink{}, err
 	}
@@ -47,7 +72,7 @@ func (s *Store) CreatePortalLink(ctx context.Context, tenantID string) (PortalLi
 		return PortalLink{}, fmt.Errorf("make portal token: %w", err)
 	}
 	now := s.now().UTC()
-	rec := portalTokenRecord{TenantID: tenantID, CreatedAt: now, ExpiresAt: now.Add(s.linkTTL)}
+	rec := portalTokenRecord{TenantID: tenantID, CreatedAt: now, ExpiresAt: now.Add(s.linkTTL), Embed: opts.Embed, ReturnURL: opts.ReturnURL}
 	data, err := marshal("portal token", rec)
 	if err != nil {
 		return PortalLink{}, err
@@ -61,43 +86,44 @@ func (s *Store) CreatePortalLink(ctx context.Context, tenantID string) (PortalLi
 	return PortalLink{URL: u.String(), ExpiresAt: rec.ExpiresAt}, nil
 }
 
-// redeemPortalToken consumes a portal token and returns its tenant. The
+// redeemPortalToken consumes a portal token and returns its record. The
 // token is deleted only if it is still at the revision read, so of two
 // concurrent redeems exactly one wins.
-func (s *Store) redeemPortalToken(ctx context.Context, token string) (string, error) {
+func (s *Store) redeemPortalToken(ctx context.Context, token string) (portalTokenRecord, error) {
 	if !wellFormedToken(token) {
-		return "", ErrLinkMalformed
+		return portalTokenRecord{}, ErrLinkMalformed
 	}
 	key := hashSecret(token)
 	var rec portalTokenRecord
 	rev, found, err := getJSON(ctx, s.portalTokens, key, &rec)
 	if err != nil {
-		return "", fmt.Errorf("read portal token: %w", err)
+		return portalTokenRecord{}, fmt.Errorf("read portal token: %w", err)
 	}
 	if !found {
-		return "", ErrLinkUsed
+		return portalTokenRecord{}, ErrLinkUsed
 	}
 	err = s.portalTokens.kv.Delete(ctx, key, jetstream.LastRevision(rev))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return "", ErrLinkUsed
+		return portalTokenRecord{}, ErrLinkUsed
 	}
 	if err != nil {
-		return "", fmt.Errorf("consume portal token: %w", err)
+		return portalTokenRecord{}, fmt.Errorf("consume portal token: %w", err)
 	}
 	if !s.now().Before(rec.ExpiresAt) {
-		return "", ErrLinkExpired
+		return portalTokenRecord{}, ErrLinkExpired
 	}
-	return rec.TenantID, nil
+	return rec, nil
 }
 
-// createSession starts a portal session for a tenant and returns its id.
-func (s *Store) createSession(ctx context.Context, tenantID string) (string, time.Time, error) {
+// createSession starts a portal session for a tenant and returns its id;
+// opts are those of the link redeemed.
+func (s *Store) createSession(ctx context.Context, tenantID string, opts LinkOptions) (string, time.Time, error) {
 	id, err := randomToken("", portalTokenBytes)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("make session id: %w", err)
 	}
 	now := s.now().UTC()
-	rec := sessionRecord{TenantID: tenantID, CreatedAt: now, ExpiresAt: now.Add(s.sessionTTL)}
+	rec := sessionRecord{TenantID: tenantID, CreatedAt: now, ExpiresAt: now.Add(s.sessionTTL), Embed: opts.Embed, ReturnURL: opts.ReturnURL}
 	data, err := marshal("session", rec)
 	if err != nil {
 		return "", time.Time{}, err

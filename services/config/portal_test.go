@@ -3,10 +3,13 @@ package config
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 )
 
 // portalLink asks for a portal link and returns its path and query.
@@ -30,11 +33,11 @@ func (h *harness) portalLink(key string) string {
 func sessionFrom(t *testing.T, hdr http.Header) *http.Cookie {
 	t.Helper()
 	for _, c := range (&http.Response{Header: hdr}).Cookies() {
-		if c.Name == sessionCookie {
+		if c.Name == portal.SessionCookie {
 			return c
 		}
 	}
-	t.Fatalf("no %s cookie in %v", sessionCookie, hdr.Values("Set-Cookie"))
+	t.Fatalf("no %s cookie in %v", portal.SessionCookie, hdr.Values("Set-Cookie"))
 	return nil
 }
 
@@ -57,7 +60,7 @@ func TestPortalLoginAndPage(t *testing.T) {
 		t.Errorf("cookie = %+v, want HttpOnly, SameSite=Lax, Path=/portal, not Secure over http, 24h", c)
 	}
 
-	status, data, hdr = h.request(http.MethodGet, "/portal/", nil, map[string]string{"Cookie": sessionCookie + "=" + c.Value})
+	status, data, hdr = h.request(http.MethodGet, "/portal/", nil, map[string]string{"Cookie": portal.SessionCookie + "=" + c.Value})
 	if status != http.StatusOK {
 		t.Fatalf("portal page: status %d: %s", status, data)
 	}
@@ -89,6 +92,19 @@ func TestPortalLoginAndPage(t *testing.T) {
 	if status != http.StatusOK || !strings.HasPrefix(hdr.Get("Content-Type"), "text/css") {
 		t.Errorf("stylesheet: status %d, type %q", status, hdr.Get("Content-Type"))
 	}
+
+	// The page links its assets by hashed names, which are cacheable for a
+	// year, and has a favicon.
+	links := regexp.MustCompile(`(?:href|src)="static/((?:portal|app|logs|favicon)\.[0-9a-f]{10}\.(?:css|js|svg))"`).FindAllStringSubmatch(page, -1)
+	if len(links) != 4 {
+		t.Fatalf("portal page links %d hashed assets (%v), want portal.css, favicon.svg, app.js, logs.js", len(links), links)
+	}
+	for _, l := range links {
+		status, data, hdr := h.request(http.MethodGet, "/portal/static/"+l[1], nil, nil)
+		if status != http.StatusOK || len(data) == 0 || hdr.Get("Cache-Control") != "public, max-age=31536000, immutable" {
+			t.Errorf("%s: status %d, %d bytes, Cache-Control %q; want 200, immutable for a year", l[1], status, len(data), hdr.Get("Cache-Control"))
+		}
+	}
 }
 
 func TestPortalRefusals(t *testing.T) {
@@ -118,7 +134,7 @@ func TestPortalRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var hdr map[string]string
 			if tt.cookie != "" {
-				hdr = map[string]string{"Cookie": sessionCookie + "=" + tt.cookie}
+				hdr = map[string]string{"Cookie": portal.SessionCookie + "=" + tt.cookie}
 			}
 			status, data, respHdr := h.request(http.MethodGet, tt.path, nil, hdr)
 			if status != tt.status {
@@ -187,7 +203,7 @@ func TestPortalExpiry(t *testing.T) {
 	if status != http.StatusSeeOther {
 		t.Fatalf("fresh link: status %d, want 303", status)
 	}
-	cookie := map[string]string{"Cookie": sessionCookie + "=" + sessionFrom(t, hdr).Value}
+	cookie := map[string]string{"Cookie": portal.SessionCookie + "=" + sessionFrom(t, hdr).Value}
 	if status, _, _ := h.request(http.MethodGet, "/portal/", nil, cookie); status != http.StatusOK {
 		t.Fatalf("page in a fresh session: status %d, want 200", status)
 	}

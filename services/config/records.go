@@ -16,6 +16,8 @@ type tenantRecord struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Quotas are the operator's overrides of the deployment's quotas.
 	Quotas *TenantQuotas `json:"quotas,omitempty"`
+	// Portal is the operator's portal branding and embedding for the tenant.
+	Portal *PortalSettings `json:"portal,omitempty"`
 }
 
 // apiKeyRecord is the value of ph_apikeys, key = hex SHA-256 of the key.
@@ -78,6 +80,9 @@ type portalTokenRecord struct {
 	TenantID  string    `json:"tenant_id"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Embed and ReturnURL are the link's options (LinkOptions).
+	Embed     bool   `json:"embed,omitempty"`
+	ReturnURL string `json:"return_url,omitempty"`
 }
 
 // sessionRecord is the value of ph_sessions, key = hex SHA-256 of the
@@ -86,4 +91,7 @@ type sessionRecord struct {
 	TenantID  string    `json:"tenant_id"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Embed and ReturnURL come from the link that started the session.
+	Embed     bool   `json:"embed,omitempty"`
+	ReturnURL string `json:"return_url,omitempty"`
 }

@@ -365,8 +365,15 @@ func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, tenantID 
 	writeJSON(w, http.StatusOK, newSecretView(ep, s.store.now()))
 }
 
+// createPortalLink answers POST /webhook, whose body {"embed"?,
+// "return_url"?} is optional.
 func (s *Service) createPortalLink(w http.ResponseWriter, r *http.Request, tenantID string) {
-	link, err := s.store.CreatePortalLink(r.Context(), tenantID)
+	var opts LinkOptions
+	if err := decodeJSON(w, r, s.cfg.MaxBodyBytes, &opts, true); err != nil {
+		writeErr(w, r, s.log, err)
+		return
+	}
+	link, err := s.store.CreatePortalLink(r.Context(), tenantID, opts)
 	if err != nil {
 		writeErr(w, r, s.log, err)
 		return

@@ -31,6 +31,9 @@ type Tenant struct {
 	// Quotas are the operator's overrides of the deployment's quotas; nil
 	// when every quota is the deployment default.
 	Quotas *TenantQuotas `json:"quotas,omitempty"`
+	// Portal is the operator's portal branding and embedding for the
+	// tenant; nil when the deployment's apply.
+	Portal *PortalSettings `json:"portal,omitempty"`
 }
 
 func tenantFromProto(t *configv1.Tenant) Tenant {

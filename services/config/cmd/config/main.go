@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/pulsehooks/pulsehooks/pkg/envconf"
 	"github.com/pulsehooks/pulsehooks/pkg/health"
@@ -42,6 +43,14 @@ func run(ctx context.Context) (err error) {
 		Quotas: config.Quotas{
 			Endpoints:          env.Int("PULSEHOOKS_QUOTA_ENDPOINTS", config.DefaultQuotaEndpoints),
 			HeadersPerEndpoint: env.Int("PULSEHOOKS_QUOTA_HEADERS_PER_ENDPOINT", config.DefaultQuotaHeadersPerEndpoint),
+		},
+		Portal: config.PortalSettings{
+			ProductName:  env.String("", "PULSEHOOKS_PORTAL_PRODUCT_NAME"),
+			LogoURL:      env.String("", "PULSEHOOKS_PORTAL_LOGO_URL"),
+			PrimaryColor: env.String("", "PULSEHOOKS_PORTAL_PRIMARY_COLOR"),
+			Theme:        env.String("", "PULSEHOOKS_PORTAL_THEME"),
+			// Origins separated by spaces or commas.
+			FrameAncestors: strings.FieldsFunc(env.String("", "PULSEHOOKS_PORTAL_FRAME_ANCESTORS"), func(r rune) bool { return r == ',' || r == ' ' }),
 		},
 	}
 	level := env.String("info", "PULSEHOOKS_LOG_LEVEL")

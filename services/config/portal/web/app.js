@@ -4,6 +4,23 @@
 (function () {
   "use strict";
 
+  // applyBrand sets the brand's primary colour (data-primary on <html>,
+  // checked by the server as #rgb or #rrggbb) and a text colour that reads
+  // on it.
+  (function applyBrand() {
+    var root = document.documentElement, c = root.getAttribute("data-primary");
+    if (!c || !/^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(c)) return;
+    var hex = c.length === 4 ? c.replace(/[0-9a-f]/gi, function (d) { return d + d; }) : c;
+    var lum = ["1", "3", "5"].map(function (i) {
+      var v = parseInt(hex.substr(+i, 2), 16) / 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    var l = 0.2126 * lum[0] + 0.7152 * lum[1] + 0.0722 * lum[2];
+    ["--primary", "--primary-border", "--focus"].forEach(function (k) { root.style.setProperty(k, c); });
+    if (l <= 0.4 && root.getAttribute("data-theme") === "light") root.style.setProperty("--link", c); // dark enough to read on white
+    root.style.setProperty("--on-primary", l > 0.4 ? "#000000" : "#ffffff");
+  })();
+
   var app = document.getElementById("app");
   var toastEl = document.getElementById("toast");
   var session = null;
@@ -59,9 +76,11 @@
         var data = null;
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
         if (!resp.ok) {
-          var err = new Error((data && data.error && data.error.message) || ("request failed with status " + resp.status));
+          // The message names the field as the form labels it (fieldMessage).
+          var field = data && data.error && data.error.field;
+          var err = new Error(fieldMessage(field, (data && data.error && data.error.message) || ("request failed with status " + resp.status)));
           err.status = resp.status;
-          err.field = data && data.error && data.error.field;
+          err.field = field;
           err.code = data && data.error && data.error.code;
           if (resp.status === 401) showEnded();
           throw err;
@@ -73,20 +92,100 @@
 
   function showEnded() {
     clear();
+    var lb = document.getElementById("logout");
+    if (lb) lb.hidden = true;
+    var kept = keptWrite();
     append(app, el("h2", null, "Your portal session has ended"),
-      el("p", null, "Open a fresh portal link: request a new one from your application."));
+      el("p", null, "Open a fresh portal link: request a new one from your application."),
+      kept ? el("p", { class: "kept" }, "Your unsaved changes (" + kept.what + ") are kept in this tab: open the new link in this tab and they are saved then.") : null);
+  }
+
+  // A write the session ended under is kept in sessionStorage (this tab
+  // only) and sent again once a new link opens a session of the same
+  // tenant in this tab.
+  var keptKey = "pulsehooks.kept-write";
+  function keepWrite(method, path, body, what) {
+    try {
+      sessionStorage.setItem(keptKey, JSON.stringify({ tenant: session && session.tenant_id, method: method, path: path, body: body, what: what }));
+    } catch (e) { /* storage unavailable: nothing kept */ }
+  }
+  function keptWrite() {
+    try { return JSON.parse(sessionStorage.getItem(keptKey) || "null"); } catch (e) { return null; }
+  }
+  function dropWrite() {
+    try { sessionStorage.removeItem(keptKey); } catch (e) { /* nothing kept */ }
+  }
+  // resumeWrite sends a kept write again after a new session started; it
+  // reports whether it took over the page.
+  function resumeWrite() {
+    var k = keptWrite();
+    if (!k) return false;
+    dropWrite();
+    if (k.tenant !== session.tenant_id) return false; // another tenant's link: not theirs to send
+    clear();
+    append(app, el("p", { class: "muted" }, "Saving your changes from before the session ended (" + k.what + ")…"));
+    api(k.method, k.path, k.body).then(function (saved) {
+      toast("Saved your changes from before the session ended (" + k.what + ")");
+      var target = saved && saved.id ? "#/ep/" + encodeURIComponent(saved.id) : location.hash;
+      if (location.hash !== target) location.hash = target; // hashchange routes
+      else route();
+    }).catch(function (err) {
+      clear();
+      append(app, el("h2", null, "Your changes could not be saved"),
+        el("p", { class: "error", role: "alert" }, err.message),
+        el("p", null, el("a", { href: "#/" }, "Back to the endpoints")));
+    });
+    return true;
   }
 
   function clear() {
     if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; }
     app.textContent = "";
   }
+  // fieldLabels name the API's fields as the endpoint form labels them.
+  var fieldLabels = {
+    url: "URL", description: "Description", event_types: "Event types", headers: "Custom headers",
+    "basic_auth.username": "Username", "basic_auth.password": "Password", basic_auth: "Basic authentication",
+    timeout_seconds: "Timeout", rate_limit: "Rate limit", enabled: "Enabled",
+    payload: "Payload", event_type: "Event type", grace_period_seconds: "Grace period", expire_previous: "Grace period",
+    since: "Since", until: "Until", after: "After", before: "Before", outcome: "Outcome", hours: "Chart period"
+  };
+  // fieldMessage writes an API error about field in plain words: the
+  // label, then the message without the API's "field: " prefix;
+  // headers.X (or headers.X.secret) is the custom header "X".
+  function fieldMessage(field, message) {
+    message = String(message || "");
+    var label = fieldLabels[field];
+    var m = /^headers\.(.+?)(\.secret)?$/.exec(field || "");
+    if (!label && m) label = "Custom header \u201c" + m[1] + "\u201d";
+    if (!label) label = fieldLabels[String(field || "").split(".")[0]] || "";
+    if (!label) return message; // a field no form shows: the API's words
+    if (message.indexOf(field + ": ") === 0) message = message.slice(field.length + 2);
+    return label + ": " + message;
+  }
   function errorBox(err) { return el("p", { class: "error", role: "alert" }, err.message || String(err)); }
+  // fmtTime writes a time in the viewer's zone with the zone shown
+  // ("7 Dec 2026, 16:04:05 GMT+1"); the exact UTC time is its title.
   function fmtTime(s) {
     if (!s) return "—";
     var d = new Date(s);
-    return isNaN(d) ? String(s) : d.toLocaleString();
+    if (isNaN(d)) return String(s);
+    return d.toLocaleString(undefined, { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" });
   }
+  // timeEl is a <time> element showing fmtTime(s).
+  function timeEl(s) {
+    var d = new Date(s);
+    return el("time", isNaN(d) ? null : { datetime: d.toISOString(), title: d.toISOString() }, fmtTime(s));
+  }
+  // localizeTimes rewrites the server-rendered <time datetime> elements
+  // (written in UTC) into the viewer's zone.
+  function localizeTimes(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("time[datetime]"), function (t) {
+      t.textContent = fmtTime(t.getAttribute("datetime"));
+      t.title = t.getAttribute("datetime");
+    });
+  }
+  localizeTimes(document);
   function catalogLoad() {
     if (catalog) return Promise.resolve(catalog);
     return api("GET", "event-types?limit=250").then(function (p) { catalog = p.data || []; return catalog; });
@@ -212,20 +311,58 @@
       field("basic_auth.username", "Username", baUser), field("basic_auth.password", "Password", baPass,
         editing ? "Leave empty to keep the current password." : null));
 
+    var timeout = el("input", { type: "number", name: "timeout_seconds", min: 1, max: 30, step: 1, inputmode: "numeric" });
+    timeout.value = ep.timeout_seconds || 15;
+    var rate = el("input", { type: "number", name: "rate_limit", min: 0, max: 10000, step: 1, inputmode: "numeric" });
+    rate.value = ep.rate_limit || 0;
+    var limits = el("fieldset", null, el("legend", null, "Delivery limits"),
+      field("timeout_seconds", "Timeout (seconds)", timeout, "How long to wait for the receiver's answer: 1 to 30 seconds."),
+      field("rate_limit", "Rate limit (requests per second)", rate, "At most this many deliveries a second; 0 means no limit (up to 10,000)."));
+
     var enabled = el("input", { type: "checkbox", name: "enabled" });
     enabled.checked = ep.enabled !== false;
     var submit = el("button", { type: "submit", class: "primary" }, editing ? "Save changes" : "Add endpoint");
     var form = el("form", { novalidate: true, "aria-label": editing ? "Edit endpoint" : "Add endpoint" },
       field("url", "URL", url, "Where deliveries are POSTed: https://… on a public host."),
       field("description", "Description", desc),
-      types, headers, basic,
+      types, headers, basic, limits,
       el("label", { class: "check" }, enabled, el("span", null, "Enabled")),
       errs, el("div", { class: "actions" }, submit));
+
+    // showError puts an error once: under its field, named as the form
+    // labels it, with focus moved there; or, for no known field, below the form.
+    function showError(field, message, input) {
+      var key = field ? (fieldErrors[field] ? field : field.split(".")[0]) : null;
+      if (key && fieldErrors[key]) {
+        fieldErrors[key].textContent = message;
+        input = input || form.querySelector("[aria-describedby='" + fieldErrors[key].id + "']") || headerInput(field) ||
+          (key === "event_types" ? typeList.querySelector("input") : null);
+        if (input) input.focus();
+        return;
+      }
+      errs.appendChild(el("p", { class: "error", role: "alert" }, message));
+    }
+    // headerInput is the name input of the header a field like headers.X names.
+    function headerInput(field) {
+      if (field.indexOf("headers") !== 0) return null;
+      var name = field.replace(/^headers\.?/, "").replace(/\.secret$/, "");
+      var rows = Array.prototype.filter.call(headerRows.children, function (row) { return row.querySelector("input").value.trim() === name; });
+      return (rows[0] || headerRows.children[0] || { querySelector: function () { return null; } }).querySelector("input");
+    }
+    function wholeNumber(input, lo, hi) {
+      var v = input.value.trim();
+      if (!/^\d+$/.test(v)) return null;
+      var n = parseInt(v, 10);
+      return n >= lo && n <= hi ? n : null;
+    }
 
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       errs.textContent = "";
       Object.keys(fieldErrors).forEach(function (k) { fieldErrors[k].textContent = ""; });
+      var timeoutSecs = wholeNumber(timeout, 1, 30), rateLimit = wholeNumber(rate, 0, 10000);
+      if (timeoutSecs === null) { showError("timeout_seconds", fieldMessage("timeout_seconds", "enter a whole number of seconds from 1 to 30"), timeout); return; }
+      if (rateLimit === null) { showError("rate_limit", fieldMessage("rate_limit", "enter a whole number from 0 (no limit) to 10,000"), rate); return; }
       var hdrs = {};
       Array.prototype.forEach.call(headerRows.children, function (row) {
         var ins = row.querySelectorAll("input");
@@ -235,7 +372,8 @@
         hdrs[name] = ins[1].value === "" && row.getAttribute("data-set") === name ? { secret: true } : { value: ins[1].value, secret: true };
       });
       var chosen = Array.prototype.map.call(typeList.querySelectorAll("input:checked"), function (c) { return c.value; });
-      var body = { url: url.value.trim(), description: desc.value, event_types: chosen, headers: hdrs, enabled: enabled.checked };
+      var body = { url: url.value.trim(), description: desc.value, event_types: chosen, headers: hdrs, enabled: enabled.checked,
+        timeout_seconds: timeoutSecs, rate_limit: rateLimit };
       if (baUser.value) {
         body.basic_auth = { username: baUser.value };
         if (baPass.value || !editing) body.basic_auth.password = baPass.value;
@@ -243,18 +381,16 @@
         body.basic_auth = null;
       }
       submit.disabled = true;
-      var req = editing ? api("PATCH", "endpoints/" + encodeURIComponent(ep.id), body) : api("POST", "endpoints", body);
-      req.then(function (saved) {
+      var method = editing ? "PATCH" : "POST", path = editing ? "endpoints/" + encodeURIComponent(ep.id) : "endpoints";
+      keepWrite(method, path, body, editing ? "edit of endpoint " + ep.url : "new endpoint " + body.url);
+      api(method, path, body).then(function (saved) {
+        dropWrite();
         toast(editing ? "Endpoint saved" : "Endpoint added");
         onSaved(saved);
       }).catch(function (err) {
-        var key = err.field ? (fieldErrors[err.field] ? err.field : err.field.split(".")[0]) : null;
-        if (key && fieldErrors[key]) {
-          fieldErrors[key].textContent = err.message;
-          var input = form.querySelector("[aria-describedby='" + fieldErrors[key].id + "']");
-          if (input) input.focus();
-        }
-        errs.appendChild(errorBox(err));
+        if (err.status === 401) return; // kept for after a new link (keepWrite)
+        dropWrite();
+        showError(err.field, err.message);
       }).finally(function () { submit.disabled = false; });
     });
     return form;
@@ -297,10 +433,86 @@
           el("dt", null, "Custom headers"), el("dd", null, Object.keys(ep.headers || {}).length ? Object.keys(ep.headers).join(", ") : "none"),
           el("dt", null, "Basic auth"), el("dd", null, ep.basic_auth ? ep.basic_auth.username + " (password set)" : "none")),
         el("div", { class: "actions" }, toggle, del, el("a", { href: "#/ep/" + enc + "/logs" }, "Delivery logs")),
-        testPanel(ep), secretPanel(ep, verify.setSecret), verify.node,
+        statsChart(ep.id), testPanel(ep), secretPanel(ep, verify.setSecret), verify.node,
         el("details", { class: "panel" }, el("summary", null, "Edit endpoint"),
           endpointForm(ep, function () { viewEndpoint(id); })));
     }).catch(function (err) { holder.textContent = ""; append(holder, errorBox(err)); });
+  }
+
+  // ---- chart ----
+  var svgNS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs) {
+    var node = document.createElementNS(svgNS, tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined) continue;
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    }
+    return node;
+  }
+  // statsChart is the endpoint's successes and failures per hour, over 24
+  // hours or 7 days, from GET endpoints/{id}/stats?hours=, drawn as
+  // stacked bars in inline SVG (each bar's <title> has its counts).
+  function statsChart(epID) {
+    var enc = encodeURIComponent(epID);
+    var totals = el("p", { class: "chart-totals", "aria-live": "polite" }, "Loading…");
+    var holder = el("div", { class: "chart" });
+    var spans = [[24, "24 hours"], [168, "7 days"]];
+    var buttons = spans.map(function (sp) {
+      return el("button", { type: "button", class: "chart-span", "data-hours": sp[0], "aria-pressed": "false", onclick: function () { load(sp[0]); } }, sp[1]);
+    });
+    function load(hours) {
+      buttons.forEach(function (b) { b.setAttribute("aria-pressed", String(b.getAttribute("data-hours") === String(hours))); });
+      api("GET", "endpoints/" + enc + "/stats?hours=" + hours).then(function (st) {
+        draw(st, hours);
+      }).catch(function (err) { totals.textContent = ""; holder.textContent = ""; holder.appendChild(errorBox(err)); });
+    }
+    function draw(st, hours) {
+      var hs = st.hours || [];
+      var ok = 0, bad = 0, top = 0;
+      hs.forEach(function (h) { ok += h.success || 0; bad += h.failure || 0; top = Math.max(top, (h.success || 0) + (h.failure || 0)); });
+      var span = hours === 168 ? "the last 7 days" : "the last 24 hours";
+      totals.textContent = "";
+      append(totals, el("span", { class: "ok chart-success", "data-count": ok }, ok + " succeeded"), ", ",
+        el("span", { class: "bad chart-failure", "data-count": bad }, bad + " failed"), " in " + span +
+        (ok + bad ? " (" + Math.round((ok * 1000) / (ok + bad)) / 10 + "% delivered)" : ""));
+      var W = 720, H = 160, padL = 32, padB = 22, n = hs.length || 1, bw = (W - padL) / n;
+      var scale = top ? (H - padB - 8) / top : 0;
+      var chart = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img",
+        "aria-label": "Deliveries per hour over " + span + ": " + ok + " succeeded, " + bad + " failed" });
+      chart.appendChild(svg("line", { x1: padL, y1: H - padB, x2: W, y2: H - padB, class: "chart-axis" }));
+      if (top) chart.appendChild(svg("text", { x: padL - 4, y: 12, class: "chart-label", "text-anchor": "end" }, String(top)));
+      else chart.appendChild(svg("text", { x: (W + padL) / 2, y: (H - padB) / 2, class: "chart-label chart-empty", "text-anchor": "middle" }, "No attempts in " + span));
+      chart.appendChild(svg("text", { x: padL - 4, y: H - padB, class: "chart-label", "text-anchor": "end" }, "0"));
+      hs.forEach(function (h, i) {
+        var x = padL + i * bw, s = h.success || 0, f = h.failure || 0;
+        var d = new Date(h.hour);
+        var when = d.toLocaleString(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
+        var g = svg("g", { class: "chart-hour", "data-success": s, "data-failure": f },
+          svg("title", null, when + ": " + s + " succeeded, " + f + " failed"));
+        var sh = s * scale, fh = f * scale;
+        g.appendChild(svg("rect", { x: x + 0.5, y: 0, width: Math.max(bw - 1, 0.5), height: H - padB, class: "chart-hit" }));
+        if (s) g.appendChild(svg("rect", { x: x + 0.5, y: H - padB - sh, width: Math.max(bw - 1, 0.5), height: sh, class: "chart-ok" }));
+        if (f) g.appendChild(svg("rect", { x: x + 0.5, y: H - padB - sh - fh, width: Math.max(bw - 1, 0.5), height: fh, class: "chart-bad" }));
+        chart.appendChild(g);
+        // Labels: every 6 hours over a day, each midnight over a week.
+        var label = hours === 168 ? (d.getHours() === 0 ? d.toLocaleDateString(undefined, { weekday: "short", day: "numeric" }) : null)
+          : (d.getHours() % 6 === 0 ? d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }) : null);
+        if (label) chart.appendChild(svg("text", { x: x, y: H - 6, class: "chart-label" }, label));
+      });
+      holder.textContent = "";
+      holder.appendChild(chart);
+      holder.appendChild(el("p", { class: "hint" }, "Hours in your time zone (" + zoneName() + "). ",
+        el("span", { class: "legend-ok" }, "■"), " succeeded ", el("span", { class: "legend-bad" }, "■"), " failed"));
+    }
+    load(24);
+    return el("section", { class: "panel chart-panel" }, el("div", { class: "row" }, el("h3", { class: "grow" }, "Deliveries per hour"),
+      el("div", { class: "row", role: "group", "aria-label": "Chart period" }, buttons)), totals, holder);
+  }
+  // zoneName is the viewer's time zone, such as "Europe/Berlin".
+  function zoneName() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || "local time"; } catch (e) { return "local time"; }
   }
 
   // secretPanel shows, copies and rotates the signing secret; onSecret hears
@@ -397,6 +609,39 @@
     if (a.duration_us !== undefined) return Math.round(a.duration_us / 100) / 10 + " ms";
     return "—";
   }
+  // outcomeText says in plain words what an attempt got: "HTTP 500",
+  // "Connection refused", "Timed out after 15 s".
+  function outcomeText(a, timeoutSeconds) {
+    var o = String(a.outcome || "").toLowerCase().replace(/^outcome_/, "");
+    var e = String(a.error || "").toLowerCase();
+    switch (o) {
+      case "success": case "http_status":
+        return a.status_code ? "HTTP " + a.status_code : (o === "success" ? "Delivered" : "HTTP error");
+      case "timeout": {
+        var secs = timeoutSeconds || (a.duration_ms ? Math.round(a.duration_ms / 1000) : 0);
+        return secs ? "Timed out after " + secs + " s" : "Timed out";
+      }
+      case "connection":
+        if (e.indexOf("refused") >= 0) return "Connection refused";
+        if (e.indexOf("reset") >= 0) return "Connection reset by the receiver";
+        if (e.indexOf("unreachable") >= 0) return "Network unreachable";
+        if (e.indexOf("eof") >= 0) return "The receiver closed the connection without an answer";
+        return "Could not connect";
+      case "dns": return "Host name not found (DNS)";
+      case "tls": return "TLS handshake failed (certificate or protocol)";
+      case "blocked": return "Blocked: the address is private or not allowed";
+    }
+    return a.status_code ? "HTTP " + a.status_code : (o || "unknown");
+  }
+  // outcomeNode is outcomeText in a <strong>, the status code in its
+  // .status-code span.
+  function outcomeNode(a, timeoutSeconds) {
+    var o = String(a.outcome || "").toLowerCase().replace(/^outcome_/, "");
+    if (a.status_code && (o === "success" || o === "http_status" || o === "")) {
+      return el("strong", { class: "outcome-text" }, "HTTP ", el("span", { class: "status-code" }, String(a.status_code)));
+    }
+    return el("strong", { class: "outcome-text" }, outcomeText(a, timeoutSeconds));
+  }
   function bodyText(b) {
     if (b === null || b === undefined) return "";
     return typeof b === "string" ? b : JSON.stringify(b, null, 2);
@@ -405,8 +650,7 @@
     var ok = isSuccess(a);
     return el("div", { class: "panel attempt-result", "data-outcome": ok ? "success" : "failure" },
       el("p", null, el("span", { class: ok ? "ok" : "bad" }, ok ? "Delivered" : "Failed"),
-        " — status ", el("strong", { class: "status-code" }, String(a.status_code || "none")), " in ", durationText(a),
-        a.error ? el("span", null, " — " + a.error) : null),
+        " — ", outcomeNode(a), " in ", durationText(a)),
       el("p", null, el("a", { href: "#/attempt/" + encodeURIComponent(a.id) }, "Attempt details")),
       el("p", { class: "hint" }, "Response body"), el("pre", { class: "response-body" }, bodyText(a.response_body) || "(empty)"));
   }
@@ -547,71 +791,6 @@
     return { node: node, setSecret: setSecret };
   }
 
-  // ---- logs ----
-  function viewLogs(id) {
-    clear();
-    var enc = encodeURIComponent(id);
-    append(app, el("p", null, el("a", { href: "#/ep/" + enc }, "← Endpoint")), el("h2", null, "Delivery logs"));
-    var outID = nextID("outcome"), aftID = nextID("after"), befID = nextID("before");
-    var outcome = el("select", { id: outID, name: "outcome" }, el("option", { value: "" }, "all"),
-      el("option", { value: "success" }, "succeeded"), el("option", { value: "http_status" }, "failed: HTTP status"),
-      el("option", { value: "timeout" }, "failed: timeout"), el("option", { value: "connection" }, "failed: connection"),
-      el("option", { value: "dns" }, "failed: DNS"), el("option", { value: "tls" }, "failed: TLS"),
-      el("option", { value: "blocked" }, "failed: blocked address"));
-    var after = el("input", { type: "datetime-local", id: aftID, name: "after" });
-    var before = el("input", { type: "datetime-local", id: befID, name: "before" });
-    var list = el("div", { "aria-live": "polite" });
-    function iso(v) { return v ? new Date(v).toISOString() : ""; }
-    function load() {
-      list.textContent = "";
-      var q = [];
-      if (outcome.value) q.push("outcome=" + outcome.value);
-      if (after.value) q.push("after=" + encodeURIComponent(iso(after.value)));
-      if (before.value) q.push("before=" + encodeURIComponent(iso(before.value)));
-      api("GET", "endpoints/" + enc + "/attempts" + (q.length ? "?" + q.join("&") : "")).then(function (page) {
-        var atts = page.data || [];
-        if (!atts.length) { list.appendChild(el("p", { class: "empty" }, "No attempts match.")); return; }
-        var tbody = el("tbody");
-        atts.forEach(function (a) {
-          var ok = isSuccess(a);
-          tbody.appendChild(el("tr", { class: "attempt-row", "data-outcome": ok ? "success" : "failure" },
-            el("td", { "data-label": "Time" }, fmtTime(a.started_at || a.timestamp)),
-            el("td", { "data-label": "Outcome" }, el("span", { class: ok ? "ok" : "bad" }, ok ? "Delivered" : "Failed"), " ", String(a.status_code || a.outcome || "")),
-            el("td", { "data-label": "Message" }, el("code", null, a.message_id || ""), " ", a.event_type || ""),
-            el("td", { "data-label": "Attempt" }, String(a.attempt || "")),
-            el("td", null, el("a", { href: "#/attempt/" + encodeURIComponent(a.id) }, "Details"), " ",
-              el("button", { type: "button", class: "resend", onclick: function () { resend(id, a.message_id); } }, "Resend"))));
-        });
-        list.appendChild(el("table", { class: "responsive" }, el("thead", null, el("tr", null,
-          el("th", null, "Time"), el("th", null, "Outcome"), el("th", null, "Message"), el("th", null, "Attempt"), el("th", null, "Actions"))), tbody));
-      }).catch(function (err) { list.appendChild(errorBox(err)); });
-    }
-    var sinceID = nextID("since");
-    var since = el("input", { type: "datetime-local", id: sinceID, name: "since" });
-    var recover = el("button", { type: "button", onclick: function () {
-      if (!since.value) { toast("Choose a time to recover from"); since.focus(); return; }
-      api("POST", "endpoints/" + enc + "/recover", { since: iso(since.value) }).then(function () { toast("Recovering failed deliveries"); })
-        .catch(function (err) { toast(err.message); });
-    } }, "Recover failed deliveries");
-    append(app,
-      el("form", { class: "panel", onsubmit: function (e) { e.preventDefault(); load(); } },
-        el("div", { class: "row" },
-          el("div", null, el("label", { for: outID }, "Outcome"), outcome),
-          el("div", null, el("label", { for: aftID }, "After"), after),
-          el("div", null, el("label", { for: befID }, "Before"), before)),
-        el("div", { class: "actions" }, el("button", { type: "submit" }, "Filter"), el("button", { type: "button", onclick: load }, "Refresh"))),
-      list,
-      el("section", { class: "panel" }, el("h3", null, "Recover"),
-        el("p", { class: "hint" }, "Send again every delivery to this endpoint that failed since a time."),
-        el("label", { for: sinceID }, "Since"), since, el("div", { class: "actions" }, recover)));
-    load();
-    function resend(epID, msgID) {
-      api("POST", "endpoints/" + encodeURIComponent(epID) + "/messages/" + encodeURIComponent(msgID) + "/resend").then(function () {
-        toast("Message resent"); setTimeout(load, 1500);
-      }).catch(function (err) { toast(err.message); });
-    }
-  }
-
   function headerTable(hs) {
     var rows = [];
     if (Array.isArray(hs)) hs.forEach(function (h) { rows.push([h.name, h.value]); });
@@ -620,30 +799,70 @@
     return el("table", { class: "header-table" }, el("tbody", null, rows.map(function (r) { return el("tr", null, el("td", null, el("code", null, r[0])), el("td", null, r[1])); })));
   }
 
+  // viewAttempt shows one attempt: its number, what it got in plain words,
+  // the request and the answer, and a resend button whose new attempt
+  // appears on the page when it lands.
   function viewAttempt(id) {
     clear();
     var holder = el("div", null, el("p", { class: "muted" }, "Loading…"));
     append(app, el("h2", null, "Attempt ", el("code", null, id)), holder);
     api("GET", "attempts/" + encodeURIComponent(id)).then(function (a) {
+      return api("GET", "endpoints/" + encodeURIComponent(a.endpoint_id)).then(function (ep) { return [a, ep]; },
+        function () { return [a, null]; });
+    }).then(function (r) {
+      var a = r[0], ep = r[1];
       holder.textContent = "";
       var ok = isSuccess(a);
       var requestBody = el("pre", { class: "request-body" }, "Loading…");
       loadRequestBody(a.message_id, requestBody);
+      var result = el("div", { class: "result", "aria-live": "polite" });
+      var resend = el("button", { type: "button", class: "primary" }, "Resend message");
+      resend.addEventListener("click", function () {
+        resend.disabled = true;
+        result.textContent = "";
+        var seen = {};
+        api("GET", "messages/" + encodeURIComponent(a.message_id) + "/attempts").then(function (page) {
+          (page.data || []).forEach(function (x) { seen[x.id] = true; });
+          return api("POST", "endpoints/" + encodeURIComponent(a.endpoint_id) + "/messages/" + encodeURIComponent(a.message_id) + "/resend");
+        }).then(function () {
+          result.appendChild(el("p", null, "Resend queued. Waiting for its attempt…"));
+          pollNewAttempt(a.message_id, a.endpoint_id, seen, result, 0);
+        }).catch(function (err) { result.appendChild(errorBox(err)); }).finally(function () { resend.disabled = false; });
+      });
+      var timeout = ep && ep.timeout_seconds;
       append(holder,
-        el("p", null, el("a", { href: "#/ep/" + encodeURIComponent(a.endpoint_id) + "/logs" }, "← Delivery logs")),
+        el("p", null, el("a", { href: "#/ep/" + encodeURIComponent(a.endpoint_id) + "/logs" }, "← Delivery logs"), " · ",
+          el("a", { href: "#/ep/" + encodeURIComponent(a.endpoint_id) }, "Endpoint")),
         el("dl", { class: "facts" },
-          el("dt", null, "Outcome"), el("dd", null, el("span", { class: ok ? "ok" : "bad" }, ok ? "Delivered" : "Failed"), " ", String(a.outcome || "")),
-          el("dt", null, "Status"), el("dd", { class: "status-code" }, String(a.status_code || "none")),
-          el("dt", null, "Error class"), el("dd", null, a.error || "—"),
+          el("dt", null, "Attempt"), el("dd", { class: "attempt-number" }, a.attempt ? "Attempt " + a.attempt + " of this delivery" : "—"),
+          el("dt", null, "Outcome"), el("dd", null, el("span", { class: ok ? "ok" : "bad" }, ok ? "Delivered" : "Failed"), " — ", outcomeNode(a, timeout)),
+          a.error ? el("dt", null, "Details") : null, a.error ? el("dd", { class: "muted" }, a.error) : null,
           el("dt", null, "Duration"), el("dd", null, durationText(a)),
-          el("dt", null, "Started"), el("dd", null, fmtTime(a.started_at || a.timestamp)),
-          el("dt", null, "Message"), el("dd", null, el("code", null, a.message_id || "")),
+          el("dt", null, "Started"), el("dd", null, timeEl(a.started_at || a.timestamp)),
+          el("dt", null, "Next attempt"), el("dd", null, a.next_attempt_at ? timeEl(a.next_attempt_at) : "none"),
+          el("dt", null, "Message"), el("dd", null, el("code", null, a.message_id || ""), " ", a.event_type || ""),
           el("dt", null, "URL"), el("dd", null, el("code", null, a.url || ""))),
+        el("div", { class: "actions" }, resend), result,
         el("h3", null, "Request headers (secrets redacted)"), headerTable(a.request_headers),
         el("h3", null, "Request body"), requestBody,
         el("h3", null, "Response headers"), headerTable(a.response_headers),
         el("h3", null, "Response body"), el("pre", { class: "response-body" }, bodyText(a.response_body) || "(empty)"));
     }).catch(function (err) { holder.textContent = ""; append(holder, errorBox(err)); });
+  }
+
+  // pollNewAttempt waits for an attempt of the message to the endpoint
+  // that is not in seen (the ids before the resend), and shows it in node.
+  function pollNewAttempt(msgID, epID, seen, node, n) {
+    api("GET", "messages/" + encodeURIComponent(msgID) + "/attempts").then(function (page) {
+      var atts = (page.data || []).filter(function (x) { return x.endpoint_id === epID && !seen[x.id]; });
+      if (!atts.length) throw new Error("no attempt yet");
+      node.textContent = "";
+      node.appendChild(attemptSummary(atts[atts.length - 1]));
+    }).catch(function (e) {
+      if (n >= 60) { node.appendChild(el("p", { class: "warn" }, "No new attempt yet: the endpoint may be waiting out its back-off. Check the delivery logs later.")); return; }
+      if (e && e.status && e.status !== 404) { node.appendChild(errorBox(e)); return; }
+      pollTimer = setTimeout(function () { pollNewAttempt(msgID, epID, seen, node, n + 1); }, 500);
+    });
   }
 
   // loadRequestBody shows a message's payload, the body every attempt sent,
@@ -669,16 +888,32 @@
     }).catch(function (err) { append(app, errorBox(err)); });
   }
 
+  // routes are the views other files add (logs.js) besides these, as
+  // [pattern, view]; the view gets the pattern's first group, decoded.
+  var routes = [];
+  function addRoute(pattern, view) { routes.push([pattern, view]); }
+
   function route() {
     var h = location.hash.replace(/^#/, "") || "/";
     var m;
+    for (var i = 0; i < routes.length; i++) {
+      if ((m = h.match(routes[i][0]))) { routes[i][1](m[1] === undefined ? undefined : decodeURIComponent(m[1])); return; }
+    }
     if (h === "/new") viewNew();
     else if (h === "/catalog") viewCatalog();
-    else if ((m = h.match(/^\/ep\/([^/]+)\/logs$/))) viewLogs(decodeURIComponent(m[1]));
     else if ((m = h.match(/^\/ep\/([^/]+)$/))) viewEndpoint(decodeURIComponent(m[1]));
     else if ((m = h.match(/^\/attempt\/([^/]+)$/))) viewAttempt(decodeURIComponent(m[1]));
     else viewList();
   }
+
+  // pulsehooksPortal is what the other scripts of the portal (logs.js) use;
+  // they run after this one and before the first route.
+  window.pulsehooksPortal = {
+    app: app, el: el, append: append, nextID: nextID, toast: toast, api: api, clear: clear,
+    errorBox: errorBox, fmtTime: fmtTime, timeEl: timeEl, isSuccess: isSuccess, durationText: durationText,
+    outcomeText: outcomeText, outcomeNode: outcomeNode,
+    bodyText: bodyText, headerTable: headerTable, addRoute: addRoute
+  };
 
   window.addEventListener("hashchange", route);
   // logout ends the session on the server (POST, CSRF-checked) and says so.
@@ -692,9 +927,15 @@
       }).catch(function (err) { toast(err.message); });
     });
   }
+  // The first route waits for the session and for every deferred script
+  // (DOMContentLoaded), so the views of logs.js are there.
+  var loaded = new Promise(function (resolve) {
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", resolve);
+    else resolve();
+  });
   api("GET", "session").then(function (s) {
     session = s;
     if (logoutBtn) logoutBtn.hidden = false;
-    route();
+    return loaded.then(function () { if (!resumeWrite()) route(); });
   }).catch(function (err) { if (err.status !== 401) { clear(); app.appendChild(errorBox(err)); } });
 })();
