@@ -451,7 +451,7 @@ func (s *Service) listEndpointMessages(w http.ResponseWriter, r *http.Request, t
 		writeErr(w, r, s.log, err)
 		return
 	}
-	p, err := s.alog.EndpointDeliveries(r.Context(), tenantID, ep.GetId(), q)
+	p, err := s.alog.EndpointDeliveries(r.Context(), tenantID, ep.GetId(), attemptlog.DeliveryQuery{Query: q})
 	if err != nil {
 		s.logErr(w, r, err, "endpoint", ep.GetId())
 		return
