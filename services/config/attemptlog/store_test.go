@@ -260,7 +260,9 @@ func TestListsNewestFirstAcrossBucketsWithStableCursors(t *testing.T) {
 		if err != nil || d.State != eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED || d.Attempts != 2 || d.LastStatusCode != 200 {
 			t.Errorf("msg 11 to ep1 after its retry = %+v (%v), want succeeded after 2 attempts", d, err)
 		}
-		list := all(t, 5, func(q Query) (Page[Delivery], error) { return s.EndpointDeliveries(ctx, "acme", ep1, DeliveryQuery{Query: q}) })
+		list := all(t, 5, func(q Query) (Page[Delivery], error) {
+			return s.EndpointDeliveries(ctx, "acme", ep1, DeliveryQuery{Query: q})
+		})
 		if len(list) != 12 || list[0].MessageID != msgs[11] || list[11].MessageID != msgs[0] {
 			t.Errorf("ep1 deliveries = %d, want 12 newest message first", len(list))
 		}

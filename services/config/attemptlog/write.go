@@ -238,7 +238,6 @@ func jobID(payload []byte, field string) string {
 	return ""
 }
 
-
 // AddAttempt adds the attempt stored at seq in ATTEMPTS (the record itself
 // stays there: the store keeps its summary and sequence). Attempts older than the retention are skipped, and so is an
 // attempt that is its delivery's latest already (stored twice in the stream):
