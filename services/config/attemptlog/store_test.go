@@ -49,6 +49,7 @@ type fixture struct {
 	s         *Store
 	evSeq     uint64
 	atSeq     uint64
+	stSeq     uint64
 	attempts  map[string]*eventv1.Attempt
 	attemptAt map[string]uint64
 }
