@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 )
 
 // Pagination of list endpoints.
@@ -47,10 +49,7 @@ func (s *Service) routes() http.Handler {
 		mux.Handle(rt.method+" "+rt.pattern, rt.handler)
 	}
 
-	mux.HandleFunc("GET /portal/login", s.portalLogin)
-	mux.HandleFunc("GET /portal/{$}", s.portalHome)
-	mux.HandleFunc("GET /portal/static/portal.css", s.portalCSS)
-	s.registerPortal(mux, jsonFallback(mux))
+	s.portal.Register(mux, jsonFallback(mux))
 	s.registerRelay(mux)
 
 	return otelhttp.NewHandler(jsonFallback(mux), "config",
@@ -171,7 +170,7 @@ type tenantHandler func(w http.ResponseWriter, r *http.Request, tenantID string)
 // requireAPIKey authenticates a request by its x-api-key header.
 func (s *Service) requireAPIKey(h tenantHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tenantID, ok := portalTenant(r.Context()); ok { // a portal session (portal_api.go)
+		if tenantID, ok := portal.SessionTenant(r.Context()); ok { // a portal session (package portal)
 			h(w, r, tenantID)
 			return
 		}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulsehooks/pulsehooks/services/config/httpjson"
 )
 
 // httpError is an error with the HTTP status and code to answer it with.
@@ -32,31 +34,15 @@ func badRequest(code, format string, args ...any) error {
 }
 
 // errorBody is the JSON of every error response.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
+type errorBody = httpjson.ErrorBody
 
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	// Field names the invalid input field of a validation error.
-	Field string `json:"field,omitempty"`
-}
+type errorDetail = httpjson.ErrorDetail
 
 // writeJSON writes v as the JSON response body.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(true)
-	_ = enc.Encode(v) // the client may be gone; nothing else to tell it
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }
 
 func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message}})
+	httpjson.Error(w, status, code, message)
 }
 
 // writeErr answers with the status an error calls for; unexpected errors are

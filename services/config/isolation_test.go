@@ -11,6 +11,7 @@ import (
 
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 )
 
 // pathParams matches the {name} wildcards of a ServeMux pattern.
@@ -54,7 +55,7 @@ func TestTenantIsolationOfEveryRouteWithAnID(t *testing.T) {
 		"POST /v1/endpoints/{id}/recover":       map[string]any{"since": started.Add(-time.Hour).Format(time.RFC3339)},
 	}
 	cookie, csrf := e.portalSession(keyA)
-	portal := with(cookie, csrfHeader, csrf)
+	portal := with(cookie, portal.CSRFHeader, csrf)
 
 	type call struct{ method, pattern, path string }
 	var calls []call

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 )
 
 // portalSession redeems a portal link and returns the session's cookie
@@ -14,12 +16,12 @@ func (h *harness) portalSession(key string) (cookie map[string]string, csrf stri
 	if status != http.StatusSeeOther {
 		h.t.Fatalf("redeem link: status %d: %s", status, data)
 	}
-	cookie = map[string]string{"Cookie": sessionCookie + "=" + sessionFrom(h.t, hdr).Value}
+	cookie = map[string]string{"Cookie": portal.SessionCookie + "=" + sessionFrom(h.t, hdr).Value}
 	status, data, _ = h.request(http.MethodGet, "/portal/api/session", nil, cookie)
 	if status != http.StatusOK {
 		h.t.Fatalf("GET /portal/api/session: status %d: %s", status, data)
 	}
-	s := decode[sessionView](h.t, data)
+	s := decode[portal.SessionView](h.t, data)
 	if s.CSRFToken == "" {
 		h.t.Fatalf("session %s has no CSRF token", data)
 	}
@@ -43,7 +45,7 @@ func TestPortalAPIUsesTheSessionTenant(t *testing.T) {
 	_, keyB := h.newTenant("tenant-b")
 	epB := h.newEndpoint(keyB, map[string]any{"url": "https://example.com/b"})
 	cookie, csrf := h.portalSession(keyA)
-	write := with(cookie, csrfHeader, csrf)
+	write := with(cookie, portal.CSRFHeader, csrf)
 
 	status, data, hdr := h.request(http.MethodPost, "/portal/api/endpoints", map[string]any{
 		"url": "https://example.com/a", "description": "<script>x</script>", "event_types": []string{"job.completed"},
@@ -74,11 +76,11 @@ func TestPortalAPIUsesTheSessionTenant(t *testing.T) {
 		{"another tenant's secret", http.MethodGet, "/portal/api/endpoints/" + epB.ID + "/secret", nil, cookie, http.StatusNotFound, "not_found"},
 		{"delete another tenant's endpoint", http.MethodDelete, "/portal/api/endpoints/" + epB.ID, nil, write, http.StatusNotFound, "not_found"},
 		{"write without CSRF token", http.MethodPatch, "/portal/api/endpoints/" + epA.ID, map[string]any{"enabled": false}, cookie, http.StatusForbidden, "csrf_failed"},
-		{"write with a wrong CSRF token", http.MethodPatch, "/portal/api/endpoints/" + epA.ID, map[string]any{"enabled": false}, with(cookie, csrfHeader, "nope"), http.StatusForbidden, "csrf_failed"},
+		{"write with a wrong CSRF token", http.MethodPatch, "/portal/api/endpoints/" + epA.ID, map[string]any{"enabled": false}, with(cookie, portal.CSRFHeader, "nope"), http.StatusForbidden, "csrf_failed"},
 		{"cross-site write", http.MethodPatch, "/portal/api/endpoints/" + epA.ID, map[string]any{"enabled": false}, with(write, "Sec-Fetch-Site", "cross-site"), http.StatusForbidden, "csrf_failed"},
 		{"write from another origin", http.MethodPatch, "/portal/api/endpoints/" + epA.ID, map[string]any{"enabled": false}, with(write, "Origin", "https://evil.example"), http.StatusForbidden, "csrf_failed"},
 		{"no session", http.MethodGet, "/portal/api/endpoints", nil, nil, http.StatusUnauthorized, "unauthorized"},
-		{"unknown session", http.MethodGet, "/portal/api/session", nil, map[string]string{"Cookie": sessionCookie + "=" + strings.Repeat("C", portalTokenLen)}, http.StatusUnauthorized, "unauthorized"},
+		{"unknown session", http.MethodGet, "/portal/api/session", nil, map[string]string{"Cookie": portal.SessionCookie + "=" + strings.Repeat("C", portalTokenLen)}, http.StatusUnauthorized, "unauthorized"},
 		{"API key is not a session", http.MethodGet, "/portal/api/endpoints", nil, map[string]string{"X-Api-Key": keyA}, http.StatusUnauthorized, "unauthorized"},
 		{"same-origin write", http.MethodPatch, "/portal/api/endpoints/" + epA.ID, map[string]any{"enabled": false}, with(write, "Sec-Fetch-Site", "same-origin", "Origin", h.svc.PublicURL().String()), http.StatusOK, ""},
 		{"unknown route", http.MethodGet, "/portal/api/nothing", nil, cookie, http.StatusNotFound, "not_found"},
@@ -107,6 +109,7 @@ func TestPortalAssets(t *testing.T) {
 		status         int
 	}{
 		{"/portal/static/app.js", "text/javascript", http.StatusOK},
+		{"/portal/static/logs.js", "text/javascript", http.StatusOK},
 		{"/portal/static/portal.css", "text/css", http.StatusOK},
 		{"/portal/static/portal.html", "application/json", http.StatusNotFound},
 	} {
@@ -127,8 +130,8 @@ func TestPortalLogoutEndsTheSession(t *testing.T) {
 	// the session lives on.
 	for _, hdr := range []map[string]string{
 		cookie,
-		with(cookie, csrfHeader, "wrong"),
-		with(cookie, csrfHeader, csrf, "Sec-Fetch-Site", "cross-site"),
+		with(cookie, portal.CSRFHeader, "wrong"),
+		with(cookie, portal.CSRFHeader, csrf, "Sec-Fetch-Site", "cross-site"),
 	} {
 		status, data, _ := h.request(http.MethodPost, "/portal/api/logout", nil, hdr)
 		wantError(t, status, data, http.StatusForbidden, "csrf_failed")
@@ -137,7 +140,7 @@ func TestPortalLogoutEndsTheSession(t *testing.T) {
 		t.Fatalf("after refused logouts: GET endpoints %d %s, want 200", status, data)
 	}
 
-	status, data, hdr := h.request(http.MethodPost, "/portal/api/logout", nil, with(cookie, csrfHeader, csrf))
+	status, data, hdr := h.request(http.MethodPost, "/portal/api/logout", nil, with(cookie, portal.CSRFHeader, csrf))
 	if status != http.StatusNoContent {
 		t.Fatalf("logout: %d %s, want 204", status, data)
 	}
@@ -149,7 +152,7 @@ func TestPortalLogoutEndsTheSession(t *testing.T) {
 		{http.MethodGet, "/portal/api/endpoints"},
 		{http.MethodPost, "/portal/api/logout"},
 	} {
-		status, data, _ := h.request(rt.method, rt.path, nil, with(cookie, csrfHeader, csrf))
+		status, data, _ := h.request(rt.method, rt.path, nil, with(cookie, portal.CSRFHeader, csrf))
 		wantError(t, status, data, http.StatusUnauthorized, "unauthorized")
 	}
 	// The old cookie is gone from the store, not just from the browser.
@@ -157,11 +160,11 @@ func TestPortalLogoutEndsTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Get(t.Context(), hashSecret(strings.TrimPrefix(cookie["Cookie"], sessionCookie+"="))); err == nil {
+	if _, err := kv.Get(t.Context(), hashSecret(strings.TrimPrefix(cookie["Cookie"], portal.SessionCookie+"="))); err == nil {
 		t.Error("the session is still in the session store after logout")
 	}
 	// Another session of the same tenant is not touched.
-	if status, data, _ := h.request(http.MethodGet, "/portal/api/endpoints", nil, with(other, csrfHeader, otherCSRF)); status != http.StatusOK {
+	if status, data, _ := h.request(http.MethodGet, "/portal/api/endpoints", nil, with(other, portal.CSRFHeader, otherCSRF)); status != http.StatusOK {
 		t.Errorf("the other session after logout: %d %s, want 200", status, data)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 )
 
 // Portal link tokens and session ids are base64url of 32 random bytes; only
@@ -18,16 +20,16 @@ const (
 	portalTokenLen   = 43
 )
 
-// Errors of redeeming a portal link.
+// Errors of redeeming a portal link, the portal's own.
 var (
 	// ErrLinkUsed is wrapped when a portal link is unknown: it was already
 	// used, or expired and was removed.
-	ErrLinkUsed = errors.New("portal link was already used or has expired")
+	ErrLinkUsed = portal.ErrLinkUsed
 	// ErrLinkExpired is wrapped when a portal link is past its expiry.
-	ErrLinkExpired = errors.New("portal link has expired")
+	ErrLinkExpired = portal.ErrLinkExpired
 	// ErrLinkMalformed is wrapped when a portal link's token is not one the
 	// service could have made.
-	ErrLinkMalformed = errors.New("portal link is malformed")
+	ErrLinkMalformed = portal.ErrLinkMalformed
 )
 
 // PortalLink is a single-use link that opens the portal for a tenant.

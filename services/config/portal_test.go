@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 )
 
 // portalLink asks for a portal link and returns its path and query.
@@ -30,11 +32,11 @@ func (h *harness) portalLink(key string) string {
 func sessionFrom(t *testing.T, hdr http.Header) *http.Cookie {
 	t.Helper()
 	for _, c := range (&http.Response{Header: hdr}).Cookies() {
-		if c.Name == sessionCookie {
+		if c.Name == portal.SessionCookie {
 			return c
 		}
 	}
-	t.Fatalf("no %s cookie in %v", sessionCookie, hdr.Values("Set-Cookie"))
+	t.Fatalf("no %s cookie in %v", portal.SessionCookie, hdr.Values("Set-Cookie"))
 	return nil
 }
 
@@ -57,7 +59,7 @@ func TestPortalLoginAndPage(t *testing.T) {
 		t.Errorf("cookie = %+v, want HttpOnly, SameSite=Lax, Path=/portal, not Secure over http, 24h", c)
 	}
 
-	status, data, hdr = h.request(http.MethodGet, "/portal/", nil, map[string]string{"Cookie": sessionCookie + "=" + c.Value})
+	status, data, hdr = h.request(http.MethodGet, "/portal/", nil, map[string]string{"Cookie": portal.SessionCookie + "=" + c.Value})
 	if status != http.StatusOK {
 		t.Fatalf("portal page: status %d: %s", status, data)
 	}
@@ -118,7 +120,7 @@ func TestPortalRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var hdr map[string]string
 			if tt.cookie != "" {
-				hdr = map[string]string{"Cookie": sessionCookie + "=" + tt.cookie}
+				hdr = map[string]string{"Cookie": portal.SessionCookie + "=" + tt.cookie}
 			}
 			status, data, respHdr := h.request(http.MethodGet, tt.path, nil, hdr)
 			if status != tt.status {
@@ -187,7 +189,7 @@ func TestPortalExpiry(t *testing.T) {
 	if status != http.StatusSeeOther {
 		t.Fatalf("fresh link: status %d, want 303", status)
 	}
-	cookie := map[string]string{"Cookie": sessionCookie + "=" + sessionFrom(t, hdr).Value}
+	cookie := map[string]string{"Cookie": portal.SessionCookie + "=" + sessionFrom(t, hdr).Value}
 	if status, _, _ := h.request(http.MethodGet, "/portal/", nil, cookie); status != http.StatusOK {
 		t.Fatalf("page in a fresh session: status %d, want 200", status)
 	}

@@ -187,16 +187,6 @@ func TestNewRefusesBadConfigAndDeps(t *testing.T) {
 	}
 }
 
-func TestHumanDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		15 * time.Minute: "15 minutes", time.Hour: "1 hour", 2 * time.Hour: "2 hours", 90 * time.Second: "90 seconds", time.Minute: "1 minute",
-	} {
-		if got := humanDuration(d); got != want {
-			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
-		}
-	}
-}
-
 func TestWaitAppliedAndLoaded(t *testing.T) {
 	st := newState(1)
 	if err := st.waitApplied(t.Context(), BucketTenants, 5); err != nil {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +32,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
 	"github.com/pulsehooks/pulsehooks/services/config/attemptlog"
+	"github.com/pulsehooks/pulsehooks/services/config/portal"
 	"github.com/pulsehooks/pulsehooks/services/config/relay"
 )
 
@@ -53,7 +53,8 @@ type Service struct {
 	tp    trace.TracerProvider
 	store *Store
 	state *state
-	pages *template.Template
+	// portal serves /portal (package portal).
+	portal *portal.Portal
 
 	// The attempt log: this replica's index of EVENTS and ATTEMPTS, and what
 	// resends and recover requests use.
@@ -95,10 +96,6 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config service: jetstream: %w", err)
 	}
-	pages, err := parsePages()
-	if err != nil {
-		return nil, fmt.Errorf("config service: %w", err)
-	}
 	st := newState(watchBuffer)
 	// JetStream may be slow to come up (a cluster electing leaders, a
 	// restarting server): wait for it rather than exit.
@@ -131,7 +128,6 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		tp:       deps.TracerProvider,
 		store:    store,
 		state:    st,
-		pages:    pages,
 		js:       js,
 		alog:     alog,
 		indexer:  attemptlog.NewIndexer(alog, js, deps.Logger),
@@ -161,6 +157,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		_ = s.grpcLn.Close()
 		_ = alog.Close()
 		return nil, fmt.Errorf("config service: relay: %w", err)
+	}
+	if s.portal, err = s.newPortal(); err != nil {
+		_ = s.httpLn.Close()
+		_ = s.grpcLn.Close()
+		_ = alog.Close()
+		return nil, fmt.Errorf("config service: %w", err)
 	}
 	s.httpSrv = &http.Server{
 		Handler:           withMetrics(s.routes(), deps.MetricsHandler),

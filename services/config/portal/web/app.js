@@ -547,71 +547,6 @@
     return { node: node, setSecret: setSecret };
   }
 
-  // ---- logs ----
-  function viewLogs(id) {
-    clear();
-    var enc = encodeURIComponent(id);
-    append(app, el("p", null, el("a", { href: "#/ep/" + enc }, "← Endpoint")), el("h2", null, "Delivery logs"));
-    var outID = nextID("outcome"), aftID = nextID("after"), befID = nextID("before");
-    var outcome = el("select", { id: outID, name: "outcome" }, el("option", { value: "" }, "all"),
-      el("option", { value: "success" }, "succeeded"), el("option", { value: "http_status" }, "failed: HTTP status"),
-      el("option", { value: "timeout" }, "failed: timeout"), el("option", { value: "connection" }, "failed: connection"),
-      el("option", { value: "dns" }, "failed: DNS"), el("option", { value: "tls" }, "failed: TLS"),
-      el("option", { value: "blocked" }, "failed: blocked address"));
-    var after = el("input", { type: "datetime-local", id: aftID, name: "after" });
-    var before = el("input", { type: "datetime-local", id: befID, name: "before" });
-    var list = el("div", { "aria-live": "polite" });
-    function iso(v) { return v ? new Date(v).toISOString() : ""; }
-    function load() {
-      list.textContent = "";
-      var q = [];
-      if (outcome.value) q.push("outcome=" + outcome.value);
-      if (after.value) q.push("after=" + encodeURIComponent(iso(after.value)));
-      if (before.value) q.push("before=" + encodeURIComponent(iso(before.value)));
-      api("GET", "endpoints/" + enc + "/attempts" + (q.length ? "?" + q.join("&") : "")).then(function (page) {
-        var atts = page.data || [];
-        if (!atts.length) { list.appendChild(el("p", { class: "empty" }, "No attempts match.")); return; }
-        var tbody = el("tbody");
-        atts.forEach(function (a) {
-          var ok = isSuccess(a);
-          tbody.appendChild(el("tr", { class: "attempt-row", "data-outcome": ok ? "success" : "failure" },
-            el("td", { "data-label": "Time" }, fmtTime(a.started_at || a.timestamp)),
-            el("td", { "data-label": "Outcome" }, el("span", { class: ok ? "ok" : "bad" }, ok ? "Delivered" : "Failed"), " ", String(a.status_code || a.outcome || "")),
-            el("td", { "data-label": "Message" }, el("code", null, a.message_id || ""), " ", a.event_type || ""),
-            el("td", { "data-label": "Attempt" }, String(a.attempt || "")),
-            el("td", null, el("a", { href: "#/attempt/" + encodeURIComponent(a.id) }, "Details"), " ",
-              el("button", { type: "button", class: "resend", onclick: function () { resend(id, a.message_id); } }, "Resend"))));
-        });
-        list.appendChild(el("table", { class: "responsive" }, el("thead", null, el("tr", null,
-          el("th", null, "Time"), el("th", null, "Outcome"), el("th", null, "Message"), el("th", null, "Attempt"), el("th", null, "Actions"))), tbody));
-      }).catch(function (err) { list.appendChild(errorBox(err)); });
-    }
-    var sinceID = nextID("since");
-    var since = el("input", { type: "datetime-local", id: sinceID, name: "since" });
-    var recover = el("button", { type: "button", onclick: function () {
-      if (!since.value) { toast("Choose a time to recover from"); since.focus(); return; }
-      api("POST", "endpoints/" + enc + "/recover", { since: iso(since.value) }).then(function () { toast("Recovering failed deliveries"); })
-        .catch(function (err) { toast(err.message); });
-    } }, "Recover failed deliveries");
-    append(app,
-      el("form", { class: "panel", onsubmit: function (e) { e.preventDefault(); load(); } },
-        el("div", { class: "row" },
-          el("div", null, el("label", { for: outID }, "Outcome"), outcome),
-          el("div", null, el("label", { for: aftID }, "After"), after),
-          el("div", null, el("label", { for: befID }, "Before"), before)),
-        el("div", { class: "actions" }, el("button", { type: "submit" }, "Filter"), el("button", { type: "button", onclick: load }, "Refresh"))),
-      list,
-      el("section", { class: "panel" }, el("h3", null, "Recover"),
-        el("p", { class: "hint" }, "Send again every delivery to this endpoint that failed since a time."),
-        el("label", { for: sinceID }, "Since"), since, el("div", { class: "actions" }, recover)));
-    load();
-    function resend(epID, msgID) {
-      api("POST", "endpoints/" + encodeURIComponent(epID) + "/messages/" + encodeURIComponent(msgID) + "/resend").then(function () {
-        toast("Message resent"); setTimeout(load, 1500);
-      }).catch(function (err) { toast(err.message); });
-    }
-  }
-
   function headerTable(hs) {
     var rows = [];
     if (Array.isArray(hs)) hs.forEach(function (h) { rows.push([h.name, h.value]); });
@@ -669,16 +604,31 @@
     }).catch(function (err) { append(app, errorBox(err)); });
   }
 
+  // routes are the views other files add (logs.js) besides these, as
+  // [pattern, view]; the view gets the pattern's first group, decoded.
+  var routes = [];
+  function addRoute(pattern, view) { routes.push([pattern, view]); }
+
   function route() {
     var h = location.hash.replace(/^#/, "") || "/";
     var m;
+    for (var i = 0; i < routes.length; i++) {
+      if ((m = h.match(routes[i][0]))) { routes[i][1](m[1] === undefined ? undefined : decodeURIComponent(m[1])); return; }
+    }
     if (h === "/new") viewNew();
     else if (h === "/catalog") viewCatalog();
-    else if ((m = h.match(/^\/ep\/([^/]+)\/logs$/))) viewLogs(decodeURIComponent(m[1]));
     else if ((m = h.match(/^\/ep\/([^/]+)$/))) viewEndpoint(decodeURIComponent(m[1]));
     else if ((m = h.match(/^\/attempt\/([^/]+)$/))) viewAttempt(decodeURIComponent(m[1]));
     else viewList();
   }
+
+  // pulsehooksPortal is what the other scripts of the portal (logs.js) use;
+  // they run after this one and before the first route.
+  window.pulsehooksPortal = {
+    app: app, el: el, append: append, nextID: nextID, toast: toast, api: api, clear: clear,
+    errorBox: errorBox, fmtTime: fmtTime, isSuccess: isSuccess, durationText: durationText,
+    bodyText: bodyText, headerTable: headerTable, addRoute: addRoute
+  };
 
   window.addEventListener("hashchange", route);
   // logout ends the session on the server (POST, CSRF-checked) and says so.
@@ -692,9 +642,15 @@
       }).catch(function (err) { toast(err.message); });
     });
   }
+  // The first route waits for the session and for every deferred script
+  // (DOMContentLoaded), so the views of logs.js are there.
+  var loaded = new Promise(function (resolve) {
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", resolve);
+    else resolve();
+  });
   api("GET", "session").then(function (s) {
     session = s;
     if (logoutBtn) logoutBtn.hidden = false;
-    route();
+    return loaded.then(route);
   }).catch(function (err) { if (err.status !== 401) { clear(); app.appendChild(errorBox(err)); } });
 })();
