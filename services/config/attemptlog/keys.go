@@ -213,3 +213,15 @@ func idTime(id string) (time.Time, bool) {
 	}
 	return time.UnixMilli(int64(v)).UTC(), true
 }
+
+// CursorItem returns the id of the item a cursor continues from (for the
+// tenant's deliveries by state, "<message>.<endpoint>"); "" when the cursor
+// does not decode.
+func CursorItem(c string) string {
+	_, k, _, err := decodeCursor(c)
+	if err != nil {
+		return ""
+	}
+	_, id, _ := parseSortKey(k)
+	return id
+}
