@@ -20,6 +20,9 @@ const (
 	Tenant   = "ten"
 	Attempt  = "atmpt"
 	APIKey   = "key"
+	// State prefixes state records (decisions about deliveries made
+	// without an attempt).
+	State = "st"
 )
 
 // New returns prefix + "_" + a 26-character ULID: 48 bits of milliseconds since

@@ -20,6 +20,7 @@ const (
 	Deliveries  = "DELIVERIES"
 	Attempts    = "ATTEMPTS"
 	Operational = "OPERATIONAL"
+	States      = "STATES"
 )
 
 // Subjects and subject prefixes.
@@ -34,6 +35,8 @@ const (
 	DeliveriesPrefix = "deliveries"
 	// AttemptsPrefix prefixes ATTEMPTS subjects: attempts.<tenant>.<endpoint>.
 	AttemptsPrefix = "attempts"
+	// StatesPrefix prefixes STATES subjects: states.<tenant>.<source>.
+	StatesPrefix = "states"
 	// OperationalPrefix prefixes operational events: pulsehooks.operational.<type>.
 	OperationalPrefix = "pulsehooks.operational"
 	// FanoutConsumer is the durable consumer of EVENTS shared by fanout replicas.
@@ -130,6 +133,20 @@ func PartitionFilter(i int) string {
 // AttemptSubject is the ATTEMPTS subject of an endpoint's attempts.
 func AttemptSubject(tenantID, endpointID string) string {
 	return AttemptsPrefix + "." + tenantID + "." + endpointID
+}
+
+// State record sources: the service that made the decision (the last token of
+// StateSubject).
+const (
+	StateSourceFanout   = "fanout"
+	StateSourceDelivery = "delivery"
+	StateSourceConfig   = "config"
+)
+
+// StateSubject is the STATES subject of a tenant's state records (decisions
+// about deliveries made without an attempt) made by source.
+func StateSubject(tenantID, source string) string {
+	return StatesPrefix + "." + tenantID + "." + source
 }
 
 // DeliveryMsgID is the Nats-Msg-Id of a delivery: one per message and endpoint.
@@ -271,6 +288,28 @@ func EnsureAttempts(ctx context.Context, js jetstream.JetStream, o Options) (jet
 	return s, nil
 }
 
+// EnsureStates creates or updates the STATES stream: the decisions about
+// deliveries made without an attempt (stored by fanout, put off, dropped,
+// queued by a resend), kept like the attempts for the retention window.
+func EnsureStates(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.Stream, error) {
+	o = o.withDefaults()
+	s, err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        States,
+		Description: "delivery states decided without an attempt (pending, put off, dropped), kept for the retention window",
+		Subjects:    []string{StatesPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      o.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		Duplicates:  o.DuplicateWindow,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", States, err)
+	}
+	return s, nil
+}
+
 // ErrOperationalCaptured is wrapped by EnsureOperational's error when another
 // stream (made by an operator before OPERATIONAL existed) already captures
 // the operational subjects. Publishing still works then: that stream stores
@@ -319,6 +358,9 @@ func EnsureAll(ctx context.Context, js jetstream.JetStream, o Options, deliveryA
 		return err
 	}
 	if _, err := EnsureOperational(ctx, js, o); err != nil {
+		return err
+	}
+	if _, err := EnsureStates(ctx, js, o); err != nil {
 		return err
 	}
 	return nil

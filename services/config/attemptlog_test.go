@@ -28,6 +28,7 @@ type logEnv struct {
 	js       jetstream.JetStream
 	events   uint64 // sequences published
 	attempts uint64
+	states   uint64
 	payloads map[string]string
 }
 
@@ -93,14 +94,31 @@ func (e *logEnv) publishAttempt(tenant, ep, msg string, n uint32, started time.T
 	return a
 }
 
+// publishState stores a state record in STATES as fanout or delivery do.
+func (e *logEnv) publishState(r *eventv1.StateRecord) {
+	e.t.Helper()
+	if r.Id == "" {
+		r.Id = ids.New(ids.State)
+	}
+	data, err := proto.Marshal(r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.js.Publish(context.Background(), streams.StateSubject(r.GetTenantId(), streams.StateSourceFanout), data, jetstream.WithMsgID(r.Id)); err != nil {
+		e.t.Fatal(err)
+	}
+	e.states++
+}
+
 // indexed waits until the service's attempt log holds everything published.
 func (e *logEnv) indexed() {
 	e.t.Helper()
 	testenv.WaitFor(e.t, 10*time.Second, func() error {
 		ev, _ := e.svc.alog.Position(streams.Events)
 		at, _ := e.svc.alog.Position(streams.Attempts)
-		if ev < e.events || at < e.attempts {
-			return fmt.Errorf("attempt log at EVENTS %d, ATTEMPTS %d; want %d, %d", ev, at, e.events, e.attempts)
+		st, _ := e.svc.alog.Position(streams.States)
+		if ev < e.events || at < e.attempts || st < e.states {
+			return fmt.Errorf("attempt log at EVENTS %d, ATTEMPTS %d, STATES %d; want %d, %d, %d", ev, at, st, e.events, e.attempts, e.states)
 		}
 		return nil
 	})
@@ -236,7 +254,11 @@ func TestAttemptLogAPI(t *testing.T) {
 			}
 		}
 
-		fresh := e.publishEvent("acme", "job.failed", time.Now())
+		// Fanout's record of what it stored makes the deliveries pending.
+		freshAt := time.Now()
+		fresh := e.publishEvent("acme", "job.failed", freshAt)
+		e.publishState(&eventv1.StateRecord{TenantId: "acme", MessageId: fresh, EventType: "job.failed", EndpointIds: []string{ep1.ID, ep3.ID},
+			State: eventv1.DeliveryState_DELIVERY_STATE_PENDING, Reason: "fanned out", At: timestamppb.New(freshAt)})
 		e.indexed()
 		m = get[messageDetailView](e, acme, "/v1/messages/"+fresh)
 		states := map[string]string{}
@@ -272,8 +294,14 @@ func TestAttemptLogAPI(t *testing.T) {
 			t.Errorf("ep1 failures before -35 min = %+v, want the 2 oldest", old)
 		}
 		dl := pages[deliveryView](e, acme, "/v1/endpoints/"+ep1.ID+"/messages")
-		if len(dl) != 5 || dl[0].MessageID != msgs[4] || dl[4].State != "succeeded" {
-			t.Errorf("ep1 deliveries = %+v, want 5 newest first", dl)
+		if len(dl) != 6 || dl[0].State != "pending" || dl[1].MessageID != msgs[4] || dl[5].State != "succeeded" {
+			t.Errorf("ep1 deliveries = %+v, want the pending job.failed message, then 5 newest first", dl)
+		}
+		if held := pages[deliveryView](e, acme, "/v1/endpoints/"+ep1.ID+"/deliveries?state=held"); len(held) != 1 || held[0].State != "pending" || held[0].Reason != "fanned out" {
+			t.Errorf("ep1 held deliveries = %+v, want the one pending", held)
+		}
+		if done := pages[deliveryView](e, acme, "/v1/endpoints/"+ep1.ID+"/deliveries?state=succeeded"); len(done) != 5 {
+			t.Errorf("ep1 succeeded deliveries = %d, want 5", len(done))
 		}
 
 		full := get[attemptDetailView](e, acme, "/v1/attempts/"+failures[2].Id)

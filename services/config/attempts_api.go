@@ -1,7 +1,6 @@
 package config
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -57,9 +56,16 @@ type deliveryView struct {
 	EndpointID string `json:"endpoint_id"`
 	MessageID  string `json:"message_id"`
 	EventType  string `json:"event_type"`
-	// State is pending, succeeded, retrying, failed (every attempt of the
-	// schedule failed) or dropped (the endpoint was disabled).
-	State          string     `json:"state"`
+	// State is pending (queued, not attempted yet), put_off (moved to the
+	// schedule without an attempt, due at next_attempt_at), retrying,
+	// succeeded, failed (every attempt of the schedule failed) or dropped
+	// (the endpoint was disabled or deleted).
+	State string `json:"state"`
+	// Reason says why, for a state decided without an attempt ("endpoint
+	// failing", "lane full", "resent"…).
+	Reason string `json:"reason,omitempty"`
+	// UpdatedAt is when the state was decided.
+	UpdatedAt      *time.Time `json:"updated_at"`
 	Attempts       uint32     `json:"attempts"`
 	LastAttemptID  string     `json:"last_attempt_id,omitempty"`
 	LastAttemptAt  *time.Time `json:"last_attempt_at"`
@@ -167,6 +173,10 @@ func stateName(st eventv1.DeliveryState) string {
 		return "failed"
 	case eventv1.DeliveryState_DELIVERY_STATE_DROPPED:
 		return "dropped"
+	case eventv1.DeliveryState_DELIVERY_STATE_PENDING:
+		return "pending"
+	case eventv1.DeliveryState_DELIVERY_STATE_PUT_OFF:
+		return "put_off"
 	}
 	return "unknown"
 }
@@ -188,6 +198,8 @@ func newDeliveryView(d attemptlog.Delivery) deliveryView {
 		MessageID:        d.MessageID,
 		EventType:        d.EventType,
 		State:            stateName(d.State),
+		Reason:           d.Reason,
+		UpdatedAt:        timePtr(d.UpdatedAt),
 		Attempts:         d.Attempts,
 		LastAttemptID:    d.LastAttemptID,
 		LastAttemptAt:    timePtr(d.LastAttemptAt),
@@ -306,21 +318,7 @@ func (s *Service) tenantEndpoint(r *http.Request, tenantID string) (*configv1.En
 }
 
 func (s *Service) listMessages(w http.ResponseWriter, r *http.Request, tenantID string) {
-	q, err := logQuery(r)
-	if err != nil {
-		writeErr(w, r, s.log, err)
-		return
-	}
-	p, err := s.alog.Messages(r.Context(), tenantID, attemptlog.MessageQuery{Query: q, EventType: r.URL.Query().Get("event_type")})
-	if err != nil {
-		s.logErr(w, r, err, "message", "")
-		return
-	}
-	views := make([]messageView, len(p.Items))
-	for i, m := range p.Items {
-		views[i] = newMessageView(m)
-	}
-	writeJSON(w, http.StatusOK, logPage(views, p.Next))
+	s.messageLog(w, r, tenantID)
 }
 
 // logPage wraps one page of the attempt log.
@@ -361,36 +359,11 @@ func (s *Service) getMessage(w http.ResponseWriter, r *http.Request, tenantID st
 		writeErr(w, r, s.log, err)
 		return
 	}
-	attempted := map[string]bool{}
 	for _, d := range ds {
 		v.Deliveries = append(v.Deliveries, newDeliveryView(d))
-		attempted[d.EndpointID] = true
-	}
-	for _, ep := range s.pendingEndpoints(r.Context(), tenantID, m, attempted) {
-		v.Deliveries = append(v.Deliveries, deliveryView{EndpointID: ep, MessageID: m.ID, EventType: m.EventType, State: "pending", MessageCreatedAt: m.CreatedAt})
 	}
 	slices.SortFunc(v.Deliveries, func(a, b deliveryView) int { return strings.Compare(a.EndpointID, b.EndpointID) })
 	writeJSON(w, http.StatusOK, v)
-}
-
-// pendingEndpoints are the endpoints the message is presumably waiting for:
-// enabled, existing when it was accepted, subscribed to its type, and
-// without an attempt yet. (Fanout decided when the message came; this is
-// inferred from the configuration now.)
-func (s *Service) pendingEndpoints(ctx context.Context, tenantID string, m attemptlog.Message, attempted map[string]bool) []string {
-	if err := s.state.waitLoaded(ctx); err != nil {
-		return nil
-	}
-	var out []string
-	for _, ep := range s.state.allEndpoints(tenantID) {
-		if attempted[ep.GetId()] || !ep.GetEnabled() || ep.GetCreatedAt().AsTime().After(m.CreatedAt) {
-			continue
-		}
-		if types := ep.GetEventTypes(); len(types) == 0 || slices.Contains(types, m.EventType) {
-			out = append(out, ep.GetId())
-		}
-	}
-	return out
 }
 
 func (s *Service) listMessageAttempts(w http.ResponseWriter, r *http.Request, tenantID string) {
@@ -457,7 +430,7 @@ func (s *Service) listEndpointMessages(w http.ResponseWriter, r *http.Request, t
 		writeErr(w, r, s.log, err)
 		return
 	}
-	p, err := s.alog.EndpointDeliveries(r.Context(), tenantID, ep.GetId(), q)
+	p, err := s.alog.EndpointDeliveries(r.Context(), tenantID, ep.GetId(), attemptlog.DeliveryQuery{Query: q})
 	if err != nil {
 		s.logErr(w, r, err, "endpoint", ep.GetId())
 		return

@@ -68,6 +68,9 @@ type Config struct {
 	// AttemptRetention is how long the attempt log keeps messages and
 	// attempts; default 30 days, at least 1 h.
 	AttemptRetention time.Duration
+	// JobIDField is the field of an event's data that the message log can
+	// be searched by (PULSEHOOKS_JOB_ID_FIELD); default "job_id".
+	JobIDField string
 	// Quotas are the per-tenant limits; zero fields take the defaults.
 	Quotas Quotas
 	// StuckAfter is how long the attempt-log indexer may read nothing while

@@ -95,6 +95,8 @@ func (s *Service) apiRoutes() []apiRoute {
 		{"GET", "/v1/messages/{msg_id}/attempts", tenant(s.listMessageAttempts)},
 		{"GET", "/v1/endpoints/{id}/attempts", tenant(s.listEndpointAttempts)},
 		{"GET", "/v1/endpoints/{id}/messages", tenant(s.listEndpointMessages)},
+		{"GET", "/v1/endpoints/{id}/deliveries", tenant(s.listEndpointDeliveries)},
+		{"GET", "/v1/endpoints/{id}/message-log", tenant(s.endpointMessageLog)},
 		{"GET", "/v1/endpoints/{id}/stats", tenant(s.endpointStats)},
 		{"GET", "/v1/attempts/{attempt_id}", tenant(s.getAttempt)},
 		{"POST", "/v1/endpoints/{id}/messages/{msg_id}/resend", tenant(s.resendMessage)},

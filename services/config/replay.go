@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pulsehooks/pulsehooks/pkg/ids"
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
@@ -75,6 +77,9 @@ type replayer struct {
 // newReplayer creates or updates the buckets of recover requests.
 func newReplayer(ctx context.Context, js jetstream.JetStream, cfg Config) (*replayer, error) {
 	r := &replayer{js: js, now: time.Now, streams: map[string]jetstream.Stream{}}
+	if _, err := streams.EnsureStates(ctx, js, streams.Options{Replicas: cfg.Replicas}); err != nil {
+		return nil, err
+	}
 	for _, b := range []struct {
 		dst  *jetstream.KeyValue
 		name string
@@ -173,8 +178,43 @@ func (r *replayer) publish(ctx context.Context, ev *eventv1.Event, seq uint64, e
 	msg := &nats.Msg{Subject: streams.DeliverySubject(endpointID, p), Data: data, Header: nats.Header{}}
 	natsx.Inject(ctx, msg)
 	id := streams.ResendMsgID(d.GetMessageId(), endpointID, resendID)
+	// The state's time is taken before the delivery is queued, so its
+	// attempt, which ends later, always follows it in the attempt log.
+	at := r.now()
 	if _, err := r.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("queue delivery of %s to %s: %w", d.GetMessageId(), endpointID, err)
+	}
+	return r.recordPending(ctx, d, at)
+}
+
+// recordPending stores the state record of a queued resend or recovered
+// delivery d: pending since at, "resent" or "recovered". It is stored
+// after the delivery (a record of a delivery never queued would show a
+// pending that never comes), under <resend id>.<endpoint> as its
+// Nats-Msg-Id, so a retried request stores it once.
+func (r *replayer) recordPending(ctx context.Context, d *eventv1.Delivery, at time.Time) error {
+	reason := "resent"
+	if strings.HasPrefix(d.GetResendId(), recoverPrefix+"_") {
+		reason = "recovered"
+	}
+	rec := &eventv1.StateRecord{
+		Id:          d.GetResendId() + "." + d.GetEndpointId(),
+		TenantId:    d.GetTenantId(),
+		MessageId:   d.GetMessageId(),
+		EventType:   d.GetEventType(),
+		EndpointIds: []string{d.GetEndpointId()},
+		State:       eventv1.DeliveryState_DELIVERY_STATE_PENDING,
+		Reason:      reason,
+		At:          timestamppb.New(at),
+		ResendId:    d.GetResendId(),
+	}
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode state record: %w", err)
+	}
+	msg := &nats.Msg{Subject: streams.StateSubject(d.GetTenantId(), streams.StateSourceConfig), Data: data}
+	if _, err := r.js.PublishMsg(ctx, msg, jetstream.WithMsgID(rec.GetId())); err != nil {
+		return fmt.Errorf("record the state of %s to %s (the delivery is queued): %w", d.GetMessageId(), d.GetEndpointId(), err)
 	}
 	return nil
 }

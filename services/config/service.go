@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config service: %w", err)
 	}
-	alog, err := attemptlog.Open(attemptlog.Options{Dir: cfg.AttemptLogDir, Retention: cfg.AttemptRetention, Logger: deps.Logger})
+	alog, err := attemptlog.Open(attemptlog.Options{Dir: cfg.AttemptLogDir, Retention: cfg.AttemptRetention, Logger: deps.Logger, JobField: cfg.JobIDField})
 	if err != nil {
 		return nil, fmt.Errorf("config service: attempt log (PULSEHOOKS_ATTEMPT_LOG_DIR): %w", err)
 	}

@@ -83,6 +83,13 @@ func (ts *testSender) sendTest(w http.ResponseWriter, r *http.Request, tenantID 
 		writeErr(w, r, s.log, invalid("payload", "is not valid JSON: %v", err))
 		return
 	}
+	if !ep.GetEnabled() {
+		// The delivery service drops deliveries of disabled endpoints: a
+		// test send would never arrive.
+		writeErr(w, r, s.log, &httpError{status: http.StatusConflict, code: "endpoint_disabled",
+			message: "This endpoint is disabled, so a test message would never be sent. Enable the endpoint, then send the test again."})
+		return
+	}
 	now := time.Now().UTC()
 	typ, _ := json.Marshal(body.EventType) // names are [a-z0-9._-]
 	payload := fmt.Appendf(nil, `{"type":%s,"timestamp":"%s","data":%s}`, typ, now.Format(testEventTimestampLayout), compact.Bytes())

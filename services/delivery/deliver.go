@@ -109,11 +109,12 @@ func (dl *deliverer) deliver(ctx context.Context, j *job) {
 		return
 	case !ep.GetEnabled() || dl.states.disabledAhead(ep.GetId(), ep.GetRevision()):
 		log.InfoContext(ctx, "endpoint disabled, dropping delivery")
-		dl.ack(ctx, log, j)
+		dl.dropped(ctx, log, j, "endpoint disabled")
 		return
 	}
 	now := time.Now()
-	if d.GetScheduleCount() == 0 {
+	if d.GetScheduleCount() == 0 && d.GetResendId() == "" {
+		// A resend is attempted now, whatever the endpoint's state.
 		// A new delivery for an endpoint whose last attempts failed waits
 		// for the earliest pending retry, rather than take a slot now.
 		if until, failing := dl.states.failingUntil(ep.GetId(), now); failing {
@@ -259,7 +260,7 @@ func (dl *deliverer) unknownEndpoint(ctx context.Context, log *slog.Logger, j *j
 		return
 	}
 	log.WarnContext(ctx, "endpoint deleted, dropping delivery")
-	dl.ack(ctx, log, j)
+	dl.dropped(ctx, log, j, "endpoint deleted")
 }
 
 // record stores the attempt in ATTEMPTS, retrying through a NATS outage or

@@ -203,7 +203,7 @@ func (p *partition) accept(ctx context.Context, msg jetstream.Msg) {
 	// finishes within its timeout and is settled, also at shutdown.
 	ctx = context.WithoutCancel(ctx)
 	ep := d.GetEndpointId()
-	if d.GetScheduleCount() == 0 {
+	if d.GetScheduleCount() == 0 && d.GetResendId() == "" { // a resend goes now
 		if until, failing := p.states.failingUntil(ep, now); failing {
 			p.deferrer.submit(ctx, deferral{p: p, j: j, due: until, why: whyFailing})
 			return

@@ -152,38 +152,44 @@ func (rc recorder) record(ctx context.Context, log *slog.Logger, a *eventv1.Atte
 	if err != nil {
 		return fmt.Errorf("marshal attempt %s: %w", a.GetId(), err)
 	}
-	subject := streams.AttemptSubject(a.GetTenantId(), a.GetEndpointId())
-	ctx, span := natstrace.StartPublish(ctx, rc.tracer, recordSpanName, subject, a.GetId())
+	return rc.store(ctx, log, streams.AttemptSubject(a.GetTenantId(), a.GetEndpointId()), a.GetId(), data)
+}
+
+// store publishes data on subject with Nats-Msg-Id id and the trace context
+// of ctx, retrying as record describes.
+func (rc recorder) store(ctx context.Context, log *slog.Logger, subject, id string, data []byte) error {
+	var err error
+	ctx, span := natstrace.StartPublish(ctx, rc.tracer, recordSpanName, subject, id)
 	defer span.End()
 	delay := recordBackoffMin
 	for try := 1; ; try++ {
 		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 		natsx.Inject(ctx, msg)
 		tctx, cancel := context.WithTimeout(ctx, recordTryTimeout)
-		_, err = rc.js.PublishMsg(tctx, msg, jetstream.WithMsgID(a.GetId()))
+		_, err = rc.js.PublishMsg(tctx, msg, jetstream.WithMsgID(id))
 		cancel()
 		if err == nil {
 			if try > 1 {
-				log.InfoContext(ctx, "attempt recorded after retries", "attempt_id", a.GetId(), "tries", try)
+				log.InfoContext(ctx, "record stored after retries", "record_id", id, "tries", try)
 			}
 			return nil
 		}
 		if rc.js.Conn().IsClosed() {
-			err = fmt.Errorf("store attempt %s: %w (%w)", a.GetId(), errConnClosed, err)
+			err = fmt.Errorf("store record %s: %w (%w)", id, errConnClosed, err)
 			span.RecordError(err)
-			span.SetStatus(codes.Error, "attempt not stored")
+			span.SetStatus(codes.Error, "record not stored")
 			return err
 		}
 		if try%10 == 1 {
-			log.WarnContext(ctx, "attempt not stored yet; retrying, the delivery stays held", "attempt_id", a.GetId(), "tries", try, "err", err)
+			log.WarnContext(ctx, "record not stored yet; retrying, the delivery stays held", "record_id", id, "tries", try, "err", err)
 		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			err = fmt.Errorf("store attempt %s: %w (last try: %w)", a.GetId(), context.Cause(ctx), err)
+			err = fmt.Errorf("store record %s: %w (last try: %w)", id, context.Cause(ctx), err)
 			span.RecordError(err)
-			span.SetStatus(codes.Error, "attempt not stored")
+			span.SetStatus(codes.Error, "record not stored")
 			return err
 		case <-t.C:
 		}

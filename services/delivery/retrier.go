@@ -108,7 +108,10 @@ func (dl *deliverer) putOff(ctx context.Context, log *slog.Logger, j *job, due t
 	defer span.End()
 	log.DebugContext(ctx, "delivery put off", "why", why, "until", due)
 	dl.meters.puttingOff(ctx, why)
-	dl.schedule(ctx, log, j, it, due)
+	// The state record's publish overlaps the Redis write; both are stored
+	// before the ack.
+	st := dl.recorder.startState(stateRecord(d, eventv1.DeliveryState_DELIVERY_STATE_PUT_OFF, why, time.Now(), due))
+	dl.scheduleThen(ctx, log, j, it, due, func() bool { return dl.recorder.awaitState(ctx, log, st) })
 }
 
 // schedule stores it in the Redis schedule, due at due, then acks the
@@ -118,6 +121,13 @@ func (dl *deliverer) putOff(ctx context.Context, log *slog.Logger, j *job, due t
 // after RetryDelay. A delivery without an event sequence cannot be referenced
 // from the schedule: it is nakked with the delay.
 func (dl *deliverer) schedule(ctx context.Context, log *slog.Logger, j *job, it retryq.Item, due time.Time) {
+	dl.scheduleThen(ctx, log, j, it, due, nil)
+}
+
+// scheduleThen is schedule that also waits, before the ack, for stored
+// (when not nil) to report true; false leaves the delivery unacked (it is
+// in the schedule too, and the completion record stops a second send).
+func (dl *deliverer) scheduleThen(ctx context.Context, log *slog.Logger, j *job, it retryq.Item, due time.Time, stored func() bool) {
 	if it.Seq == 0 {
 		log.WarnContext(ctx, "delivery has no event sequence, so it cannot enter the retry schedule; nakking it with the delay instead")
 		dl.nak(ctx, log, j, max(time.Until(due), 0))
@@ -139,6 +149,10 @@ func (dl *deliverer) schedule(ctx context.Context, log *slog.Logger, j *job, it 
 		return
 	}
 	dl.kick(due)
+	if stored != nil && !stored() {
+		dl.leave(ctx, log, j)
+		return
+	}
 	dl.ack(ctx, log, j)
 }
 

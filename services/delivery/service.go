@@ -233,12 +233,15 @@ func (s *Service) pruneStates(ctx context.Context) {
 	}
 }
 
-// ensureStreams ensures DELIVERIES with its partition consumers, ATTEMPTS
-// and OPERATIONAL, binds EVENTS, and returns the DELIVERIES stream, the
+// ensureStreams ensures DELIVERIES with its partition consumers, STATES,
+// ATTEMPTS and OPERATIONAL, binds EVENTS, and returns the DELIVERIES stream, the
 // partition count and the event source.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (jetstream.Stream, int, eventSource, error) {
 	stream, err := streams.EnsureDeliveries(ctx, js, cfg.Streams, cfg.AckWait)
 	if err != nil {
+		return nil, 0, eventSource{}, err
+	}
+	if _, err := streams.EnsureStates(ctx, js, cfg.Streams); err != nil {
 		return nil, 0, eventSource{}, err
 	}
 	if _, err := streams.EnsureAttempts(ctx, js, cfg.Streams); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,6 +15,8 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/natsx"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	configv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/config/v1"
+	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // fanOut publishes one delivery of w.event per matching endpoint and waits
@@ -51,6 +54,7 @@ func (w *worker) fanOut(ctx context.Context, msg jetstream.Msg, eventSequence ui
 	defer w.progress.Stop()
 
 	n := 0
+	w.stored, w.chunk = w.stored[:0], 0
 	for _, endpoints := range [...][]*configv1.Endpoint{filtered, all} {
 		var prev *configv1.Endpoint
 		for _, ep := range endpoints {
@@ -63,7 +67,17 @@ func (w *worker) fanOut(ctx context.Context, msg jetstream.Msg, eventSequence ui
 				return n, err
 			}
 			n++
+			if w.stored = append(w.stored, ep.GetId()); len(w.stored) == maxStateEndpoints {
+				if err := w.publishState(ctx, msg); err != nil {
+					w.drainPending(ctx, msg)
+					return n, err
+				}
+			}
 		}
+	}
+	if err := w.publishState(ctx, msg); err != nil {
+		w.drainPending(ctx, msg)
+		return n, err
 	}
 	for w.pending.len() > 0 {
 		if err := w.awaitOldest(ctx, msg); err != nil {
@@ -130,6 +144,58 @@ func (w *worker) publish(ctx context.Context, msg jetstream.Msg, endpointID stri
 		}
 		w.sends[f] = send
 	}
+	return nil
+}
+
+// maxStateEndpoints is the most endpoints one state record names (about 30
+// KiB of ids); a larger fan-out stores several.
+const maxStateEndpoints = 1000
+
+// publishState stores, asynchronously like the deliveries and awaited with
+// them before the event's ack, the state record saying the deliveries to
+// w.stored are pending. Its time is the event's accepted time, so a redone
+// fan-out never hides a later decision; its Nats-Msg-Id
+// (<msg>.pending.<chunk>) makes a redo within the duplicate window store
+// it once.
+func (w *worker) publishState(ctx context.Context, msg jetstream.Msg) error {
+	if len(w.stored) == 0 {
+		return nil
+	}
+	for w.pending.full() {
+		if err := w.awaitOldest(ctx, msg); err != nil {
+			return err
+		}
+	}
+	ev := &w.event
+	at := ev.GetAcceptedAt()
+	if at == nil {
+		at = ev.GetTimestamp()
+	}
+	id := ev.GetMessageId() + ".pending." + strconv.Itoa(w.chunk)
+	data, err := proto.Marshal(&eventv1.StateRecord{
+		Id:          id,
+		TenantId:    ev.GetTenantId(),
+		MessageId:   ev.GetMessageId(),
+		EventType:   ev.GetEventType(),
+		EndpointIds: w.stored,
+		State:       eventv1.DeliveryState_DELIVERY_STATE_PENDING,
+		Reason:      "fanned out",
+		At:          at,
+	})
+	if err != nil {
+		return fmt.Errorf("encode state record of %s: %w", ev.GetMessageId(), err)
+	}
+	w.stored, w.chunk = w.stored[:0], w.chunk+1
+	out := &nats.Msg{
+		Subject: streams.StateSubject(ev.GetTenantId(), streams.StateSourceFanout),
+		Data:    data,
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{id}},
+	}
+	f, err := w.s.js.PublishMsgAsync(out)
+	if err != nil {
+		return fmt.Errorf("publish state record of %s: %w", ev.GetMessageId(), err)
+	}
+	w.pending.push(f)
 	return nil
 }
 

@@ -154,7 +154,7 @@ func (s *Service) Run(ctx context.Context) error {
 // being consumed; it turns false as soon as shutdown starts.
 func (s *Service) Ready() bool { return s.ready.Load() }
 
-// ensureStreams ensures EVENTS, DELIVERIES and the fanout consumer, and
+// ensureStreams ensures EVENTS, DELIVERIES, STATES and the fanout consumer, and
 // returns the partition count and the consumer.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) (int, jetstream.Consumer, error) {
 	events, err := streams.EnsureEvents(ctx, js, cfg.Streams)
@@ -162,6 +162,9 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) (int
 		return 0, nil, err
 	}
 	if _, err := streams.EnsureDeliveries(ctx, js, cfg.Streams, cfg.DeliveryAckWait); err != nil {
+		return 0, nil, err
+	}
+	if _, err := streams.EnsureStates(ctx, js, cfg.Streams); err != nil {
 		return 0, nil, err
 	}
 	partitions, err := streams.PartitionsOf(ctx, js)

@@ -41,6 +41,11 @@ type worker struct {
 	// sends holds the producer span of each publish awaiting its ack, for
 	// recorded fan-outs only (nil otherwise).
 	sends map[jetstream.PubAckFuture]trace.Span
+	// stored collects the endpoint ids of the deliveries published for the
+	// event, for its state record (reused).
+	stored []string
+	// chunk numbers the event's state records.
+	chunk int
 }
 
 func newWorker(s *Service) *worker {

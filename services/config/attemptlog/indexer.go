@@ -35,7 +35,7 @@ const (
 	sweepEvery = 10 * time.Minute
 )
 
-// Indexer follows EVENTS and ATTEMPTS with ordered consumers (no server
+// Indexer follows EVENTS, ATTEMPTS and STATES with ordered consumers (no server
 // state to share or clean up: each replica has its own) from the positions
 // stored in the Store, writes what it reads, and applies the retention.
 type Indexer struct {
@@ -59,7 +59,7 @@ func NewIndexer(store *Store, js jetstream.JetStream, log *slog.Logger) *Indexer
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Indexer{store: store, js: js, log: log.With("component", "attemptlog"), progress: map[string]*progress{
-		streams.Events: {}, streams.Attempts: {},
+		streams.Events: {}, streams.Attempts: {}, streams.States: {},
 	}}
 }
 
@@ -88,7 +88,7 @@ func (ix *Indexer) ReportTo(live *health.Liveness) { ix.live = live }
 // stored position.
 func (ix *Indexer) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for _, name := range []string{streams.Events, streams.Attempts} {
+	for _, name := range []string{streams.Events, streams.Attempts, streams.States} {
 		g.Go(func() error {
 			ix.followForever(ctx, name)
 			return nil
@@ -279,6 +279,12 @@ func (ix *Indexer) add(b *Batch, stream string, seq uint64, data []byte) error {
 			return fmt.Errorf("decode event: %w", err)
 		}
 		return b.AddEvent(seq, ev)
+	case streams.States:
+		r := &eventv1.StateRecord{}
+		if err := proto.Unmarshal(data, r); err != nil {
+			return fmt.Errorf("decode state record: %w", err)
+		}
+		return b.AddState(seq, r)
 	default:
 		a := &eventv1.Attempt{}
 		if err := proto.Unmarshal(data, a); err != nil {

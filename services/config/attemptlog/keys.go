@@ -25,11 +25,14 @@ import (
 //	E tenant endpoint sort(message)            → delivery status (endpoint's messages)
 //	F tenant endpoint sort                     → msg id (attempts that left a delivery failed or dropped)
 //	S tenant endpoint hour(4 bytes)            → success and failure counts of an hour
+//	W tenant endpoint state(1 byte) sort(msg)  → delivery status (endpoint's deliveries by state)
+//	V tenant state(1 byte) sort(msg.endpoint)  → delivery status (tenant's deliveries by state)
+//	j tenant job id sort(msg)                  → message record (by the job id in its data)
 //
 // sort is the item's time inverted (8 bytes, ^ns, so ascending keys are
 // newest first), its id, and a NUL. Messages sort by the time in their id (the
 // time ingest accepted them), attempts by when they started. Message-keyed
-// tables (M, D, E) live in the bucket of the message's time, attempt-keyed
+// tables (M, D, E, W, V, j) live in the bucket of the message's time, attempt-keyed
 // ones (A, a, o, g, F) in the bucket of the attempt's start, S in the bucket
 // of the hour's start.
 //
@@ -51,6 +54,9 @@ const (
 	tableEndpointMessage byte = 'E'
 	tableFailed          byte = 'F'
 	tableStats           byte = 'S'
+	tableEndpointState   byte = 'W'
+	tableTenantState     byte = 'V'
+	tableJobMessages     byte = 'j'
 )
 
 // Meta keys.
@@ -59,6 +65,8 @@ var (
 	keyAttemptsPosition = []byte{prefixMeta, 'p', 'a'}
 	keyEventsCreated    = []byte{prefixMeta, 'c', 'e'}
 	keyAttemptsCreated  = []byte{prefixMeta, 'c', 'a'}
+	keyStatesPosition   = []byte{prefixMeta, 'p', 's'}
+	keyStatesCreated    = []byte{prefixMeta, 'c', 's'}
 	keyLayout           = []byte{prefixMeta, 'l'}
 )
 
@@ -132,22 +140,36 @@ func parseSortKey(k []byte) (time.Time, string, bool) {
 	return time.Unix(0, int64(ns)).UTC(), id, true
 }
 
-// encodeCursor is the opaque iterator of a page ending at sort key k.
-func encodeCursor(k []byte) string {
-	return base64.RawURLEncoding.EncodeToString(k)
+// Cursor directions: the first byte of a cursor says whether it continues to
+// older items (the next page) or to newer ones (the previous page). Cursors
+// without it (older versions) continue to older items: a sort key starts
+// with an inverted time, never one of these bytes.
+const (
+	cursorOlder byte = 'n'
+	cursorNewer byte = 'p'
+)
+
+// encodeCursor is the opaque iterator of the items past sort key k in
+// direction dir.
+func encodeCursor(dir byte, k []byte) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{dir}, k...))
 }
 
-// decodeCursor returns the sort key of an iterator.
-func decodeCursor(c string) ([]byte, time.Time, error) {
+// decodeCursor returns the direction and sort key of an iterator.
+func decodeCursor(c string) (byte, []byte, time.Time, error) {
 	k, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return nil, time.Time{}, errBadCursor
+	if err != nil || len(k) == 0 {
+		return 0, nil, time.Time{}, errBadCursor
+	}
+	dir := cursorOlder
+	if k[0] == cursorOlder || k[0] == cursorNewer {
+		dir, k = k[0], k[1:]
 	}
 	t, _, ok := parseSortKey(k)
 	if !ok {
-		return nil, time.Time{}, errBadCursor
+		return 0, nil, time.Time{}, errBadCursor
 	}
-	return k, t, nil
+	return dir, k, t, nil
 }
 
 // prefixEnd is the first key after every key starting with p.
@@ -190,4 +212,16 @@ func idTime(id string) (time.Time, bool) {
 		}
 	}
 	return time.UnixMilli(int64(v)).UTC(), true
+}
+
+// CursorItem returns the id of the item a cursor continues from (for the
+// tenant's deliveries by state, "<message>.<endpoint>"); "" when the cursor
+// does not decode.
+func CursorItem(c string) string {
+	_, k, _, err := decodeCursor(c)
+	if err != nil {
+		return ""
+	}
+	_, id, _ := parseSortKey(k)
+	return id
 }

@@ -325,7 +325,7 @@ func (w *workload) measure(t *testing.T, s *Store) {
 		}},
 		{"endpoint messages (delivery status), first page", func(i int) error {
 			e := pick(i)
-			_, err := s.EndpointDeliveries(ctx, e.tenant, e.id, Query{Limit: 50})
+			_, err := s.EndpointDeliveries(ctx, e.tenant, e.id, DeliveryQuery{Query: Query{Limit: 50}})
 			return err
 		}},
 		{"endpoint stats, 24 hourly buckets", func(i int) error {

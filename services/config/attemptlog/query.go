@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -24,52 +25,59 @@ type Query struct {
 	Limit int
 }
 
-// Page is one page of a list; Next is the cursor of the following page, ""
-// when this is the last.
+// Page is one page of a list, newest first. Next is the cursor of the
+// older items that follow, "" when this is the last page; Prev is the
+// cursor of the newer items before it, "" on the first page.
 type Page[T any] struct {
 	Items []T
 	Next  string
+	Prev  string
 }
 
 // ErrBadCursor is wrapped by errors for cursors the store did not make.
 var ErrBadCursor = errBadCursor
 
+// maxScanned bounds the items a filtered list visits for one page: a page
+// of a rare filter can come back short, with Next (or Prev) continuing the
+// scan where it stopped.
+const maxScanned = 10000
+
 // scan is one list query over a table and scope, newest first.
 type scan struct {
 	table byte
 	scope []string
-	// suffix follows the scope in the key (the outcome byte).
+	// suffix follows the scope in the key (the outcome or state byte).
 	suffix []byte
 	q      Query
 	// floor is a time no item of the scope is earlier than (the scope's
 	// creation), zero when unknown.
 	floor time.Time
+	// keep, when set, filters the items by value.
+	keep func(val []byte) bool
 }
 
-// run calls f with each item's sort key and value, newest first, up to
-// q.Limit, and returns the cursor of the next page. Buckets are visited
-// newest first, each with its own bounded iterator; items in a bucket are
-// exactly those of its time span, so the pages are in time order across
+// item is a listed key's sort key and value.
+type item struct{ sort, val []byte }
+
+// scanned is what one scan collected, in the direction it ran: kept items,
+// and when it stopped early the sort key to continue from (the last item
+// kept of a full page, or the last visited when maxScanned ended it).
+type scanned struct {
+	items []item
+	stop  []byte
+}
+
+// collect runs one scan in direction dir from cursor (nil: the newest
+// end) and returns up to q.Limit items. Buckets are visited in time order
+// of the direction, each with its own bounded iterator; items in a bucket
+// are exactly those of its time span, so items come in time order across
 // buckets.
-func (s *Store) run(ctx context.Context, sc scan, f func(sort, val []byte) error) (string, error) {
-	if sc.q.Limit < 1 {
-		return "", errors.New("attemptlog: limit must be at least 1")
-	}
-	var cursor []byte
+func (s *Store) collect(ctx context.Context, sc scan, dir byte, cursor []byte, cursorTime time.Time) (scanned, error) {
+	var out scanned
 	now := s.now()
 	top := now.Add(skew)
 	if !sc.q.Before.IsZero() && sc.q.Before.Before(top) {
 		top = sc.q.Before
-	}
-	if sc.q.Cursor != "" {
-		k, t, err := decodeCursor(sc.q.Cursor)
-		if err != nil {
-			return "", err
-		}
-		cursor = k
-		if t.Before(top) {
-			top = t
-		}
 	}
 	first := s.firstBucket(now)
 	if !sc.q.After.IsZero() {
@@ -78,14 +86,38 @@ func (s *Store) run(ctx context.Context, sc scan, f func(sort, val []byte) error
 	if !sc.floor.IsZero() {
 		first = max(first, s.bucketOf(sc.floor.Add(-skew)))
 	}
+	if cursor != nil && dir == cursorOlder && cursorTime.Before(top) {
+		top = cursorTime
+	}
 	last := s.bucketOf(top)
-	var (
-		n        int
-		lastSort []byte
-	)
-	for b := int64(last); b >= int64(first); b-- {
+	if cursor != nil && dir == cursorNewer {
+		first = max(first, s.bucketOf(cursorTime))
+	}
+	visited := 0
+	visit := func(k, v []byte, prefixLen int) (bool, error) {
+		sort := k[prefixLen:]
+		if len(out.items) == sc.q.Limit {
+			return false, nil // one more exists: the page is full
+		}
+		if visited == maxScanned {
+			return false, nil // out.stop is the last visited
+		}
+		visited++
+		if sc.keep == nil || sc.keep(v) {
+			out.items = append(out.items, item{sort: bytes.Clone(sort), val: bytes.Clone(v)})
+			out.stop = out.items[len(out.items)-1].sort
+		} else {
+			out.stop = bytes.Clone(sort)
+		}
+		return true, nil
+	}
+	for i := int64(0); i <= int64(last)-int64(first); i++ {
+		b := int64(last) - i
+		if dir == cursorNewer {
+			b = int64(first) + i
+		}
 		if err := ctx.Err(); err != nil {
-			return "", err
+			return out, err
 		}
 		prefix := scopeKey(uint32(b), sc.table, sc.scope...)
 		prefix = append(prefix, sc.suffix...)
@@ -95,40 +127,148 @@ func (s *Store) run(ctx context.Context, sc scan, f func(sort, val []byte) error
 				lower = append(bytes.Clone(prefix), k...)
 			}
 		}
-		if cursor != nil {
-			if c := append(append(bytes.Clone(prefix), cursor...), 0); bytes.Compare(c, lower) > 0 {
-				lower = c
-			}
-		}
 		upper := prefixEnd(prefix)
 		if !sc.q.After.IsZero() {
 			if k := earlierKey(sc.q.After); k != nil {
 				upper = append(bytes.Clone(prefix), k...)
 			}
 		}
-		if bytes.Compare(lower, upper) >= 0 {
+		if cursor != nil {
+			if dir == cursorOlder {
+				if c := append(append(bytes.Clone(prefix), cursor...), 0); bytes.Compare(c, lower) > 0 {
+					lower = c
+				}
+			} else if c := append(bytes.Clone(prefix), cursor...); upper == nil || bytes.Compare(c, upper) < 0 {
+				upper = c
+			}
+		}
+		if upper != nil && bytes.Compare(lower, upper) >= 0 {
 			continue
 		}
-		more, err := s.iterate(ctx, lower, upper, func(k, v []byte) (bool, error) {
-			if n == sc.q.Limit {
-				return false, nil // one more exists: the page is full
-			}
-			sort := k[len(prefix):]
-			if err := f(sort, v); err != nil {
-				return false, err
-			}
-			lastSort = append(lastSort[:0], sort...)
-			n++
-			return true, nil
-		})
-		if err != nil {
-			return "", err
+		f := func(k, v []byte) (bool, error) { return visit(k, v, len(prefix)) }
+		var (
+			full bool
+			err  error
+		)
+		if dir == cursorNewer {
+			full, err = s.iterateReverse(ctx, lower, upper, f)
+		} else {
+			full, err = s.iterate(ctx, lower, upper, f)
 		}
-		if !more {
-			return encodeCursor(lastSort), nil
+		if err != nil {
+			return out, err
+		}
+		if !full {
+			return out, nil
 		}
 	}
-	return "", nil
+	out.stop = nil
+	return out, nil
+}
+
+// list runs one or more scans of the same shape (say, one per state) with
+// q's cursor and merges them into one page, newest first, decoding values
+// with decode.
+func list[T any](ctx context.Context, s *Store, q Query, scans []scan, decode func([]byte) (T, error)) (Page[T], error) {
+	var p Page[T]
+	if q.Limit < 1 {
+		return p, errors.New("attemptlog: limit must be at least 1")
+	}
+	dir := cursorOlder
+	var (
+		cursor     []byte
+		cursorTime time.Time
+	)
+	if q.Cursor != "" {
+		var err error
+		dir, cursor, cursorTime, err = decodeCursor(q.Cursor)
+		if err != nil {
+			return p, err
+		}
+	}
+	// before reports whether sort key a comes first in the scan direction.
+	before := func(a, b []byte) bool {
+		if dir == cursorNewer {
+			return bytes.Compare(a, b) > 0
+		}
+		return bytes.Compare(a, b) < 0
+	}
+	var (
+		merged []item
+		bound  []byte // items past it are not known to be complete
+	)
+	for _, sc := range scans {
+		sc.q = q
+		if !keyable(sc.scope...) {
+			continue
+		}
+		r, err := s.collect(ctx, sc, dir, cursor, cursorTime)
+		if err != nil {
+			return p, err
+		}
+		merged = append(merged, r.items...)
+		if r.stop != nil && (bound == nil || before(r.stop, bound)) {
+			bound = r.stop
+		}
+	}
+	slices.SortFunc(merged, func(a, b item) int {
+		if before(a.sort, b.sort) {
+			return -1
+		}
+		if before(b.sort, a.sort) {
+			return 1
+		}
+		return 0
+	})
+	var stop []byte
+	n := 0
+	for _, it := range merged {
+		if bound != nil && before(bound, it.sort) {
+			break
+		}
+		if n == q.Limit {
+			break
+		}
+		n++
+	}
+	switch {
+	case n > 0 && (n < len(merged) || (bound != nil && n == q.Limit)):
+		stop = merged[n-1].sort
+	case bound != nil:
+		stop = bound
+	}
+	merged = merged[:n]
+	if dir == cursorNewer {
+		slices.Reverse(merged)
+	}
+	for _, it := range merged {
+		v, err := decode(it.val)
+		if err != nil {
+			return p, err
+		}
+		p.Items = append(p.Items, v)
+	}
+	if dir == cursorOlder {
+		if stop != nil {
+			p.Next = encodeCursor(cursorOlder, stop)
+		}
+		switch {
+		case cursor != nil && len(merged) > 0:
+			p.Prev = encodeCursor(cursorNewer, merged[0].sort)
+		case cursor != nil:
+			p.Prev = encodeCursor(cursorNewer, cursor)
+		}
+	} else {
+		if stop != nil {
+			p.Prev = encodeCursor(cursorNewer, stop)
+		}
+		if len(merged) > 0 {
+			p.Next = encodeCursor(cursorOlder, merged[len(merged)-1].sort)
+		} else {
+			p.Next = encodeCursor(cursorOlder, cursor)
+		}
+	}
+	return p, nil
 }
 
 // iterate calls f for the keys in [lower, upper) in order while it returns
@@ -192,21 +332,24 @@ type MessageQuery struct {
 // Messages lists a tenant's messages, newest first (by the time ingest
 // accepted them).
 func (s *Store) Messages(ctx context.Context, tenant string, q MessageQuery) (Page[Message], error) {
-	sc := scan{table: tableTenantMessages, scope: []string{tenant}, q: q.Query}
+	sc := scan{table: tableTenantMessages, scope: []string{tenant}}
 	if q.EventType != "" {
-		sc = scan{table: tableTypeMessages, scope: []string{tenant, q.EventType}, q: q.Query}
+		sc = scan{table: tableTypeMessages, scope: []string{tenant, q.EventType}}
 	}
-	var p Page[Message]
-	if !keyable(sc.scope...) {
-		return p, nil
+	return list(ctx, s, q.Query, []scan{sc}, decodeMessage)
+}
+
+// MessagesByJob lists a tenant's messages whose data carries job id job
+// (in the field Options.JobField), newest first.
+func (s *Store) MessagesByJob(ctx context.Context, tenant, job string, q MessageQuery) (Page[Message], error) {
+	sc := scan{table: tableJobMessages, scope: []string{tenant, job}}
+	if q.EventType != "" {
+		sc.keep = func(v []byte) bool {
+			m, err := decodeMessage(v)
+			return err != nil || m.EventType == q.EventType
+		}
 	}
-	next, err := s.run(ctx, sc, func(_, v []byte) error {
-		m, err := decodeMessage(v)
-		p.Items = append(p.Items, m)
-		return err
-	})
-	p.Next = next
-	return p, err
+	return list(ctx, s, q.Query, []scan{sc}, decodeMessage)
 }
 
 // candidateBuckets are the buckets that can hold an item keyed by id: the
@@ -320,34 +463,67 @@ func (s *Store) MessageAttempts(ctx context.Context, tenant, msgID string, q Que
 }
 
 func (s *Store) attempts(ctx context.Context, sc scan) (Page[AttemptSummary], error) {
-	var p Page[AttemptSummary]
-	if !keyable(sc.scope...) {
-		return p, nil
+	return list(ctx, s, sc.q, []scan{sc}, decodeSummary)
+}
+
+// DeliveryQuery selects delivery statuses.
+type DeliveryQuery struct {
+	Query
+	// States, when not empty, keeps deliveries in one of these states.
+	States []eventv1.DeliveryState
+	// EventType, when set, keeps deliveries of messages of that type.
+	EventType string
+}
+
+// keepType is the value filter of q's event type (nil: none).
+func (q DeliveryQuery) keepType() func([]byte) bool {
+	if q.EventType == "" {
+		return nil
 	}
-	next, err := s.run(ctx, sc, func(_, v []byte) error {
-		a, err := decodeSummary(v)
-		p.Items = append(p.Items, a)
-		return err
-	})
-	p.Next = next
-	return p, err
+	return func(v []byte) bool {
+		d, err := decodeDelivery(v)
+		return err != nil || d.EventType == q.EventType
+	}
 }
 
 // EndpointDeliveries lists the status of the deliveries of a tenant's
-// messages to an endpoint that have had an attempt, newest message first.
-func (s *Store) EndpointDeliveries(ctx context.Context, tenant, endpointID string, q Query) (Page[Delivery], error) {
-	sc := scan{table: tableEndpointMessage, scope: []string{tenant, endpointID}, q: q}
-	var p Page[Delivery]
-	if !keyable(sc.scope...) {
-		return p, nil
+// messages to an endpoint (each with a state decided by fanout, delivery or
+// an attempt), newest message first.
+func (s *Store) EndpointDeliveries(ctx context.Context, tenant, endpointID string, q DeliveryQuery) (Page[Delivery], error) {
+	if len(q.States) == 0 {
+		return list(ctx, s, q.Query, []scan{{table: tableEndpointMessage, scope: []string{tenant, endpointID}, keep: q.keepType()}}, decodeDelivery)
 	}
-	next, err := s.run(ctx, sc, func(_, v []byte) error {
-		d, err := decodeDelivery(v)
-		p.Items = append(p.Items, d)
-		return err
-	})
-	p.Next = next
-	return p, err
+	scans := make([]scan, 0, len(q.States))
+	for _, st := range uniqueStates(q.States) {
+		scans = append(scans, scan{table: tableEndpointState, scope: []string{tenant, endpointID}, suffix: []byte{byte(st)}, keep: q.keepType()})
+	}
+	return list(ctx, s, q.Query, scans, decodeDelivery)
+}
+
+// TenantDeliveries lists the status of a tenant's deliveries in one of
+// q.States (required) to every endpoint, newest message first; a message
+// delivered to several endpoints has one item per endpoint, next to each
+// other.
+func (s *Store) TenantDeliveries(ctx context.Context, tenant string, q DeliveryQuery) (Page[Delivery], error) {
+	if len(q.States) == 0 {
+		return Page[Delivery]{}, errors.New("attemptlog: TenantDeliveries needs at least one state")
+	}
+	scans := make([]scan, 0, len(q.States))
+	for _, st := range uniqueStates(q.States) {
+		scans = append(scans, scan{table: tableTenantState, scope: []string{tenant}, suffix: []byte{byte(st)}, keep: q.keepType()})
+	}
+	return list(ctx, s, q.Query, scans, decodeDelivery)
+}
+
+// uniqueStates is states without repeats, in order.
+func uniqueStates(states []eventv1.DeliveryState) []eventv1.DeliveryState {
+	var out []eventv1.DeliveryState
+	for _, st := range states {
+		if !slices.Contains(out, st) {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // maxAttemptSpan is how much earlier than the time in its id an attempt

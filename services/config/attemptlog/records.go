@@ -40,7 +40,8 @@ type AttemptSummary struct {
 }
 
 // Delivery is the status of one message's delivery to one endpoint: the
-// state its latest attempt left it in, and how many attempts were made.
+// state its latest decision left it in (an attempt, or a state record of
+// fanout, delivery or a resend), and how many attempts were made.
 type Delivery struct {
 	MessageID  string
 	EndpointID string
@@ -54,6 +55,12 @@ type Delivery struct {
 	LastOutcome      eventv1.Outcome
 	LastStatusCode   int32
 	NextAttemptAt    time.Time
+	// UpdatedAt is when the decision that set State was made (an
+	// attempt's end, a state record's time).
+	UpdatedAt time.Time
+	// Reason says why, for a state set without an attempt ("lane full",
+	// "resent"…); "" when an attempt set it.
+	Reason string
 }
 
 // HourStats counts an endpoint's attempts in one hour.
@@ -147,6 +154,10 @@ func (d *decoder) time() time.Time {
 	return time.Unix(0, int64(n)).UTC()
 }
 
+// rest reports whether fields follow (values written before a field was
+// added end earlier).
+func (d *decoder) rest() bool { return !d.bad && len(d.b) > 0 }
+
 func (d *decoder) err() error {
 	if d.bad {
 		return errCorrupt
@@ -206,7 +217,7 @@ func decodeSummary(b []byte) (AttemptSummary, error) {
 }
 
 func encodeDelivery(s *Delivery) []byte {
-	e := newEncoder(112 + len(s.MessageID) + len(s.EndpointID) + len(s.EventType) + len(s.LastAttemptID))
+	e := newEncoder(128 + len(s.Reason) + len(s.MessageID) + len(s.EndpointID) + len(s.EventType) + len(s.LastAttemptID))
 	e.str(s.MessageID)
 	e.str(s.EndpointID)
 	e.str(s.EventType)
@@ -218,6 +229,8 @@ func encodeDelivery(s *Delivery) []byte {
 	e.uint(uint64(s.LastOutcome))
 	e.int(int64(s.LastStatusCode))
 	e.time(s.NextAttemptAt)
+	e.time(s.UpdatedAt)
+	e.str(s.Reason)
 	return e.b
 }
 
@@ -236,6 +249,13 @@ func decodeDelivery(b []byte) (Delivery, error) {
 		LastStatusCode:   int32(d.int()),
 	}
 	s.NextAttemptAt = d.time()
+	if d.rest() {
+		s.UpdatedAt = d.time()
+		s.Reason = d.str()
+	}
+	if s.UpdatedAt.IsZero() && !s.LastAttemptAt.IsZero() {
+		s.UpdatedAt = s.LastAttemptAt
+	}
 	return s, d.err()
 }
 

@@ -34,7 +34,7 @@ const (
 	maxOpenFiles = 500
 	// layoutVersion changes when the key layout does; a store of another
 	// layout is emptied and rebuilt from the streams.
-	layoutVersion = 1
+	layoutVersion = 2
 	// minBucketWidth and maxBucketWidth bound the time buckets: retention
 	// is applied a bucket at a time, so a bucket is at most 1/30 of it.
 	minBucketWidth = time.Minute
@@ -65,7 +65,15 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// JobField is the field of an event's data whose value (a string or a
+	// number) messages can be found by (MessagesByJob); default
+	// DefaultJobField. It is read when an event is indexed: a changed
+	// field applies to events indexed after the change.
+	JobField string
 }
+
+// DefaultJobField is the default Options.JobField.
+const DefaultJobField = "job_id"
 
 // Store is the attempt log's database. It is safe for concurrent use.
 type Store struct {
@@ -74,6 +82,13 @@ type Store struct {
 	width     time.Duration
 	now       func() time.Time
 	log       *slog.Logger
+
+	// jobField is the data field whose value messages are found by.
+	jobField string
+	// deliveryMu is held by a batch from its first read of a delivery
+	// status to its commit: the ATTEMPTS and STATES indexers change the
+	// same statuses.
+	deliveryMu sync.Mutex
 
 	mu         sync.Mutex
 	sweptBelow uint32
@@ -105,6 +120,9 @@ func Open(o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.JobField == "" {
+		o.JobField = DefaultJobField
+	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("attemptlog: create %s: %w", o.Dir, err)
 	}
@@ -129,7 +147,7 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attemptlog: open %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, retention: o.Retention, width: bucketWidth(o.Retention), now: o.Now, log: o.Logger}
+	s := &Store{db: db, retention: o.Retention, width: bucketWidth(o.Retention), now: o.Now, log: o.Logger, jobField: o.JobField}
 	if err := s.checkLayout(); err != nil {
 		_ = db.Close()
 		return nil, err

@@ -49,6 +49,7 @@ type fixture struct {
 	s         *Store
 	evSeq     uint64
 	atSeq     uint64
+	stSeq     uint64
 	attempts  map[string]*eventv1.Attempt
 	attemptAt map[string]uint64
 }
@@ -260,7 +261,9 @@ func TestListsNewestFirstAcrossBucketsWithStableCursors(t *testing.T) {
 		if err != nil || d.State != eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED || d.Attempts != 2 || d.LastStatusCode != 200 {
 			t.Errorf("msg 11 to ep1 after its retry = %+v (%v), want succeeded after 2 attempts", d, err)
 		}
-		list := all(t, 5, func(q Query) (Page[Delivery], error) { return s.EndpointDeliveries(ctx, "acme", ep1, q) })
+		list := all(t, 5, func(q Query) (Page[Delivery], error) {
+			return s.EndpointDeliveries(ctx, "acme", ep1, DeliveryQuery{Query: q})
+		})
 		if len(list) != 12 || list[0].MessageID != msgs[11] || list[11].MessageID != msgs[0] {
 			t.Errorf("ep1 deliveries = %d, want 12 newest message first", len(list))
 		}
@@ -322,7 +325,7 @@ func TestListsNewestFirstAcrossBucketsWithStableCursors(t *testing.T) {
 	})
 
 	t.Run("bad cursor", func(t *testing.T) {
-		for _, c := range []string{"!!", "AAAA", encodeCursor([]byte("short"))} {
+		for _, c := range []string{"!!", "AAAA", encodeCursor(cursorOlder, []byte("short"))} {
 			if _, err := s.Messages(ctx, "acme", MessageQuery{Query: Query{Limit: 5, Cursor: c}}); !errors.Is(err, ErrBadCursor) {
 				t.Errorf("cursor %q: %v, want ErrBadCursor", c, err)
 			}

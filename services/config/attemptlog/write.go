@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/tidwall/gjson"
 
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
@@ -20,6 +21,8 @@ func positionKey(stream string) ([]byte, error) {
 		return keyEventsPosition, nil
 	case streams.Attempts:
 		return keyAttemptsPosition, nil
+	case streams.States:
+		return keyStatesPosition, nil
 	}
 	return nil, fmt.Errorf("attemptlog: no position for stream %q", stream)
 }
@@ -32,6 +35,8 @@ func createdKey(stream string) ([]byte, error) {
 		return keyEventsCreated, nil
 	case streams.Attempts:
 		return keyAttemptsCreated, nil
+	case streams.States:
+		return keyStatesCreated, nil
 	}
 	return nil, fmt.Errorf("attemptlog: no position for stream %q", stream)
 }
@@ -40,22 +45,43 @@ func createdKey(stream string) ([]byte, error) {
 // atomically with the stream position they reach, so that the store never
 // holds a record without its position or the reverse. A Batch is used by
 // one goroutine; batches of different streams may be committed concurrently
-// (events and attempts touch different keys).
+// (events touch keys of their own; a batch that changes delivery statuses,
+// from ATTEMPTS or STATES, holds the store's delivery lock from its first
+// read of one until it is closed).
 type Batch struct {
-	s   *Store
-	b   *pebble.Batch
-	now time.Time
-	n   int
+	s      *Store
+	b      *pebble.Batch
+	now    time.Time
+	n      int
+	locked bool
 	// deliveries and stats are the records read and changed by this
 	// batch, by key, written at Commit.
 	deliveries map[string]*deliveryEntry
 	stats      map[string]*[2]uint64
 }
 
-// deliveryEntry is a changed delivery status and its endpoint-list key.
+// deliveryEntry is a changed delivery status, its endpoint-list key, and
+// what the state indexes hold for it now.
 type deliveryEntry struct {
 	d       Delivery
 	listKey []byte
+	tenant  string
+	bucket  uint32
+	// stored is whether the status existed before this batch, in state
+	// storedState.
+	stored      bool
+	storedState eventv1.DeliveryState
+}
+
+// stateKeys are the keys of a delivery status in state st in the endpoint's
+// and the tenant's state indexes.
+func (e *deliveryEntry) stateKeys(st eventv1.DeliveryState) (endpoint, tenant []byte) {
+	d := &e.d
+	endpoint = append(scopeKey(e.bucket, tableEndpointState, e.tenant, d.EndpointID), byte(st))
+	endpoint = append(endpoint, sortKey(d.MessageCreatedAt, d.MessageID)...)
+	tenant = append(scopeKey(e.bucket, tableTenantState, e.tenant), byte(st))
+	tenant = append(tenant, sortKey(d.MessageCreatedAt, d.MessageID+"."+d.EndpointID)...)
+	return endpoint, tenant
 }
 
 // NewBatch starts a batch. Close it after Commit, or to discard it.
@@ -66,8 +92,22 @@ func (s *Store) NewBatch() *Batch {
 // Len is the number of records added.
 func (b *Batch) Len() int { return b.n }
 
-// Close releases the batch.
-func (b *Batch) Close() { _ = b.b.Close() }
+// Close releases the batch (and the delivery lock, if it holds it).
+func (b *Batch) Close() {
+	_ = b.b.Close()
+	if b.locked {
+		b.locked = false
+		b.s.deliveryMu.Unlock()
+	}
+}
+
+// lockDeliveries takes the store's delivery lock for the rest of the batch.
+func (b *Batch) lockDeliveries() {
+	if !b.locked {
+		b.s.deliveryMu.Lock()
+		b.locked = true
+	}
+}
 
 // Commit stores the batch with stream's position pos.
 func (b *Batch) Commit(stream string, pos uint64) error {
@@ -81,6 +121,21 @@ func (b *Batch) Commit(stream string, pos uint64) error {
 			return err
 		}
 		if err := b.set(e.listKey, val); err != nil {
+			return err
+		}
+		if e.stored && e.storedState != e.d.State {
+			oldEp, oldTenant := e.stateKeys(e.storedState)
+			for _, k := range [][]byte{oldEp, oldTenant} {
+				if err := b.b.Delete(k, nil); err != nil {
+					return fmt.Errorf("attemptlog: write: %w", err)
+				}
+			}
+		}
+		ep, tenant := e.stateKeys(e.d.State)
+		if err := b.set(ep, val); err != nil {
+			return err
+		}
+		if err := b.set(tenant, val); err != nil {
 			return err
 		}
 	}
@@ -157,8 +212,30 @@ func (b *Batch) AddEvent(seq uint64, ev *eventv1.Event) error {
 	if err := b.set(append(scopeKey(bk, tableTypeMessages, m.TenantID, m.EventType), sk...), val); err != nil {
 		return err
 	}
+	if job := jobID(ev.GetPayload(), b.s.jobField); keyable(job) && len(job) <= maxJobID {
+		if err := b.set(append(scopeKey(bk, tableJobMessages, m.TenantID, job), sk...), val); err != nil {
+			return err
+		}
+	}
 	b.n++
 	return nil
+}
+
+// maxJobID bounds the job ids indexed (longer ones are not searchable).
+const maxJobID = 256
+
+// jobID is the value of data.<field> in an event's payload
+// ({"type","timestamp","data"}), a string or the text of a number; "" when
+// it has none.
+func jobID(payload []byte, field string) string {
+	r := gjson.GetBytes(payload, "data."+gjson.Escape(field))
+	switch r.Type {
+	case gjson.String:
+		return r.Str
+	case gjson.Number:
+		return r.Raw
+	}
+	return ""
 }
 
 // AddAttempt adds the attempt stored at seq in ATTEMPTS (the record itself
@@ -228,42 +305,103 @@ func (b *Batch) AddAttempt(seq uint64, a *eventv1.Attempt) error {
 }
 
 // updateDelivery folds attempt a into the status of its delivery: one more
-// attempt, and the state of the latest attempt by start time. dup reports
-// an attempt that is the delivery's latest already.
+// attempt, the latest attempt by start time, and the state of the latest
+// decision (this attempt's end, unless a state record is later). dup
+// reports an attempt that is the delivery's latest already.
 func (b *Batch) updateDelivery(tenant string, a *AttemptSummary) (dup bool, err error) {
-	created := messageTime(a.MessageID, a.StartedAt)
-	mb := b.s.bucketOf(created)
-	key := string(scopeKey(mb, tableDelivery, tenant, a.MessageID, a.EndpointID))
-	e := b.deliveries[key]
-	if e == nil {
-		e = &deliveryEntry{
-			d:       Delivery{MessageID: a.MessageID, EndpointID: a.EndpointID, EventType: a.EventType, MessageCreatedAt: created},
-			listKey: append(scopeKey(mb, tableEndpointMessage, tenant, a.EndpointID), sortKey(created, a.MessageID)...),
-		}
-		_, err := b.s.get([]byte(key), func(v []byte) error {
-			var err error
-			e.d, err = decodeDelivery(v)
-			return err
-		})
-		if err != nil {
-			return false, fmt.Errorf("attemptlog: delivery status of %s to %s: %w", a.MessageID, a.EndpointID, err)
-		}
+	e, err := b.delivery(tenant, a.MessageID, a.EndpointID, a.EventType, a.StartedAt)
+	if err != nil {
+		return false, err
 	}
 	if e.d.LastAttemptID == a.ID {
 		return true, nil
 	}
-	b.deliveries[key] = e
 	d := &e.d
 	d.Attempts++
 	if d.LastAttemptID == "" || !a.StartedAt.Before(d.LastAttemptAt) {
-		d.State = a.State
 		d.LastAttemptID = a.ID
 		d.LastAttemptAt = a.StartedAt
 		d.LastOutcome = a.Outcome
 		d.LastStatusCode = a.StatusCode
+	}
+	if end := a.StartedAt.Add(a.Duration); d.UpdatedAt.IsZero() || !end.Before(d.UpdatedAt) {
+		d.State = a.State
 		d.NextAttemptAt = a.NextAttemptAt
+		d.UpdatedAt = end
+		d.Reason = ""
 	}
 	return false, nil
+}
+
+// delivery returns the status of msg's delivery to ep as this batch has
+// it, read from the store on first use (zero, with its keys, when none).
+func (b *Batch) delivery(tenant, msg, ep, eventType string, fallback time.Time) (*deliveryEntry, error) {
+	b.lockDeliveries()
+	created := messageTime(msg, fallback)
+	mb := b.s.bucketOf(created)
+	key := string(scopeKey(mb, tableDelivery, tenant, msg, ep))
+	if e := b.deliveries[key]; e != nil {
+		return e, nil
+	}
+	e := &deliveryEntry{
+		d:       Delivery{MessageID: msg, EndpointID: ep, EventType: eventType, MessageCreatedAt: created},
+		listKey: append(scopeKey(mb, tableEndpointMessage, tenant, ep), sortKey(created, msg)...),
+		tenant:  tenant,
+		bucket:  mb,
+	}
+	found, err := b.s.get([]byte(key), func(v []byte) error {
+		var err error
+		e.d, err = decodeDelivery(v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attemptlog: delivery status of %s to %s: %w", msg, ep, err)
+	}
+	if found {
+		e.stored, e.storedState = true, e.d.State
+		if e.d.EventType == "" {
+			e.d.EventType = eventType
+		}
+	}
+	b.deliveries[key] = e
+	return e, nil
+}
+
+// AddState adds the state record stored at seq in STATES: each delivery it
+// names takes its state, unless a later decision (an attempt that ended
+// after it, or a later record) set the state already. Records older than the
+// retention are skipped.
+func (b *Batch) AddState(_ uint64, r *eventv1.StateRecord) error {
+	tenant, msg := r.GetTenantId(), r.GetMessageId()
+	if !keyable(tenant, msg) || r.GetAt() == nil {
+		return fmt.Errorf("state record %q without tenant, message or time: %w", r.GetId(), ErrUnindexable)
+	}
+	at := r.GetAt().AsTime().UTC()
+	if at.Before(b.s.cutoff(b.now)) {
+		return nil
+	}
+	for _, ep := range r.GetEndpointIds() {
+		if !keyable(ep) {
+			continue
+		}
+		e, err := b.delivery(tenant, msg, ep, r.GetEventType(), at)
+		if err != nil {
+			return err
+		}
+		d := &e.d
+		if !d.UpdatedAt.IsZero() && at.Before(d.UpdatedAt) {
+			continue
+		}
+		d.State = r.GetState()
+		d.UpdatedAt = at
+		d.Reason = r.GetReason()
+		d.NextAttemptAt = time.Time{}
+		if r.GetNextAttemptAt() != nil {
+			d.NextAttemptAt = r.GetNextAttemptAt().AsTime().UTC()
+		}
+	}
+	b.n++
+	return nil
 }
 
 // count adds an attempt to its endpoint's hourly counters.

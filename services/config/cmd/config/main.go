@@ -14,6 +14,7 @@ import (
 	"github.com/pulsehooks/pulsehooks/pkg/health"
 	"github.com/pulsehooks/pulsehooks/pkg/process"
 	"github.com/pulsehooks/pulsehooks/services/config"
+	"github.com/pulsehooks/pulsehooks/services/config/attemptlog"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -39,6 +40,7 @@ func run(ctx context.Context) (err error) {
 
 		AttemptLogDir:    env.String(config.DefaultAttemptLogDir, "PULSEHOOKS_ATTEMPT_LOG_DIR"),
 		AttemptRetention: env.Duration("PULSEHOOKS_ATTEMPT_RETENTION", config.DefaultAttemptRetention),
+		JobIDField:       env.String(attemptlog.DefaultJobField, "PULSEHOOKS_JOB_ID_FIELD"),
 		StuckAfter:       env.Duration("PULSEHOOKS_STUCK_AFTER", health.DefaultStuckAfter),
 		Quotas: config.Quotas{
 			Endpoints:          env.Int("PULSEHOOKS_QUOTA_ENDPOINTS", config.DefaultQuotaEndpoints),

@@ -90,7 +90,8 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_pulsehooks_event_v1_event_proto_rawDescGZIP(), []int{0}
 }
 
-// DeliveryState is the state a delivery is left in by an attempt.
+// DeliveryState is the state a delivery is left in by an attempt or by a
+// decision made without one (StateRecord).
 type DeliveryState int32
 
 const (
@@ -106,6 +107,13 @@ const (
 	// DELIVERY_STATE_DROPPED: the delivery is given up because its endpoint
 	// was disabled by this attempt (410 Gone, or failing continuously).
 	DeliveryState_DELIVERY_STATE_DROPPED DeliveryState = 4
+	// DELIVERY_STATE_PENDING: the delivery is stored in DELIVERIES and waits
+	// for its first attempt (fanout stored it, or it was resent or recovered).
+	DeliveryState_DELIVERY_STATE_PENDING DeliveryState = 5
+	// DELIVERY_STATE_PUT_OFF: the delivery was moved to the retry schedule
+	// without an attempt (endpoint saturated, failing or rate limited), due at
+	// StateRecord.next_attempt_at.
+	DeliveryState_DELIVERY_STATE_PUT_OFF DeliveryState = 6
 )
 
 // Enum value maps for DeliveryState.
@@ -116,6 +124,8 @@ var (
 		2: "DELIVERY_STATE_RETRYING",
 		3: "DELIVERY_STATE_EXHAUSTED",
 		4: "DELIVERY_STATE_DROPPED",
+		5: "DELIVERY_STATE_PENDING",
+		6: "DELIVERY_STATE_PUT_OFF",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
@@ -123,6 +133,8 @@ var (
 		"DELIVERY_STATE_RETRYING":    2,
 		"DELIVERY_STATE_EXHAUSTED":   3,
 		"DELIVERY_STATE_DROPPED":     4,
+		"DELIVERY_STATE_PENDING":     5,
+		"DELIVERY_STATE_PUT_OFF":     6,
 	}
 )
 
@@ -659,9 +671,8 @@ type Attempt struct {
 	// response_body is the first 4 KiB of the response body.
 	ResponseBody []byte `protobuf:"bytes,15,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
 	TraceId      string `protobuf:"bytes,16,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
-	// state is the state the delivery is left in by this attempt. Deliveries
-	// put off without an attempt (saturated, failing or rate-limited endpoint)
-	// leave no record.
+	// state is the state the delivery is left in by this attempt. Decisions
+	// made without an attempt are StateRecords.
 	State DeliveryState `protobuf:"varint,17,opt,name=state,proto3,enum=pulsehooks.event.v1.DeliveryState" json:"state,omitempty"`
 	// next_attempt_at is when the next attempt is due, when state is RETRYING.
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
@@ -825,6 +836,148 @@ func (x *Attempt) GetNextAttemptAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// StateRecord is a decision about deliveries made without an attempt:
+// fanout stored them (PENDING), a resend or recover request queued them
+// (PENDING), delivery put them off (PUT_OFF) or dropped them because their
+// endpoint is disabled or gone (DROPPED). It is stored in the ATTEMPTS stream
+// on attempts.<tenant>.<endpoint>.state (streams.StateSubject; fanout's, for
+// every endpoint of an event at once, on attempts.<tenant>.fanout.state), so
+// the attempt log folds decisions and attempts in one stream.
+type StateRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is unique per decision and is the record's Nats-Msg-Id.
+	Id        string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TenantId  string `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	MessageId string `protobuf:"bytes,3,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	EventType string `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// endpoint_ids are the deliveries the decision is about (one message to
+	// each of these endpoints).
+	EndpointIds []string      `protobuf:"bytes,5,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
+	State       DeliveryState `protobuf:"varint,6,opt,name=state,proto3,enum=pulsehooks.event.v1.DeliveryState" json:"state,omitempty"`
+	// reason says why, in words: "fanned out", "resent", "recovered",
+	// "endpoint failing", "lane full", "waited too long in its lane",
+	// "rate limited", "endpoint disabled", "endpoint deleted".
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// at is when the decision was made (fanout's: when the event was accepted,
+	// so a redone fan-out never hides a later attempt).
+	At *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=at,proto3" json:"at,omitempty"`
+	// next_attempt_at is when a PUT_OFF delivery is due.
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	// attempts is the number of attempts already made (Delivery.attempt).
+	Attempts uint32 `protobuf:"varint,10,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// resend_id is the resend or recover request that queued the delivery.
+	ResendId      string `protobuf:"bytes,11,opt,name=resend_id,json=resendId,proto3" json:"resend_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateRecord) Reset() {
+	*x = StateRecord{}
+	mi := &file_pulsehooks_event_v1_event_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateRecord) ProtoMessage() {}
+
+func (x *StateRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsehooks_event_v1_event_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateRecord.ProtoReflect.Descriptor instead.
+func (*StateRecord) Descriptor() ([]byte, []int) {
+	return file_pulsehooks_event_v1_event_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StateRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StateRecord) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *StateRecord) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *StateRecord) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *StateRecord) GetEndpointIds() []string {
+	if x != nil {
+		return x.EndpointIds
+	}
+	return nil
+}
+
+func (x *StateRecord) GetState() DeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return DeliveryState_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *StateRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *StateRecord) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *StateRecord) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *StateRecord) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *StateRecord) GetResendId() string {
+	if x != nil {
+		return x.ResendId
+	}
+	return ""
+}
+
 // OperationalEvent tells Pulse's own systems about deliveries and endpoints
 // that need attention. It is published (core NATS, protobuf) on
 // pulsehooks.operational.<type>, for example
@@ -858,7 +1011,7 @@ type OperationalEvent struct {
 
 func (x *OperationalEvent) Reset() {
 	*x = OperationalEvent{}
-	mi := &file_pulsehooks_event_v1_event_proto_msgTypes[7]
+	mi := &file_pulsehooks_event_v1_event_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1023,7 @@ func (x *OperationalEvent) String() string {
 func (*OperationalEvent) ProtoMessage() {}
 
 func (x *OperationalEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsehooks_event_v1_event_proto_msgTypes[7]
+	mi := &file_pulsehooks_event_v1_event_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1036,7 @@ func (x *OperationalEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperationalEvent.ProtoReflect.Descriptor instead.
 func (*OperationalEvent) Descriptor() ([]byte, []int) {
-	return file_pulsehooks_event_v1_event_proto_rawDescGZIP(), []int{7}
+	return file_pulsehooks_event_v1_event_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OperationalEvent) GetType() string {
@@ -1045,7 +1198,22 @@ const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
 	"\rresponse_body\x18\x0f \x01(\fR\fresponseBody\x12\x19\n" +
 	"\btrace_id\x18\x10 \x01(\tR\atraceId\x128\n" +
 	"\x05state\x18\x11 \x01(\x0e2\".pulsehooks.event.v1.DeliveryStateR\x05state\x12B\n" +
-	"\x0fnext_attempt_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\"\xcd\x03\n" +
+	"\x0fnext_attempt_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\"\x96\x03\n" +
+	"\vStateRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x03 \x01(\tR\tmessageId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x04 \x01(\tR\teventType\x12!\n" +
+	"\fendpoint_ids\x18\x05 \x03(\tR\vendpointIds\x128\n" +
+	"\x05state\x18\x06 \x01(\x0e2\".pulsehooks.event.v1.DeliveryStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12B\n" +
+	"\x0fnext_attempt_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1a\n" +
+	"\battempts\x18\n" +
+	" \x01(\rR\battempts\x12\x1b\n" +
+	"\tresend_id\x18\v \x01(\tR\bresendId\"\xcd\x03\n" +
 	"\x10OperationalEvent\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12;\n" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1074,13 +1242,15 @@ const file_pulsehooks_event_v1_event_proto_rawDesc = "" +
 	"\x12OUTCOME_CONNECTION\x10\x04\x12\x0f\n" +
 	"\vOUTCOME_DNS\x10\x05\x12\x0f\n" +
 	"\vOUTCOME_TLS\x10\x06\x12\x13\n" +
-	"\x0fOUTCOME_BLOCKED\x10\a*\xa4\x01\n" +
+	"\x0fOUTCOME_BLOCKED\x10\a*\xdc\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18DELIVERY_STATE_SUCCEEDED\x10\x01\x12\x1b\n" +
 	"\x17DELIVERY_STATE_RETRYING\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_EXHAUSTED\x10\x03\x12\x1a\n" +
-	"\x16DELIVERY_STATE_DROPPED\x10\x04BHZFgithub.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1;eventv1b\x06proto3"
+	"\x16DELIVERY_STATE_DROPPED\x10\x04\x12\x1a\n" +
+	"\x16DELIVERY_STATE_PENDING\x10\x05\x12\x1a\n" +
+	"\x16DELIVERY_STATE_PUT_OFF\x10\x06BHZFgithub.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1;eventv1b\x06proto3"
 
 var (
 	file_pulsehooks_event_v1_event_proto_rawDescOnce sync.Once
@@ -1095,7 +1265,7 @@ func file_pulsehooks_event_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_pulsehooks_event_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pulsehooks_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_pulsehooks_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_pulsehooks_event_v1_event_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: pulsehooks.event.v1.Outcome
 	(DeliveryState)(0),            // 1: pulsehooks.event.v1.DeliveryState
@@ -1106,28 +1276,32 @@ var file_pulsehooks_event_v1_event_proto_goTypes = []any{
 	(*Delivery)(nil),              // 6: pulsehooks.event.v1.Delivery
 	(*Header)(nil),                // 7: pulsehooks.event.v1.Header
 	(*Attempt)(nil),               // 8: pulsehooks.event.v1.Attempt
-	(*OperationalEvent)(nil),      // 9: pulsehooks.event.v1.OperationalEvent
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*StateRecord)(nil),           // 9: pulsehooks.event.v1.StateRecord
+	(*OperationalEvent)(nil),      // 10: pulsehooks.event.v1.OperationalEvent
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_pulsehooks_event_v1_event_proto_depIdxs = []int32{
-	10, // 0: pulsehooks.event.v1.PublishRequest.timestamp:type_name -> google.protobuf.Timestamp
-	10, // 1: pulsehooks.event.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
-	10, // 2: pulsehooks.event.v1.Event.accepted_at:type_name -> google.protobuf.Timestamp
-	10, // 3: pulsehooks.event.v1.Delivery.accepted_at:type_name -> google.protobuf.Timestamp
-	10, // 4: pulsehooks.event.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	11, // 0: pulsehooks.event.v1.PublishRequest.timestamp:type_name -> google.protobuf.Timestamp
+	11, // 1: pulsehooks.event.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
+	11, // 2: pulsehooks.event.v1.Event.accepted_at:type_name -> google.protobuf.Timestamp
+	11, // 3: pulsehooks.event.v1.Delivery.accepted_at:type_name -> google.protobuf.Timestamp
+	11, // 4: pulsehooks.event.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: pulsehooks.event.v1.Attempt.outcome:type_name -> pulsehooks.event.v1.Outcome
 	7,  // 6: pulsehooks.event.v1.Attempt.request_headers:type_name -> pulsehooks.event.v1.Header
 	7,  // 7: pulsehooks.event.v1.Attempt.response_headers:type_name -> pulsehooks.event.v1.Header
 	1,  // 8: pulsehooks.event.v1.Attempt.state:type_name -> pulsehooks.event.v1.DeliveryState
-	10, // 9: pulsehooks.event.v1.Attempt.next_attempt_at:type_name -> google.protobuf.Timestamp
-	10, // 10: pulsehooks.event.v1.OperationalEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	0,  // 11: pulsehooks.event.v1.OperationalEvent.outcome:type_name -> pulsehooks.event.v1.Outcome
-	10, // 12: pulsehooks.event.v1.OperationalEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 9: pulsehooks.event.v1.Attempt.next_attempt_at:type_name -> google.protobuf.Timestamp
+	1,  // 10: pulsehooks.event.v1.StateRecord.state:type_name -> pulsehooks.event.v1.DeliveryState
+	11, // 11: pulsehooks.event.v1.StateRecord.at:type_name -> google.protobuf.Timestamp
+	11, // 12: pulsehooks.event.v1.StateRecord.next_attempt_at:type_name -> google.protobuf.Timestamp
+	11, // 13: pulsehooks.event.v1.OperationalEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	0,  // 14: pulsehooks.event.v1.OperationalEvent.outcome:type_name -> pulsehooks.event.v1.Outcome
+	11, // 15: pulsehooks.event.v1.OperationalEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_pulsehooks_event_v1_event_proto_init() }
@@ -1141,7 +1315,7 @@ func file_pulsehooks_event_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pulsehooks_event_v1_event_proto_rawDesc), len(file_pulsehooks_event_v1_event_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
