@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,4 +171,105 @@ func TestDeliveryOnRedisCluster(t *testing.T) {
 	if d := s.duplicates(); d != 0 {
 		t.Errorf("%d duplicate deliveries, want none", d)
 	}
+}
+
+// TestReplicaDropLeavesDeliveriesInTheStream: a worker on a Redis primary
+// with one replica (the Sentinel set-up), its endpoint failing so that every
+// delivery goes to the retry schedule. The replica is SIGKILLed: the next
+// schedule write's WAIT is confirmed by nobody (ErrNotReplicated), so that
+// delivery is nakked and stays in DELIVERIES rather than being acked with
+// its retry possibly only on the primary; it comes back after RetryDelay,
+// the primary now known to have no replica takes the write unconfirmed, and
+// it is acked. Once the endpoint recovers, every delivery, those made
+// before and after the drop, reaches it exactly once.
+func TestReplicaDropLeavesDeliveriesInTheStream(t *testing.T) {
+	e := newEnv(t)
+	set := testenv.StartSentinelSet(t)
+	rdb, _, err := redisconn.New(set.URL(), redisconn.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+
+	s := newSink(t)
+	var up atomic.Bool
+	s.setAnswer(func(string, int) (int, http.Header) {
+		if up.Load() {
+			return http.StatusOK, nil
+		}
+		return http.StatusServiceUnavailable, nil
+	})
+	ep := newEndpoint(t, s.srv.URL)
+	e.config.put(ep)
+	cfg := testConfig()
+	cfg.Schedule = []time.Duration{0, 3 * time.Second, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond,
+		200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond}
+	cfg.Jitter = -1
+	cfg.RetryDelay = 300 * time.Millisecond
+	logs := &testenv.Buffer{}
+	e.startWorker(t, cfg, workerOptions{redis: rdb, logs: logs})
+
+	ctx := context.Background()
+	var ids []string
+	publish := func(n int) {
+		for range n {
+			d := newDelivery(ep)
+			e.publish(ctx, t, d)
+			ids = append(ids, d.MessageId)
+		}
+	}
+	const before, after = 20, 20
+	publish(before)
+	e.waitDeliveriesEmpty(t)
+	if n, err := scheduled(rdb); err != nil || n != before {
+		t.Fatalf("%d retries in the schedule with the replica up (%v), want %d", n, err, before)
+	}
+	if strings.Contains(logs.String(), "not confirmed by a Redis replica") {
+		t.Fatal("a schedule write was unconfirmed while the replica was up")
+	}
+
+	replica := set.Nodes[0]
+	if set.Primary() == replica {
+		replica = set.Nodes[1]
+	}
+	replica.Kill()
+	publish(after)
+	// Each comes back from the stream until a write is taken; none is
+	// acked before its retry is written.
+	e.waitDeliveriesEmpty(t)
+	if n, err := scheduled(rdb); err != nil || n != before+after {
+		t.Fatalf("%d retries in the schedule after the replica dropped (%v), want %d", n, err, before+after)
+	}
+	unconfirmed := strings.Count(logs.String(), "not confirmed by a Redis replica")
+	if unconfirmed == 0 {
+		t.Error("no schedule write was reported unconfirmed after the replica dropped")
+	}
+	up.Store(true)
+	s.waitSucceeded(t, ids)
+	e.waitDeliveriesEmpty(t)
+	testenv.WaitFor(t, waitTimeout, func() error {
+		if n, err := scheduled(rdb); err != nil || n != 0 {
+			return fmt.Errorf("retry schedule holds %d items (%v)", n, err)
+		}
+		return nil
+	})
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	got := map[string]bool{}
+	for _, id := range s.succeeded() {
+		if !want[id] {
+			t.Errorf("the endpoint got %s, which was never published", id)
+		}
+		got[id] = true
+	}
+	if lost := len(want) - len(got); lost != 0 {
+		t.Errorf("%d of %d deliveries lost", lost, len(want))
+	}
+	if d := s.duplicates(); d != 0 {
+		t.Errorf("%d deliveries sent twice after a success, want none", d)
+	}
+	t.Logf("%d deliveries before the replica dropped, %d after; %d schedule writes unconfirmed (each delivery left in the stream, nakked); %d delivered, 0 lost, %d duplicates",
+		before, after, unconfirmed, len(got), s.duplicates())
 }
