@@ -182,34 +182,10 @@ func (p PortalSettings) branding() portal.Branding {
 // SetTenantPortal replaces a tenant's portal settings (checked by
 // normalize; nil or empty clears them) and returns the tenant.
 func (s *Store) SetTenantPortal(ctx context.Context, id string, p *PortalSettings) (Tenant, error) {
-	if !tenantIDPattern.MatchString(id) {
-		return Tenant{}, notFound("tenant", id)
-	}
-	var (
-		rec tenantRecord
-		rev uint64
-	)
-	err := retryOnConflict(ctx, "update tenant "+id, func() error {
-		rec = tenantRecord{}
-		cur, found, err := getJSON(ctx, s.tenants, id, &rec)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return notFound("tenant", id)
-		}
-		rec.Portal = p.orNil()
-		data, err := marshal("tenant", rec)
-		if err != nil {
-			return err
-		}
-		rev, err = s.tenants.kv.Update(ctx, id, data, cur)
-		return err
-	})
+	rec, err := s.updateTenant(ctx, id, "portal settings", func(rec *tenantRecord) { rec.Portal = p.orNil() })
 	if err != nil {
-		return Tenant{}, fmt.Errorf("set portal settings of tenant %s: %w", id, err)
+		return Tenant{}, err
 	}
-	s.awaitApplied(ctx, s.tenants, rev)
 	s.log.InfoContext(ctx, "tenant portal settings set", "tenant_id", id, "portal", rec.Portal)
 	return Tenant(rec), nil
 }

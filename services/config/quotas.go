@@ -197,8 +197,21 @@ func (s *Store) SetTenantQuotas(ctx context.Context, id string, q *TenantQuotas)
 	if err := q.check(); err != nil {
 		return Tenant{}, err
 	}
+	rec, err := s.updateTenant(ctx, id, "quotas", func(rec *tenantRecord) { rec.Quotas = q.orNil() })
+	if err != nil {
+		return Tenant{}, err
+	}
+	s.log.InfoContext(ctx, "tenant quotas set", "tenant_id", id, "quotas", rec.Quotas)
+	return Tenant(rec), nil
+}
+
+// updateTenant applies set to tenant id's record with compare-and-set
+// (retried on a conflicting write), waits until the store's watch has
+// applied it, and returns the record written; what names the change in
+// errors.
+func (s *Store) updateTenant(ctx context.Context, id, what string, set func(*tenantRecord)) (tenantRecord, error) {
 	if !tenantIDPattern.MatchString(id) {
-		return Tenant{}, notFound("tenant", id)
+		return tenantRecord{}, notFound("tenant", id)
 	}
 	var (
 		rec tenantRecord
@@ -213,7 +226,7 @@ func (s *Store) SetTenantQuotas(ctx context.Context, id string, q *TenantQuotas)
 		if !found {
 			return notFound("tenant", id)
 		}
-		rec.Quotas = q.orNil()
+		set(&rec)
 		data, err := marshal("tenant", rec)
 		if err != nil {
 			return err
@@ -222,11 +235,10 @@ func (s *Store) SetTenantQuotas(ctx context.Context, id string, q *TenantQuotas)
 		return err
 	})
 	if err != nil {
-		return Tenant{}, fmt.Errorf("set quotas of tenant %s: %w", id, err)
+		return tenantRecord{}, fmt.Errorf("set %s of tenant %s: %w", what, id, err)
 	}
 	s.awaitApplied(ctx, s.tenants, rev)
-	s.log.InfoContext(ctx, "tenant quotas set", "tenant_id", id, "quotas", rec.Quotas)
-	return Tenant(rec), nil
+	return rec, nil
 }
 
 // quotaError is a write refused by a quota: answered 422 quota_exceeded,

@@ -97,19 +97,28 @@ func requireBrowser(t *testing.T, dir string) string {
 	return node
 }
 
-func TestPortalInBrowser(t *testing.T) {
+// browserSuite returns the browser suite's directory (portal_e2e), the
+// node binary that runs it (skipping or failing as requireBrowser says),
+// and the artifacts folder for its screenshots, created.
+func browserSuite(t *testing.T) (e2eDir, node, artifacts string) {
+	t.Helper()
 	e2eDir, err := filepath.Abs("portal_e2e")
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := requireBrowser(t, e2eDir)
-	artifacts, err := filepath.Abs(filepath.Join("..", "..", "artifacts", "portal"))
+	node = requireBrowser(t, e2eDir)
+	artifacts, err = filepath.Abs(filepath.Join("..", "..", "artifacts", "portal"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return e2eDir, node, artifacts
+}
+
+func TestPortalInBrowser(t *testing.T) {
+	e2eDir, node, artifacts := browserSuite(t)
 
 	redis := testenv.StartRedis(t)
 	sys := startSystem(t, sysOptions{dataDir: t.TempDir(), redisURL: redis.URL()})

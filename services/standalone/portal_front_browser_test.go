@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,18 +22,7 @@ import (
 // ended session, the operator's branding, and embedding in an iframe from
 // an allowed origin and refused from another.
 func TestPortalFrontInBrowser(t *testing.T) {
-	e2eDir, err := filepath.Abs("portal_e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := requireBrowser(t, e2eDir)
-	artifacts, err := filepath.Abs(filepath.Join("..", "..", "artifacts", "portal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	e2eDir, node, artifacts := browserSuite(t)
 
 	redis := testenv.StartRedis(t)
 	sys := startSystem(t, sysOptions{dataDir: t.TempDir(), redisURL: redis.URL()})
