@@ -576,3 +576,108 @@ func TestRecoverIsBoundedAndIdempotent(t *testing.T) {
 		t.Errorf("recover of an unknown endpoint = %d %s, want 404", status, data)
 	}
 }
+
+// TestRecoverIncludesRetrying recovers N failed and M still-retrying
+// deliveries on real NATS: without include_retrying a request queues the N,
+// with it (a different request) also the M, the same request again queues
+// nothing, and every queued delivery shows as pending, "recovered".
+func TestRecoverIncludesRetrying(t *testing.T) {
+	const n, m = 2, 3
+	e := newLogEnv(t)
+	_, acme := e.newTenant("acme")
+	now := time.Now().UTC()
+	// seed gives ep n failed (exhausted, dropped) and m retrying deliveries
+	// within the hour, one retrying twice, plus a succeeded one and an older
+	// retrying one, neither of which is recovered.
+	seed := func(ep string) {
+		for i, st := range []eventv1.DeliveryState{eventv1.DeliveryState_DELIVERY_STATE_EXHAUSTED, eventv1.DeliveryState_DELIVERY_STATE_DROPPED} {
+			at := now.Add(-time.Duration(50-i) * time.Minute)
+			msg := e.publishEvent("acme", "job.completed", at)
+			e.publishAttempt("acme", ep, msg, 1, at, eventv1.Outcome_OUTCOME_HTTP_STATUS, eventv1.DeliveryState_DELIVERY_STATE_RETRYING)
+			e.publishAttempt("acme", ep, msg, 2, at.Add(time.Minute), eventv1.Outcome_OUTCOME_CONNECTION, st)
+		}
+		for i := range m {
+			at := now.Add(-time.Duration(40-i) * time.Minute)
+			msg := e.publishEvent("acme", "job.completed", at)
+			e.publishAttempt("acme", ep, msg, 1, at, eventv1.Outcome_OUTCOME_TIMEOUT, eventv1.DeliveryState_DELIVERY_STATE_RETRYING)
+			if i == 0 {
+				e.publishAttempt("acme", ep, msg, 2, at.Add(time.Minute), eventv1.Outcome_OUTCOME_TIMEOUT, eventv1.DeliveryState_DELIVERY_STATE_RETRYING)
+			}
+		}
+		ok := e.publishEvent("acme", "job.completed", now.Add(-20*time.Minute))
+		e.publishAttempt("acme", ep, ok, 1, now.Add(-20*time.Minute), eventv1.Outcome_OUTCOME_SUCCESS, eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED)
+		old := e.publishEvent("acme", "job.completed", now.Add(-90*time.Minute))
+		e.publishAttempt("acme", ep, old, 1, now.Add(-90*time.Minute), eventv1.Outcome_OUTCOME_TIMEOUT, eventv1.DeliveryState_DELIVERY_STATE_RETRYING)
+	}
+	epA := e.newEndpoint(acme, map[string]any{"url": "https://example.com/a"})
+	epB := e.newEndpoint(acme, map[string]any{"url": "https://example.com/b"})
+	seed(epA.ID)
+	seed(epB.ID)
+	e.indexed()
+
+	since := now.Add(-time.Hour).Format(time.RFC3339Nano)
+	recoverOf := func(ep string, body map[string]any) recoverView {
+		t.Helper()
+		status, data := e.api(acme, http.MethodPost, "/v1/endpoints/"+ep+"/recover", body)
+		if status != http.StatusAccepted {
+			t.Fatalf("recover %v = %d: %s", body, status, data)
+		}
+		return decode[recoverView](t, data)
+	}
+	queued := func(want int) {
+		t.Helper()
+		if ds, _ := e.deliveries(); len(ds) != want {
+			t.Fatalf("DELIVERIES holds %d deliveries, want %d", len(ds), want)
+		}
+	}
+
+	plain := recoverOf(epA.ID, map[string]any{"since": since})
+	if plain.Count != n || plain.More {
+		t.Errorf("recover without include_retrying = %+v, want %d", plain, n)
+	}
+	queued(n)
+	withRetrying := recoverOf(epA.ID, map[string]any{"since": since, "include_retrying": true})
+	if withRetrying.Count != m || withRetrying.ID == plain.ID {
+		t.Errorf("recover with include_retrying after it = %+v, want %d (the failed ones sent already) under a new id", withRetrying, m)
+	}
+	queued(n + m)
+	if again := recoverOf(epA.ID, map[string]any{"since": since, "include_retrying": true}); again != withRetrying {
+		t.Errorf("the same recover again = %+v, want %+v", again, withRetrying)
+	}
+	if again := recoverOf(epA.ID, map[string]any{"since": since, "include_retrying": false}); again != plain {
+		t.Errorf("the request without the flag again = %+v, want %+v", again, plain)
+	}
+	queued(n + m)
+	both := recoverOf(epB.ID, map[string]any{"since": since, "include_retrying": true})
+	if both.Count != n+m {
+		t.Errorf("recover with include_retrying = %+v, want %d", both, n+m)
+	}
+	queued(2 * (n + m))
+	ds, _ := e.deliveries()
+	for _, d := range ds[2*n+m:] {
+		if d.EndpointId != epB.ID || d.ResendId != both.ID {
+			t.Errorf("delivery %v, want one to %s with resend id %s", d, epB.ID, both.ID)
+		}
+	}
+
+	// Each queued delivery has its pending state record.
+	e.states += 2 * (n + m)
+	e.indexed()
+	for _, ep := range []string{epA.ID, epB.ID} {
+		pending := pages[deliveryView](e, acme, "/v1/endpoints/"+ep+"/deliveries?state=pending")
+		if len(pending) != n+m {
+			t.Errorf("%s: %d pending deliveries, want %d", ep, len(pending), n+m)
+		}
+		for _, dv := range pending {
+			if dv.Reason != "recovered" {
+				t.Errorf("%s: pending delivery %+v, want reason recovered", ep, dv)
+			}
+		}
+		if retrying := pages[deliveryView](e, acme, "/v1/endpoints/"+ep+"/deliveries?state=retrying"); len(retrying) != 1 {
+			t.Errorf("%s: %d retrying deliveries, want 1 (the one before since)", ep, len(retrying))
+		}
+	}
+	if status, data := e.api(acme, http.MethodPost, "/v1/endpoints/"+epA.ID+"/recover", map[string]any{"since": since, "include_retrying": "yes"}); status != http.StatusBadRequest && status != http.StatusUnprocessableEntity {
+		t.Errorf("include_retrying \"yes\" = %d %s, want a refusal", status, data)
+	}
+}

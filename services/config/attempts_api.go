@@ -136,12 +136,16 @@ type resendView struct {
 type recoverBody struct {
 	Since *string `json:"since"`
 	Until *string `json:"until"`
+	// IncludeRetrying also sends deliveries whose latest attempt left them
+	// retrying, not only failed (exhausted or dropped) ones.
+	IncludeRetrying bool `json:"include_retrying"`
 }
 
 // recoverView answers a recover request.
 type recoverView struct {
 	ID string `json:"id"`
-	// Count is how many failed deliveries the request sent again.
+	// Count is how many deliveries the request queued again (recorded as
+	// pending).
 	Count int `json:"count"`
 	// More is true when more than MaxRecover matched; NextSince starts a
 	// request for the rest.
@@ -526,12 +530,12 @@ func (s *Service) recoverEndpoint(w http.ResponseWriter, r *http.Request, tenant
 		writeErr(w, r, s.log, err)
 		return
 	}
-	rec, err := s.replay.recover(r.Context(), s.alog, ep, since, until)
+	rec, err := s.replay.recover(r.Context(), s.alog, ep, since, until, body.IncludeRetrying)
 	if err != nil {
 		writeErr(w, r, s.log, err)
 		return
 	}
-	s.log.InfoContext(r.Context(), "failed deliveries recovered", "tenant_id", tenantID, "endpoint_id", ep.GetId(), "recover_id", rec.ID, "count", rec.Count, "more", rec.More)
+	s.log.InfoContext(r.Context(), "failed deliveries recovered", "tenant_id", tenantID, "endpoint_id", ep.GetId(), "recover_id", rec.ID, "count", rec.Count, "more", rec.More, "include_retrying", body.IncludeRetrying)
 	writeJSON(w, http.StatusAccepted, recoverView{ID: rec.ID, Count: rec.Count, More: rec.More, NextSince: rec.NextSince})
 }
 

@@ -190,15 +190,16 @@ func (r *replayer) publish(ctx context.Context, ev *eventv1.Event, seq uint64, e
 // recordPending stores the state record of a queued resend or recovered
 // delivery d: pending since at, "resent" or "recovered". It is stored
 // after the delivery (a record of a delivery never queued would show a
-// pending that never comes), under <resend id>.<endpoint> as its
-// Nats-Msg-Id, so a retried request stores it once.
+// pending that never comes), under <resend id>.<message>.<endpoint> as its
+// Nats-Msg-Id, so a retried request stores it once (a recover request's
+// deliveries share its resend id, so the message tells them apart).
 func (r *replayer) recordPending(ctx context.Context, d *eventv1.Delivery, at time.Time) error {
 	reason := "resent"
 	if strings.HasPrefix(d.GetResendId(), recoverPrefix+"_") {
 		reason = "recovered"
 	}
 	rec := &eventv1.StateRecord{
-		Id:          d.GetResendId() + "." + d.GetEndpointId(),
+		Id:          d.GetResendId() + "." + d.GetMessageId() + "." + d.GetEndpointId(),
 		TenantId:    d.GetTenantId(),
 		MessageId:   d.GetMessageId(),
 		EventType:   d.GetEventType(),
@@ -251,6 +252,9 @@ type recoveryRecord struct {
 	EndpointID string     `json:"endpoint_id"`
 	Since      time.Time  `json:"since"`
 	Until      *time.Time `json:"until,omitempty"`
+	// IncludeRetrying is true when the request also sent deliveries still
+	// retrying.
+	IncludeRetrying bool `json:"include_retrying,omitempty"`
 	// Done is false while the request is being carried out, or after it
 	// failed part-way (an identical request finishes it).
 	Done bool `json:"done"`
@@ -265,29 +269,36 @@ type recoveryRecord struct {
 }
 
 // recoveryKey is the key of a recover request: the endpoint and a hash of
-// the tenant, endpoint and time range as given.
-func recoveryKey(tenantID, endpointID string, since time.Time, until *time.Time) string {
+// the tenant, endpoint, time range as given and whether it includes
+// deliveries still retrying (a request without them hashes as before).
+func recoveryKey(tenantID, endpointID string, since time.Time, until *time.Time, retrying bool) string {
 	u := "open"
 	if until != nil {
 		u = strconv.FormatInt(until.UnixNano(), 10)
 	}
-	sum := sha256.Sum256([]byte(tenantID + "\x00" + endpointID + "\x00" + strconv.FormatInt(since.UnixNano(), 10) + "\x00" + u))
+	in := tenantID + "\x00" + endpointID + "\x00" + strconv.FormatInt(since.UnixNano(), 10) + "\x00" + u
+	if retrying {
+		in += "\x00retrying"
+	}
+	sum := sha256.Sum256([]byte(in))
 	return endpointID + "." + hex.EncodeToString(sum[:16])
 }
 
 // recover sends again every failed delivery of ep whose failing attempt
 // started in [since, until) (until nil: now), oldest first, at most
-// MaxRecover. The same request again returns the first one's record and
+// MaxRecover; with retrying also those whose latest attempt left them
+// retrying (their scheduled retry may still fire: the completion record of
+// each resend and the webhook-id bound the duplicates). The same request again returns the first one's record and
 // sends nothing; a delivery already sent again by an overlapping request is
 // not sent again.
-func (r *replayer) recover(ctx context.Context, alog *attemptlog.Store, ep *configv1.Endpoint, since time.Time, until *time.Time) (recoveryRecord, error) {
+func (r *replayer) recover(ctx context.Context, alog *attemptlog.Store, ep *configv1.Endpoint, since time.Time, until *time.Time, retrying bool) (recoveryRecord, error) {
 	if !ep.GetEnabled() {
 		return recoveryRecord{}, errEndpointDisabled(ep.GetId())
 	}
 	tenantID := ep.GetTenantId()
-	key := recoveryKey(tenantID, ep.GetId(), since, until)
+	key := recoveryKey(tenantID, ep.GetId(), since, until, retrying)
 	now := r.now().UTC()
-	rec := recoveryRecord{ID: ids.New(recoverPrefix), TenantID: tenantID, EndpointID: ep.GetId(), Since: since, Until: until, CreatedAt: now, UpdatedAt: now}
+	rec := recoveryRecord{ID: ids.New(recoverPrefix), TenantID: tenantID, EndpointID: ep.GetId(), Since: since, Until: until, IncludeRetrying: retrying, CreatedAt: now, UpdatedAt: now}
 	rev, err := r.claim(ctx, key, &rec)
 	if err != nil || rec.Done {
 		return rec, err
@@ -297,7 +308,7 @@ func (r *replayer) recover(ctx context.Context, alog *attemptlog.Store, ep *conf
 	if until != nil && until.Before(end) {
 		end = *until
 	}
-	failed, more, err := alog.FailedDeliveries(ctx, tenantID, ep.GetId(), since, end, MaxRecover)
+	failed, more, err := alog.RecoverableDeliveries(ctx, tenantID, ep.GetId(), since, end, MaxRecover, retrying)
 	if err != nil {
 		return rec, err
 	}

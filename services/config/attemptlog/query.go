@@ -593,8 +593,20 @@ func idFloor(id string) time.Time {
 // latest attempt left them exhausted or dropped and started in [since,
 // until), oldest first, at most limit; more reports whether others follow.
 func (s *Store) FailedDeliveries(ctx context.Context, tenant, endpointID string, since, until time.Time, limit int) (out []Delivery, more bool, err error) {
+	return s.RecoverableDeliveries(ctx, tenant, endpointID, since, until, limit, false)
+}
+
+// RecoverableDeliveries is FailedDeliveries, and with retrying also the
+// deliveries whose latest attempt left them retrying. Those are found by
+// scanning the endpoint's attempts in the range (the failed table holds
+// only exhausted and dropped ones).
+func (s *Store) RecoverableDeliveries(ctx context.Context, tenant, endpointID string, since, until time.Time, limit int, retrying bool) (out []Delivery, more bool, err error) {
 	if !keyable(tenant, endpointID) || !since.Before(until) {
 		return nil, false, nil
+	}
+	table := tableFailed
+	if retrying {
+		table = tableEndpointAttempt
 	}
 	first := max(s.bucketOf(since), s.firstBucket(s.now()))
 	last := s.bucketOf(until)
@@ -603,7 +615,7 @@ func (s *Store) FailedDeliveries(ctx context.Context, tenant, endpointID string,
 		if err := ctx.Err(); err != nil {
 			return nil, false, err
 		}
-		prefix := scopeKey(b, tableFailed, tenant, endpointID)
+		prefix := scopeKey(b, table, tenant, endpointID)
 		lower := append(bytes.Clone(prefix), earlierKey(until)...)
 		upper := prefixEnd(prefix)
 		if k := earlierKey(since); k != nil {
@@ -613,14 +625,22 @@ func (s *Store) FailedDeliveries(ctx context.Context, tenant, endpointID string,
 			continue
 		}
 		full, err := s.iterateReverse(ctx, lower, upper, func(_, v []byte) (bool, error) {
-			ref, err := decodeFailed(v)
-			if err != nil {
+			var ref failedRef
+			if retrying {
+				sum, err := decodeSummary(v)
+				if err != nil {
+					return false, err
+				}
+				if !Failed(sum.State) && sum.State != eventv1.DeliveryState_DELIVERY_STATE_RETRYING {
+					return true, nil
+				}
+				ref = failedRef{MessageID: sum.MessageID, AttemptID: sum.ID}
+			} else if ref, err = decodeFailed(v); err != nil {
 				return false, err
 			}
 			if seen[ref.MessageID] {
 				return true, nil
 			}
-			seen[ref.MessageID] = true
 			d, err := s.Delivery(ctx, tenant, ref.MessageID, endpointID)
 			if errors.Is(err, ErrNotFound) {
 				return true, nil
@@ -628,8 +648,12 @@ func (s *Store) FailedDeliveries(ctx context.Context, tenant, endpointID string,
 			if err != nil {
 				return false, err
 			}
-			if d.LastAttemptID != ref.AttemptID || !Failed(d.State) {
+			if d.LastAttemptID != ref.AttemptID {
 				return true, nil // attempted again since
+			}
+			seen[ref.MessageID] = true
+			if !Failed(d.State) && (!retrying || d.State != eventv1.DeliveryState_DELIVERY_STATE_RETRYING) {
+				return true, nil
 			}
 			if len(out) == limit {
 				more = true

@@ -340,6 +340,7 @@ func TestFailedDeliveriesAreTheLatestFailures(t *testing.T) {
 	ep := ids.NewAt(ids.Endpoint, c.now.Add(-time.Hour*24*10))
 	ctx := context.Background()
 	var want []string
+	var retryingID string
 	for i := range 5 {
 		at := c.now.Add(-time.Duration(5-i) * 24 * time.Hour)
 		m := f.message("acme", "job.completed", at)
@@ -354,8 +355,10 @@ func TestFailedDeliveriesAreTheLatestFailures(t *testing.T) {
 		case 1: // exhausted, then resent and succeeded
 			f.attempt(newAttempt("acme", ep, m, 8, at.Add(time.Hour), eventv1.Outcome_OUTCOME_CONNECTION, eventv1.DeliveryState_DELIVERY_STATE_EXHAUSTED))
 			f.attempt(newAttempt("acme", ep, m, 1, at.Add(2*time.Hour), eventv1.Outcome_OUTCOME_SUCCESS, eventv1.DeliveryState_DELIVERY_STATE_SUCCEEDED))
-		case 3: // still retrying
+		case 3: // still retrying, twice
 			f.attempt(newAttempt("acme", ep, m, 1, at.Add(time.Hour), eventv1.Outcome_OUTCOME_TIMEOUT, eventv1.DeliveryState_DELIVERY_STATE_RETRYING))
+			f.attempt(newAttempt("acme", ep, m, 2, at.Add(2*time.Hour), eventv1.Outcome_OUTCOME_TIMEOUT, eventv1.DeliveryState_DELIVERY_STATE_RETRYING))
+			retryingID = m
 		}
 	}
 	got, more, err := s.FailedDeliveries(ctx, "acme", ep, c.now.Add(-6*24*time.Hour), c.now, 100)
@@ -380,6 +383,26 @@ func TestFailedDeliveriesAreTheLatestFailures(t *testing.T) {
 	}
 	if got, _, _ := s.FailedDeliveries(ctx, "globex", ep, c.now.Add(-6*24*time.Hour), c.now, 100); len(got) != 0 {
 		t.Errorf("another tenant's failed deliveries: %v", got)
+	}
+
+	// With retrying, the still-retrying delivery (i == 3) is in its place
+	// by time, each delivery once; the limit still holds.
+	withRetrying := append(slices.Clone(want[:2]), retryingID)
+	withRetrying = append(withRetrying, want[2])
+	got, more, err = s.RecoverableDeliveries(ctx, "acme", ep, c.now.Add(-6*24*time.Hour), c.now, 100, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotIDs = nil
+	for _, d := range got {
+		gotIDs = append(gotIDs, d.MessageID)
+	}
+	if !slices.Equal(gotIDs, withRetrying) || more {
+		t.Errorf("failed and retrying deliveries = %v (more %v), want oldest first %v", gotIDs, more, withRetrying)
+	}
+	got, more, _ = s.RecoverableDeliveries(ctx, "acme", ep, c.now.Add(-6*24*time.Hour), c.now, 3, true)
+	if len(got) != 3 || !more || got[2].MessageID != retryingID {
+		t.Errorf("limit 3 with retrying: %d deliveries, more %v; want the oldest 3 and more", len(got), more)
 	}
 }
 

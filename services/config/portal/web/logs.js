@@ -48,9 +48,13 @@
     }
     var sinceID = nextID("since");
     var since = el("input", { type: "datetime-local", id: sinceID, name: "since" });
+    var retrying = el("input", { type: "checkbox", name: "include_retrying" });
     var recover = el("button", { type: "button", onclick: function () {
       if (!since.value) { toast("Choose a time to recover from"); since.focus(); return; }
-      api("POST", "endpoints/" + enc + "/recover", { since: iso(since.value) }).then(function () { toast("Recovering failed deliveries"); })
+      api("POST", "endpoints/" + enc + "/recover", { since: iso(since.value), include_retrying: retrying.checked }).then(function (r) {
+        var n = (r && r.count) || 0;
+        toast("Queued " + n + (n === 1 ? " delivery" : " deliveries") + " again" + (r && r.more ? "; more remain" : ""));
+      })
         .catch(function (err) { toast(err.message); });
     } }, "Recover failed deliveries");
     append(app,
@@ -62,8 +66,10 @@
         el("div", { class: "actions" }, el("button", { type: "submit" }, "Filter"), el("button", { type: "button", onclick: load }, "Refresh"))),
       list,
       el("section", { class: "panel" }, el("h3", null, "Recover"),
-        el("p", { class: "hint" }, "Send again every delivery to this endpoint that failed since a time."),
-        el("label", { for: sinceID }, "Since"), since, el("div", { class: "actions" }, recover)));
+        el("p", { class: "hint" }, "Send again every delivery to this endpoint that failed since a time; optionally also those still retrying (their scheduled retry may still come, with the same webhook-id)."),
+        el("label", { for: sinceID }, "Since"), since,
+        el("label", { class: "check" }, retrying, el("span", null, "Also still retrying")),
+        el("div", { class: "actions" }, recover)));
     load();
     function resend(epID, msgID) {
       api("POST", "endpoints/" + encodeURIComponent(epID) + "/messages/" + encodeURIComponent(msgID) + "/resend").then(function () {
