@@ -59,6 +59,10 @@ test("the failing endpoint's page lists its held deliveries with next attempt ti
   assert.equal((await panel.locator("h3").textContent()).trim(), `Waiting deliveries (${IDS.length})`);
   const rows = panel.locator("tr.delivery-row");
   assert.equal(await rows.count(), IDS.length);
+  assert.equal(await panel.locator("tr.delivery-row:visible").count(), 10, "the first 10 shown");
+  await shot(page, "endpoint-waiting");
+  await panel.getByRole("button", { name: `Show all ${IDS.length} waiting` }).click();
+  assert.equal(await panel.locator("tr.delivery-row:visible").count(), IDS.length);
   const shown = await rows.evaluateAll((trs) => trs.map((tr) => ({
     id: tr.getAttribute("data-message-id"),
     state: tr.getAttribute("data-state"),
@@ -71,7 +75,6 @@ test("the failing endpoint's page lists its held deliveries with next attempt ti
     assert.match(r.next, ZONE, `next attempt of ${r.id} in the viewer's zone`);
     assert.ok(Date.parse(r.nextAt) > Date.now(), `next attempt of ${r.id} (${r.nextAt}) is ahead`);
   }
-  await shot(page, "endpoint-waiting");
 });
 
 async function openMessages() {

@@ -212,6 +212,7 @@
   // waitingPanel is the endpoint page's list of its waiting deliveries
   // (GET endpoints/{id}/deliveries?state=held): pending, put off and
   // why, or retrying, with attempts made and the next attempt time.
+  var waitingShown = 10;
   function waitingPanel(ep) {
     var enc = encodeURIComponent(ep.id);
     var body = el("div", { "aria-live": "polite" }, el("p", { class: "muted" }, "Loading…"));
@@ -221,7 +222,17 @@
       body.textContent = "";
       count.textContent = ds.length ? " (" + ds.length + (p.iterator ? "+" : "") + ")" : "";
       if (!ds.length) { body.appendChild(el("p", { class: "empty" }, "Nothing waiting: every delivery to this endpoint has been attempted.")); return; }
-      body.appendChild(deliveryTable(ds, false));
+      // The first few show; the rest on asking, so the page below stays in reach.
+      var table = deliveryTable(ds, false), rows = table.querySelectorAll("tbody tr");
+      body.appendChild(table);
+      if (rows.length > waitingShown) {
+        Array.prototype.slice.call(rows, waitingShown).forEach(function (tr) { tr.hidden = true; });
+        var all = el("button", { type: "button", class: "show-all", onclick: function () {
+          Array.prototype.forEach.call(rows, function (tr) { tr.hidden = false; });
+          all.remove();
+        } }, "Show all " + rows.length + " waiting");
+        body.appendChild(el("div", { class: "actions" }, all));
+      }
       if (p.iterator) body.appendChild(el("p", { class: "hint" }, "More are waiting than shown here: the newest 250 are listed."));
     }).catch(function (err) { body.textContent = ""; body.appendChild(errorBox(err)); });
     return el("section", { class: "panel waiting" }, el("h3", null, "Waiting deliveries", count), body);
