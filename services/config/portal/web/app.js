@@ -433,7 +433,7 @@
           el("dt", null, "Custom headers"), el("dd", null, Object.keys(ep.headers || {}).length ? Object.keys(ep.headers).join(", ") : "none"),
           el("dt", null, "Basic auth"), el("dd", null, ep.basic_auth ? ep.basic_auth.username + " (password set)" : "none")),
         el("div", { class: "actions" }, toggle, del, el("a", { href: "#/ep/" + enc + "/logs" }, "Delivery logs")),
-        statsChart(ep.id), testPanel(ep), secretPanel(ep, verify.setSecret), verify.node,
+        statsChart(ep.id), endpointPanels.map(function (f) { return f(ep); }), testPanel(ep), secretPanel(ep, verify.setSecret), verify.node,
         el("details", { class: "panel" }, el("summary", null, "Edit endpoint"),
           endpointForm(ep, function () { viewEndpoint(id); })));
     }).catch(function (err) { holder.textContent = ""; append(holder, errorBox(err)); });
@@ -892,6 +892,10 @@
   // [pattern, view]; the view gets the pattern's first group, decoded.
   var routes = [];
   function addRoute(pattern, view) { routes.push([pattern, view]); }
+  // endpointPanels are the sections other files add to the endpoint page
+  // (logs.js: its waiting deliveries), each f(endpoint) returning a node.
+  var endpointPanels = [];
+  function addEndpointPanel(f) { endpointPanels.push(f); }
 
   function route() {
     var h = location.hash.replace(/^#/, "") || "/";
@@ -912,7 +916,7 @@
     app: app, el: el, append: append, nextID: nextID, toast: toast, api: api, clear: clear,
     errorBox: errorBox, fmtTime: fmtTime, timeEl: timeEl, isSuccess: isSuccess, durationText: durationText,
     outcomeText: outcomeText, outcomeNode: outcomeNode,
-    bodyText: bodyText, headerTable: headerTable, addRoute: addRoute
+    bodyText: bodyText, headerTable: headerTable, addRoute: addRoute, addEndpointPanel: addEndpointPanel
   };
 
   window.addEventListener("hashchange", route);
