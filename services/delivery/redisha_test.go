@@ -87,34 +87,9 @@ func TestRedisFailoverLosesNoRetry(t *testing.T) {
 	e.waitDeliveriesEmpty(t)
 	up.Store(true)
 	publish(during) // after the failover, with the endpoint up
-	s.waitSucceeded(t, ids)
-	e.waitDeliveriesEmpty(t)
-	testenv.WaitFor(t, waitTimeout, func() error {
-		if n, err := scheduled(rdb); err != nil || n != 0 {
-			return fmt.Errorf("retry schedule holds %d items (%v)", n, err)
-		}
-		return nil
-	})
-
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
-	got := map[string]bool{}
-	for _, id := range s.succeeded() {
-		if !want[id] {
-			t.Errorf("the endpoint got %s, which was never published", id)
-		}
-		got[id] = true
-	}
-	if lost := len(want) - len(got); lost != 0 {
-		t.Errorf("%d of %d deliveries lost", lost, len(want))
-	}
-	if d := s.duplicates(); d != 0 {
-		t.Errorf("%d deliveries sent twice after a success, want none", d)
-	}
+	delivered := expectEachDeliveredOnce(t, e, s, rdb, ids)
 	t.Logf("%d retries waiting in the schedule at the SIGKILL of the primary, %d deliveries during the failover (%v until every Sentinel named the new primary), %d after: %d delivered, 0 lost, %d duplicates",
-		before, during, failover.Round(time.Millisecond), during, len(got), s.duplicates())
+		before, during, failover.Round(time.Millisecond), during, delivered, s.duplicates())
 }
 
 // scheduled counts the items in the one-partition schedule of the tests.
@@ -245,6 +220,17 @@ func TestReplicaDropLeavesDeliveriesInTheStream(t *testing.T) {
 		t.Error("no schedule write was reported unconfirmed after the replica dropped")
 	}
 	up.Store(true)
+	delivered := expectEachDeliveredOnce(t, e, s, rdb, ids)
+	t.Logf("%d deliveries before the replica dropped, %d after; %d schedule writes unconfirmed (each delivery left in the stream, nakked); %d delivered, 0 lost, %d duplicates",
+		before, after, unconfirmed, delivered, s.duplicates())
+}
+
+// expectEachDeliveredOnce waits until every one of ids has succeeded and
+// neither the stream nor the retry schedule holds anything, then fails the
+// test for a delivery lost, one never published, or one sent twice after a
+// success. It returns how many distinct deliveries succeeded.
+func expectEachDeliveredOnce(t *testing.T, e *env, s *sink, rdb redis.UniversalClient, ids []string) int {
+	t.Helper()
 	s.waitSucceeded(t, ids)
 	e.waitDeliveriesEmpty(t)
 	testenv.WaitFor(t, waitTimeout, func() error {
@@ -270,6 +256,5 @@ func TestReplicaDropLeavesDeliveriesInTheStream(t *testing.T) {
 	if d := s.duplicates(); d != 0 {
 		t.Errorf("%d deliveries sent twice after a success, want none", d)
 	}
-	t.Logf("%d deliveries before the replica dropped, %d after; %d schedule writes unconfirmed (each delivery left in the stream, nakked); %d delivered, 0 lost, %d duplicates",
-		before, after, unconfirmed, len(got), s.duplicates())
+	return len(got)
 }
