@@ -78,6 +78,7 @@ func TestMessageLogFilters(t *testing.T) {
 		{"since, until", "/v1/messages?since=" + ts(30) + "&until=" + ts(90), want(func(i int) bool { return i >= 30 && i < 90 })},
 		{"types and time", "/v1/messages?event_type=job.completed,invoice.paid&since=" + ts(10) + "&until=" + ts(100),
 			want(func(i int) bool { return i%3 != 1 && i >= 10 && i < 100 })},
+		{"states only", "/v1/messages?state=succeeded,retrying", want(func(int) bool { return true })},
 		{"state and type", "/v1/messages?state=put_off&event_type=job.completed", want(func(i int) bool { return i%6 == 0 })},
 		// Every message has a succeeded delivery, most two or three: the
 		// tenant's list holds up to 3 items per message.
