@@ -187,7 +187,8 @@ func (q *Queue) ScheduleMany(ctx context.Context, entries []Entry) error {
 }
 
 // claimScript takes up to ARGV[2] members of KEYS[1] due by ARGV[1] (Unix
-// ms), in score order, re-scores them to ARGV[3] (the end of the lease), and
+// ms), in score order, re-scores them to ARGV[3] (the end of the lease, a
+// leaseScore: half a millisecond marks it as a lease), and
 // returns them with their former scores and the earliest score left ("" when
 // the set is empty). ZADD gets at most 500 members per call, well within
 // Lua's stack for unpack.
@@ -221,7 +222,7 @@ func (q *Queue) Claim(ctx context.Context, p int, now time.Time, limit int, leas
 		return ClaimResult{}, errors.New("retryq: claim of no items")
 	}
 	key := q.Key(p)
-	v, err := claimScript.Run(ctx, q.rdb, []string{key}, score(now), limit, score(now.Add(lease))).Slice()
+	v, err := claimScript.Run(ctx, q.rdb, []string{key}, score(now), limit, leaseScore(now.Add(lease))).Slice()
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("retryq: claim from %s: %w", key, err)
 	}

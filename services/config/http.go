@@ -101,6 +101,7 @@ func (s *Service) apiRoutes() []apiRoute {
 		{"GET", "/v1/attempts/{attempt_id}", tenant(s.getAttempt)},
 		{"POST", "/v1/endpoints/{id}/messages/{msg_id}/resend", tenant(s.resendMessage)},
 		{"POST", "/v1/endpoints/{id}/recover", tenant(s.recoverEndpoint)},
+		{"POST", "/v1/endpoints/{id}/retry-now", tenant(s.retryNowEndpoint)},
 	}
 }
 

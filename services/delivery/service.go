@@ -64,6 +64,7 @@ type Service struct {
 	deliverer *deliverer
 	deferrer  *deferrer
 	scheduler *scheduler
+	control   *control
 	states    *endpointStates
 	live      *health.Liveness
 	started   atomic.Bool
@@ -139,6 +140,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		meters:    ms,
 	}
 	s.deferrer = newDeferrer(s.deliverer)
+	s.control = &control{nc: deps.NATS, log: log.With("component", "control"), endpoints: view, queue: queue,
+		streaks: s.deliverer.streaks, states: s.states, kick: s.scheduler.kick}
 	consumers := make([]jetstream.Consumer, n)
 	for i := range n {
 		c, err := js.Consumer(ctx, streams.Deliveries, streams.PartitionConsumer(i))
@@ -202,6 +205,11 @@ func (s *Service) Run(ctx context.Context) error {
 		defer scheduling.Done()
 		s.pruneStates(ctx)
 	}()
+	if err := s.control.start(ctx); err != nil {
+		s.log.ErrorContext(ctx, "retry-now requests are not answered by this worker", "err", err)
+	} else {
+		defer s.control.stop()
+	}
 	parts := s.balancer.run(ctx, func() {
 		s.ready.Store(true)
 		s.log.InfoContext(ctx, "delivery worker running", "member", s.balancer.id, "partitions", s.balancer.partitions())
