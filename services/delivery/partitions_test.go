@@ -380,10 +380,15 @@ func TestPartitionsMoveFromAKilledWorker(t *testing.T) {
 	killed.w.cancel()
 	ws = slices.Delete(ws, 1, 2)
 
-	took := waitBalanced(t, ws, partitions, kill)
+	// The targets (balanced within 10 s, resumed within 15 s) are the
+	// bench's to measure (scenario rollout, max_ms); here, on a shared and
+	// loaded machine, the bars are twice as long: still far below the old
+	// pin TTL plus AckWait (90 s) they guard against.
+	testenv.WaitFor(t, 2*balanceWithin-time.Since(kill), func() error { return checkBalanced(ws, partitions) })
+	took := time.Since(kill)
 	t.Logf("2 workers balanced %v after the kill; the killed worker held %v", took.Round(time.Millisecond), killedParts)
 	before := l.publishedBefore(kill)
-	testenv.WaitFor(t, 15*time.Second-time.Since(kill), func() error {
+	testenv.WaitFor(t, 2*15*time.Second-time.Since(kill), func() error {
 		tl.mu.Lock()
 		defer tl.mu.Unlock()
 		missing := 0
@@ -433,8 +438,8 @@ func TestPartitionsMoveFromAKilledWorker(t *testing.T) {
 		}
 		// Sent by the killed worker, which could not ack it: it returns
 		// after the ack wait, to another worker.
-		if again := tl.lastAt[id].Sub(kill); again > 15*time.Second {
-			t.Errorf("message %s, sent by the killed worker, was sent again %v after the kill, want within 15 s", id, again)
+		if again := tl.lastAt[id].Sub(kill); again > 2*15*time.Second {
+			t.Errorf("message %s, sent by the killed worker, was sent again %v after the kill, want within 30 s (15 s on an idle machine)", id, again)
 		} else {
 			t.Logf("message %s, sent by the killed worker before it died, was sent again %v after the kill", id, again.Round(time.Millisecond))
 		}

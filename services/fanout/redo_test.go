@@ -151,6 +151,19 @@ func TestRestartMidFanOutStoresEachDeliveryOnce(t *testing.T) {
 	t.Logf("first replica stopped with %d of %d deliveries stored", h.deliveryState().Msgs, endpoints*events)
 
 	h.start(cfg, nil)
+	// 20,000 deliveries at Concurrency 1 take seconds on an idle machine
+	// and several times as long on a loaded one (CI has 2 cores): wait
+	// generously for the consumer to settle, then check it as usual.
+	testenv.WaitFor(t, 2*time.Minute, func() error {
+		info, err := h.consumerInfo()
+		if err != nil {
+			return err
+		}
+		if info.AckFloor.Stream < last || info.NumAckPending > 0 {
+			return fmt.Errorf("ack floor at stream sequence %d with %d pending acks, want %d and 0", info.AckFloor.Stream, info.NumAckPending, last)
+		}
+		return nil
+	})
 	h.waitSettled(last)
 	state := h.deliveryState()
 	if state.Msgs != endpoints*events {

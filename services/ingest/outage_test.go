@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,8 +15,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pulsehooks/pulsehooks/pkg/pulseclient"
 	"github.com/pulsehooks/pulsehooks/pkg/streams"
 	"github.com/pulsehooks/pulsehooks/pkg/testenv"
 	eventv1 "github.com/pulsehooks/pulsehooks/proto/gen/pulsehooks/event/v1"
@@ -192,5 +196,66 @@ func TestNotStored(t *testing.T) {
 				t.Errorf("notStored(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestAckNotInTimeIsAnsweredBeforePublishersGiveUp makes EVENTS store
+// events without acking them (the stream's NoAck, as when an ack is lost
+// in a server stop or an election): the event is stored, so the only true
+// answer is 504 "may have been stored", and it must reach the publisher
+// before the publisher's own timeout — pulseclient's attempt timeout over
+// NATS, a client one second short of the request bound over HTTP. A
+// publisher that hears nothing cannot tell a stored event from a refused
+// one (in TestNATSOutageErrorAnswersAreNotStored such a publish, counted as
+// an error answer, was stored).
+func TestAckNotInTimeIsAnsweredBeforePublishersGiveUp(t *testing.T) {
+	h := newHarness(t, options{logLevel: slog.LevelError})
+	ctx := context.Background()
+	stream, err := h.js.Stream(ctx, streams.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.NoAck = true
+	if _, err := h.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatalf("make %s store without acks: %v", streams.Events, err)
+	}
+
+	client := &http.Client{Timeout: requestTimeout - time.Second}
+	req, err := http.NewRequest(http.MethodPost, h.url("/v1/events"),
+		strings.NewReader(fmt.Sprintf(`{"tenant_id":%q,"event_type":"job.created","data":{"n":1},"idempotency_key":"k1"}`, tenantA)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("HTTP publish got no answer within the client's %v: %v", client.Timeout, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	var reply errorReply
+	_ = json.Unmarshal(body, &reply)
+	if resp.StatusCode != http.StatusGatewayTimeout || reply.Error.Code != pulseclient.CodeTimeout || !strings.Contains(reply.Error.Message, "may have been stored") {
+		t.Errorf("HTTP publish answered %d %s, want 504 %s saying the event may have been stored", resp.StatusCode, body, pulseclient.CodeTimeout)
+	}
+
+	data, err := proto.Marshal(&eventv1.PublishRequest{TenantId: tenantA, EventType: "job.created", Data: []byte(`{"n":2}`), IdempotencyKey: "k2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := h.pub.RequestMsg(&nats.Msg{Subject: streams.IngestSubject, Data: data}, pulseclient.DefaultAttemptTimeout)
+	if err != nil {
+		t.Fatalf("NATS publish got no answer within pulseclient's attempt timeout %v: %v", pulseclient.DefaultAttemptTimeout, err)
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "504" {
+		t.Errorf("NATS publish answered code %q (%s), want 504", code, msg.Header.Get(micro.ErrorHeader))
+	}
+
+	// Both were stored: an error answer other than 504 would have been false.
+	stored := h.storedNumbers()
+	if stored[1] != 1 || stored[2] != 1 {
+		t.Errorf("EVENTS holds publish 1 %d times and publish 2 %d times, want once each", stored[1], stored[2])
 	}
 }

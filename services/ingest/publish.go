@@ -31,6 +31,15 @@ const (
 	attrDuplicate = attribute.Key("pulsehooks.duplicate")
 )
 
+// storeTimeout bounds each JetStream round trip of a publish: the claim of
+// its idempotency key and the wait for the stream's ack. A stream ack that
+// does not come in time is answered 504 "the event may have been stored";
+// the bound keeps that answer well inside the publisher's own timeout
+// (pulseclient.DefaultAttemptTimeout is 5 s; HTTP clients commonly wait
+// 10 s or more), so a publisher whose event may have been stored hears so
+// instead of giving up on an answer still to come.
+const storeTimeout = 4 * time.Second
+
 // result is what a publisher is told about a stored event.
 type result struct {
 	messageID string
@@ -82,12 +91,14 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 	msgID := ids.New(ids.Message)
 	var claim idemClaim
 	if ev.idempotencyKey != "" {
+		cctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		var err error
-		claim, err = p.idem.claim(ctx, ev.tenantID, ev.idempotencyKey, idemRecord{
+		claim, err = p.idem.claim(cctx, ev.tenantID, ev.idempotencyKey, idemRecord{
 			MessageID:   msgID,
 			State:       statePending,
 			TimestampMS: ev.timestamp.UnixMilli(),
 		})
+		cancel()
 		if errors.Is(err, errCorruptRecord) {
 			return result{}, err
 		}
@@ -132,7 +143,7 @@ func (p *publisher) storeTraced(ctx context.Context, ev event, subject string, s
 
 // append publishes the event to EVENTS with msgID as Nats-Msg-Id and the
 // trace context of ctx in its headers (and streams.RedoHeader with redo),
-// and waits for the stream's ack.
+// and waits for the stream's ack, at most storeTimeout.
 func (p *publisher) append(ctx context.Context, msgID, subject string, ev event, redo bool) (*jetstream.PubAck, error) {
 	payload, err := envelope(ev.eventType, ev.timestamp, ev.data)
 	if err != nil {
@@ -155,6 +166,8 @@ func (p *publisher) append(ctx context.Context, msgID, subject string, ev event,
 		msg.Header.Set(streams.RedoHeader, "1")
 	}
 	natsx.Inject(ctx, msg)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(streams.Events))
 	if err != nil {
 		err = fmt.Errorf("publish %s to %s: %w", msgID, subject, err)
