@@ -38,3 +38,40 @@ func TestAssignedIsBalancedDisjointAndAgreed(t *testing.T) {
 		t.Errorf("assigned([b], 2, a) = %v, want partition 0 only", got)
 	}
 }
+
+// TestAssignedMovesOnlyAboutAShare counts the partitions that change hands
+// when one of 3 workers leaves and another joins, over 64 partitions: each
+// change moves about a share (64/3), not most of them as partition
+// i → member i mod W did (44 and 44 here).
+func TestAssignedMovesOnlyAboutAShare(t *testing.T) {
+	const n = 64
+	owners := func(ms []string) map[int]string {
+		out := map[int]string{}
+		for _, m := range ms {
+			for p := range assigned(ms, n, m) {
+				out[p] = m
+			}
+		}
+		return out
+	}
+	moved := func(a, b map[int]string) int {
+		k := 0
+		for p := range n {
+			if a[p] != b[p] {
+				k++
+			}
+		}
+		return k
+	}
+	three := owners([]string{"3f2a9c0d1e4b5a67", "8c1d2e3f4a5b6c7d", "c0ffee0123456789"})
+	two := owners([]string{"8c1d2e3f4a5b6c7d", "c0ffee0123456789"})
+	again := owners([]string{"8c1d2e3f4a5b6c7d", "c0ffee0123456789", "5e6f708192a3b4c5"})
+	// The leaver's own share must move; bounded loads may move a few more.
+	const most = n/3 + 4
+	if got := moved(three, two); got > most {
+		t.Errorf("a worker leaving moved %d of %d partitions, want at most %d", got, n, most)
+	}
+	if got := moved(two, again); got > most {
+		t.Errorf("a worker joining moved %d of %d partitions, want at most %d", got, n, most)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,10 @@ import (
 // it should: nothing but KV compare-and-set decides who holds what, and the
 // pinned priority group of each partition consumer stops two workers from
 // pulling one partition even while their views of the members differ.
+// A watch of the leases tells each worker at once when a lease it should
+// hold is given up (deleted), so a partition moves as soon as its previous
+// holder has settled it, not at the next renewal tick; a lease that lapses
+// (its holder killed) leaves no such sign and is taken at a tick.
 type balancer struct {
 	id      string
 	n       int
@@ -37,7 +43,8 @@ type balancer struct {
 	log     *slog.Logger
 	// newPartition makes a tenure of partition i.
 	newPartition func(i int) *partition
-	// released carries a partition whose release has settled it.
+	// released carries a partition whose release has settled it and given
+	// up its lease.
 	released chan int
 	// stopped is closed when run starts shutting down.
 	stopped chan struct{}
@@ -45,6 +52,10 @@ type balancer struct {
 	// stays here (gone set) for a while, so that a replay of its last write
 	// by a restarted watch does not bring it back.
 	seen map[string]sighting
+	// taken is each partition lease's state as the leases watch last
+	// showed it: true while some worker holds it, false once deleted. A
+	// partition missing from it has not been seen either way.
+	taken map[int]bool
 
 	mu   sync.Mutex
 	held map[int]*holding
@@ -82,7 +93,7 @@ func newBalancer(n int, cfg Config, members, leases jetstream.KeyValue, log *slo
 		id: id, n: n, ttl: cfg.LeaseTTL, grace: cfg.ShutdownGrace,
 		members: members, leases: leases, log: log.With("member", id), newPartition: newPartition,
 		released: make(chan int), stopped: make(chan struct{}),
-		seen: map[string]sighting{}, held: map[int]*holding{},
+		seen: map[string]sighting{}, taken: map[int]bool{}, held: map[int]*holding{},
 	}
 }
 
@@ -107,6 +118,7 @@ func memberValue() []byte {
 // the caller to settle.
 func (b *balancer) run(ctx context.Context, ready func()) []*partition {
 	w := b.watch(ctx)
+	lw := b.watchKV(ctx, b.leases, streams.DeliveryLeases)
 	every := b.ttl / 5
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -127,28 +139,66 @@ func (b *balancer) run(ctx context.Context, ready func()) []*partition {
 				replaying = false
 				if initial {
 					initial = false
-					b.reconcile(ctx)
+					b.reconcile(ctx, false)
 					ready()
 				}
 				continue
 			}
 			b.observe(e, replaying)
 			if !initial {
-				b.reconcile(ctx)
+				b.reconcile(ctx, false)
 			}
-		case i := <-b.released:
-			b.finishRelease(ctx, i)
-			b.reconcile(ctx)
+		case e, ok := <-lw.updates():
+			if !ok {
+				b.log.InfoContext(ctx, "leases watch ended, restarting it")
+				lw = b.watchKV(ctx, b.leases, streams.DeliveryLeases)
+				continue
+			}
+			if e == nil {
+				continue
+			}
+			// A lease given up: take it now if it is this worker's to hold.
+			if b.observeLease(e) && !initial {
+				b.reconcile(ctx, true)
+			}
+		case <-b.released:
+			b.reconcile(ctx, false)
 		case now := <-t.C:
 			b.join(ctx)
 			b.renew(ctx, now)
 			if !initial {
-				b.reconcile(ctx)
+				b.reconcile(ctx, false)
 			}
 		}
 	}
 	w.stop()
+	lw.stop()
 	return b.leave()
+}
+
+// observeLease notes a change of a partition lease, and reports whether it
+// was given up (deleted or purged).
+func (b *balancer) observeLease(e jetstream.KeyValueEntry) bool {
+	i, ok := leasePartition(e.Key(), b.n)
+	if !ok {
+		return false
+	}
+	free := e.Operation() != jetstream.KeyValuePut
+	b.taken[i] = !free
+	return free
+}
+
+// leasePartition returns the partition whose lease key is key.
+func leasePartition(key string, n int) (int, bool) {
+	s, ok := strings.CutPrefix(key, "p")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(s)
+	if err != nil || i < 0 || i >= n || streams.LeaseKey(i) != key {
+		return 0, false
+	}
+	return i, true
 }
 
 // watcher is a members watch that may be absent (while NATS is
@@ -182,11 +232,16 @@ func (w watcher) stop() {
 // key as a fresh sighting: a killed worker stayed live until its key
 // expired in the bucket and for a TTL more, about twice the TTL.)
 func (b *balancer) watch(ctx context.Context) watcher {
+	return b.watchKV(ctx, b.members, streams.DeliveryMembers)
+}
+
+// watchKV starts a watch of every key of kv (named name), as watch does.
+func (b *balancer) watchKV(ctx context.Context, kv jetstream.KeyValue, name string) watcher {
 	var w watcher
-	_ = streams.Retry(ctx, b.log, "watch "+streams.DeliveryMembers, func(attempt context.Context) error {
+	_ = streams.Retry(ctx, b.log, "watch "+name, func(attempt context.Context) error {
 		wctx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(attempt, cancel)
-		kw, err := b.members.WatchAll(wctx)
+		kw, err := kv.WatchAll(wctx)
 		if !stop() { // the attempt timed out first: the watch, if any, is ended
 			cancel()
 			if err == nil {
@@ -257,30 +312,43 @@ func (b *balancer) live(now time.Time) []string {
 }
 
 // reconcile releases the partitions this worker should not hold and tries
-// to acquire the free ones it should.
-func (b *balancer) reconcile(ctx context.Context) {
+// to acquire the free ones it should, all at once. With onlyFree, it tries
+// only those whose lease the leases watch last showed free or has not
+// shown (the others' holders delete them when they have settled them, which
+// the watch reports); without, every one (a lease that lapsed shows
+// nothing).
+func (b *balancer) reconcile(ctx context.Context, onlyFree bool) {
 	if ctx.Err() != nil {
 		return // leaving
 	}
 	want := assigned(b.live(time.Now()), b.n, b.id)
+	var take []int
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	for i, h := range b.held {
 		if !want[i] && !h.releasing {
 			b.log.InfoContext(ctx, "releasing partition to rebalance", "partition", i)
-			b.release(i, h)
+			b.release(ctx, i, h)
 		}
 	}
 	for i := range b.n {
-		if _, ok := b.held[i]; ok || !want[i] {
+		if _, ok := b.held[i]; ok || !want[i] || (onlyFree && b.taken[i]) {
 			continue
 		}
-		b.acquire(ctx, i)
+		take = append(take, i)
 	}
+	b.mu.Unlock()
+	// One at a time, each acquisition's round trips (create, consumer
+	// info, unpin) added up to seconds over the partitions of a rebalance.
+	var wg sync.WaitGroup
+	for _, i := range take {
+		wg.Go(func() { b.acquire(ctx, i) })
+	}
+	wg.Wait()
 }
 
 // acquire takes partition i's lease if it is free, and starts pulling it.
-// Called with b.mu held.
+// Only run's loop calls it (through reconcile), so no two acquisitions of
+// one partition overlap.
 func (b *balancer) acquire(ctx context.Context, i int) {
 	rev, err := b.leases.Create(ctx, streams.LeaseKey(i), []byte(b.id))
 	switch {
@@ -295,35 +363,40 @@ func (b *balancer) acquire(ctx context.Context, i int) {
 		b.log.WarnContext(ctx, "cannot clear the previous holder's pin; the partition comes after the pinned TTL", "partition", i, "err", err)
 	}
 	p.start(ctx)
+	b.mu.Lock()
 	b.held[i] = &holding{p: p, rev: rev, renewed: time.Now()}
+	b.mu.Unlock()
 	b.log.InfoContext(ctx, "partition acquired", "partition", i)
 }
 
-// release settles partition i's tenure in the background, then hands it to
-// finishRelease. Called with b.mu held.
-func (b *balancer) release(i int, h *holding) {
+// release settles partition i's tenure in the background, then gives up
+// its pin and lease there, and tells run's loop. Releases run side by side:
+// given up in the loop, one after another between its other work, the
+// last partitions of a rebalance waited seconds for their turn, their
+// deliveries with them. Called with b.mu held.
+func (b *balancer) release(ctx context.Context, i int, h *holding) {
 	h.releasing = true
 	go func() {
 		h.p.stopPulling()
 		h.p.settle(b.grace)
+		b.mu.Lock()
+		mine := b.held[i] == h
+		if mine {
+			delete(b.held, i) // no renewal from now on: h is this goroutine's
+		}
+		b.mu.Unlock()
+		if !mine {
+			return // leave took it, and gives up the lease
+		}
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		b.giveUp(gctx, i, h)
+		b.log.InfoContext(ctx, "partition released", "partition", i)
 		select {
 		case b.released <- i:
-		case <-b.stopped: // leave gives up the lease
+		case <-b.stopped:
 		}
 	}()
-}
-
-// finishRelease gives up a settled partition's pin and lease.
-func (b *balancer) finishRelease(ctx context.Context, i int) {
-	b.mu.Lock()
-	h := b.held[i]
-	delete(b.held, i)
-	b.mu.Unlock()
-	if h == nil {
-		return
-	}
-	b.giveUp(ctx, i, h)
-	b.log.InfoContext(ctx, "partition released", "partition", i)
 }
 
 // giveUp unpins partition i, if this worker holds the pin, and deletes its
@@ -363,7 +436,7 @@ func (b *balancer) renew(ctx context.Context, now time.Time) {
 		b.log.WarnContext(ctx, "partition lease lost, stopping its pull", "partition", i, "err", err)
 		h.lost = true
 		if !h.releasing {
-			b.release(i, h)
+			b.release(ctx, i, h)
 		}
 	}
 }

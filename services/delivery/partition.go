@@ -220,16 +220,32 @@ func (p *partition) accept(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
+// handBackWait bounds the drain of a pull at hand-back.
+const handBackWait = settleTimeout
+
 // handBackBuffered stops pulling and nakks, without delay, every delivery
 // the iterator has received but not yet returned, so the partition's next
-// worker gets them at once instead of after the ack wait.
+// worker gets them at once instead of after the ack wait. The drain ends
+// when the server has confirmed the unsubscribe (a flush) and the buffer
+// is empty: it waits for that, up to handBackWait, as what arrives before
+// the confirmation is this worker's to hand back too. (It once stopped at
+// the first second without a message, which a slow flush outlasts.)
 func (p *partition) handBackBuffered(it jetstream.MessagesContext) {
 	it.Drain()
+	deadline := time.Now().Add(handBackWait)
 	n := 0
 	for {
-		msg, err := it.Next(jetstream.NextMaxWait(time.Second))
+		left := time.Until(deadline)
+		if left <= 0 {
+			p.log.Warn("pull not drained in time; deliveries it still receives come back after the ack wait", "wait", handBackWait, "handed_back", n)
+			break
+		}
+		msg, err := it.Next(jetstream.NextMaxWait(left))
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			break // drained: the buffer is empty
+		}
 		if err != nil {
-			break // ErrMsgIteratorClosed once the buffer is empty
+			continue // a timeout (the deadline) or a status message
 		}
 		if err := msg.Nak(); err != nil {
 			p.log.Warn("hand back a buffered delivery", "err", err)

@@ -70,6 +70,7 @@ func (h *Harness) rollout(ctx context.Context, res *Result) error {
 	// run waits for the restarts in any case).
 	var timeline []map[string]any
 	loadStart := time.Now()
+	marks := []rolloutMark{{process: "none (before the first restart)", at: loadStart}}
 	restarts := func(ctx context.Context) error {
 		sleep := func(d time.Duration) error {
 			select {
@@ -83,6 +84,7 @@ func (h *Harness) rollout(ctx context.Context, res *Result) error {
 			return err
 		}
 		for i, svc := range rolloutOrder {
+			marks = append(marks, rolloutMark{process: svc, at: time.Now()})
 			at := time.Since(loadStart)
 			p, err := sys.restart(ctx, svc, i+1)
 			if err != nil {
@@ -110,6 +112,9 @@ func (h *Harness) rollout(ctx context.Context, res *Result) error {
 		return err
 	}
 	res.Extra["restarts"] = timeline
+	// Which restart makes the tail: the latency of the deliveries whose
+	// event was accepted after each SIGTERM and before the next.
+	res.Extra["phases"] = rolloutPhases(marks, time.Now(), res.Data.Acks, res.Data.Subscribers, res.Data.Receipts)
 
 	receipts := append(append([]records.Receipt(nil), steady.Data.Receipts...), res.Data.Receipts...)
 	missing, stored, err := attemptsMissing(ctx, sys.natsURL, receipts)
