@@ -30,6 +30,7 @@ type logEnv struct {
 	attempts uint64
 	states   uint64
 	payloads map[string]string
+	types    map[string]string // message id → event type, for its attempts
 }
 
 const testPartitions = 2
@@ -37,7 +38,7 @@ const testPartitions = 2
 func newLogEnv(t *testing.T) *logEnv {
 	t.Helper()
 	h := startService(t)
-	e := &logEnv{harness: h, js: h.nats.JetStream(t), payloads: map[string]string{}}
+	e := &logEnv{harness: h, js: h.nats.JetStream(t), payloads: map[string]string{}, types: map[string]string{}}
 	ctx := context.Background()
 	o := streams.Options{Partitions: testPartitions}
 	if err := streams.EnsureAll(ctx, e.js, o, 30*time.Second); err != nil {
@@ -60,14 +61,19 @@ func (e *logEnv) publishEvent(tenant, typ string, at time.Time) string {
 	}
 	e.events++
 	e.payloads[id] = payload
+	e.types[id] = typ
 	return id
 }
 
 func (e *logEnv) publishAttempt(tenant, ep, msg string, n uint32, started time.Time, outcome eventv1.Outcome, state eventv1.DeliveryState) *eventv1.Attempt {
 	e.t.Helper()
+	typ := e.types[msg]
+	if typ == "" {
+		typ = "job.completed"
+	}
 	a := &eventv1.Attempt{
 		Id: ids.NewAt(ids.Attempt, started.Add(20*time.Millisecond)), MessageId: msg, TenantId: tenant, EndpointId: ep,
-		EventType: "job.completed", Attempt: n, Url: "https://example.com/hook", StartedAt: timestamppb.New(started), DurationUs: 20000,
+		EventType: typ, Attempt: n, Url: "https://example.com/hook", StartedAt: timestamppb.New(started), DurationUs: 20000,
 		Outcome: outcome, State: state, TraceId: "0af7651916cd43dd8448eb211c80319c",
 		RequestHeaders:  []*eventv1.Header{{Name: "webhook-id", Value: msg}, {Name: "webhook-signature", Value: "REDACTED"}},
 		ResponseHeaders: []*eventv1.Header{{Name: "content-type", Value: "text/plain"}},
@@ -337,8 +343,8 @@ func TestAttemptLogAPI(t *testing.T) {
 			{"/v1/endpoints/" + ep1.ID + "/stats?hours=0", 422, "validation_failed"},
 			{"/v1/endpoints/" + ep1.ID + "/stats?hours=169", 422, "validation_failed"},
 			{"/v1/endpoints/" + ep1.ID + "/stats?hours=1.5", 422, "validation_failed"},
-			{"/v1/endpoints/" + ep1.ID + "/attempts?after=yesterday", 422, "validation_failed"},
-			{"/v1/messages?after=2026-01-02T00:00:00Z&before=2026-01-01T00:00:00Z", 422, "validation_failed"},
+			{"/v1/endpoints/" + ep1.ID + "/attempts?after=yesterday", 400, "invalid_parameter"},
+			{"/v1/messages?after=2026-01-02T00:00:00Z&before=2026-01-01T00:00:00Z", 400, "invalid_parameter"},
 			{"/v1/messages?iterator=bm90LWFuLWl0ZXJhdG9y", 400, "invalid_iterator"},
 			{"/v1/messages?limit=0", 422, "validation_failed"},
 			{"/v1/messages/msg_01HZX3Q6M0V8TB5R3K2J9N4W7C", 404, "not_found"},

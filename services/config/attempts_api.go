@@ -275,30 +275,38 @@ func newAttemptDetailView(a *eventv1.Attempt) attemptDetailView {
 	return v
 }
 
-// logQuery reads ?limit=, ?iterator=, ?after= and ?before= (RFC 3339;
-// after ≤ t < before).
+// logQuery reads ?limit=, ?iterator= and the time range: ?since= and
+// ?until= (RFC 3339; since ≤ t < until), or their older names ?after= and
+// ?before=. A malformed time is a 400 naming the parameter.
 func logQuery(r *http.Request) (attemptlog.Query, error) {
 	iterator, limit, err := pageParams(r)
 	if err != nil {
 		return attemptlog.Query{}, err
 	}
 	q := attemptlog.Query{Cursor: iterator, Limit: limit}
+	v := r.URL.Query()
 	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"after", &q.After}, {"before", &q.Before}} {
-		v := r.URL.Query().Get(p.name)
-		if v == "" {
+		name, alias string
+		dst         *time.Time
+	}{{"since", "after", &q.After}, {"until", "before", &q.Before}} {
+		name, val := p.name, v.Get(p.name)
+		if a := v.Get(p.alias); a != "" {
+			if val != "" {
+				return q, badParam(p.name, "and %s are the same bound; give one of them", p.alias)
+			}
+			name, val = p.alias, a
+		}
+		if val == "" {
 			continue
 		}
-		t, err := time.Parse(time.RFC3339Nano, v)
+		t, err := time.Parse(time.RFC3339Nano, val)
 		if err != nil {
-			return q, invalid(p.name, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", v)
+			return q, badParam(name, "must be an RFC 3339 time such as 2026-12-07T10:00:00Z, got %q", val)
 		}
 		*p.dst = t
 	}
 	if !q.After.IsZero() && !q.Before.IsZero() && !q.After.Before(q.Before) {
-		return q, invalid("before", "must be later than after")
+		return q, badParam("until", "must be later than since")
 	}
 	return q, nil
 }

@@ -29,6 +29,22 @@ type httpError struct {
 // Error returns the message sent to the client.
 func (e *httpError) Error() string { return e.message }
 
+// paramError is a malformed query parameter: answered 400 with the
+// parameter named in the message and in field.
+type paramError struct {
+	param   string
+	message string
+}
+
+// Error returns the message, which names the parameter.
+func (e *paramError) Error() string { return e.message }
+
+// badParam returns a *paramError whose message starts with the parameter's
+// name, such as "since must be an RFC 3339 time …".
+func badParam(param, format string, args ...any) error {
+	return &paramError{param: param, message: param + " " + fmt.Sprintf(format, args...)}
+}
+
 func badRequest(code, format string, args ...any) error {
 	return &httpError{status: http.StatusBadRequest, code: code, message: fmt.Sprintf(format, args...)}
 }
@@ -50,9 +66,12 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 func writeErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var he *httpError
 	var ve *ValidationError
+	var pe *paramError
 	switch {
 	case errors.As(err, &he):
 		writeError(w, he.status, he.code, he.message)
+	case errors.As(err, &pe):
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: errorDetail{Code: "invalid_parameter", Message: pe.message, Field: pe.param}})
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Error: errorDetail{Code: "validation_failed", Message: ve.Error(), Field: ve.Field}})
 	case errors.Is(err, ErrNotFound):

@@ -327,28 +327,55 @@ type MessageQuery struct {
 	Query
 	// EventType, when set, keeps messages of that type only.
 	EventType string
+	// EventTypes, when not empty, keeps messages of one of these types
+	// (EventType, when set, is one more).
+	EventTypes []string
+}
+
+// types is the event types a query keeps, without repeats; nil keeps all.
+func types(one string, many []string) []string {
+	var out []string
+	for _, t := range append([]string{one}, many...) {
+		if t != "" && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// keepTypes is the value filter of event types ts over values decoded by
+// decode (nil: none); values that do not decode are kept, for the caller's
+// decode to report.
+func keepTypes[T any](ts []string, decode func([]byte) (T, error), typeOf func(T) string) func([]byte) bool {
+	if len(ts) == 0 {
+		return nil
+	}
+	return func(v []byte) bool {
+		x, err := decode(v)
+		return err != nil || slices.Contains(ts, typeOf(x))
+	}
 }
 
 // Messages lists a tenant's messages, newest first (by the time ingest
-// accepted them).
+// accepted them). With event types, one scan per type of the tenant's
+// by-type index, merged.
 func (s *Store) Messages(ctx context.Context, tenant string, q MessageQuery) (Page[Message], error) {
-	sc := scan{table: tableTenantMessages, scope: []string{tenant}}
-	if q.EventType != "" {
-		sc = scan{table: tableTypeMessages, scope: []string{tenant, q.EventType}}
+	ts := types(q.EventType, q.EventTypes)
+	if len(ts) == 0 {
+		return list(ctx, s, q.Query, []scan{{table: tableTenantMessages, scope: []string{tenant}}}, decodeMessage)
 	}
-	return list(ctx, s, q.Query, []scan{sc}, decodeMessage)
+	scans := make([]scan, 0, len(ts))
+	for _, t := range ts {
+		scans = append(scans, scan{table: tableTypeMessages, scope: []string{tenant, t}})
+	}
+	return list(ctx, s, q.Query, scans, decodeMessage)
 }
 
 // MessagesByJob lists a tenant's messages whose data carries job id job
 // (in the field Options.JobField), newest first.
 func (s *Store) MessagesByJob(ctx context.Context, tenant, job string, q MessageQuery) (Page[Message], error) {
-	sc := scan{table: tableJobMessages, scope: []string{tenant, job}}
-	if q.EventType != "" {
-		sc.keep = func(v []byte) bool {
-			m, err := decodeMessage(v)
-			return err != nil || m.EventType == q.EventType
-		}
-	}
+	sc := scan{table: tableJobMessages, scope: []string{tenant, job},
+		keep: keepTypes(types(q.EventType, q.EventTypes), decodeMessage, func(m Message) string { return m.EventType })}
 	return list(ctx, s, q.Query, []scan{sc}, decodeMessage)
 }
 
@@ -473,17 +500,44 @@ type DeliveryQuery struct {
 	States []eventv1.DeliveryState
 	// EventType, when set, keeps deliveries of messages of that type.
 	EventType string
+	// EventTypes, when not empty, keeps deliveries of messages of one of
+	// these types (EventType, when set, is one more). No index serves a
+	// type with a state: items are filtered by value, at most maxScanned
+	// visited per page.
+	EventTypes []string
 }
 
-// keepType is the value filter of q's event type (nil: none).
+// keepType is the value filter of q's event types (nil: none).
 func (q DeliveryQuery) keepType() func([]byte) bool {
-	if q.EventType == "" {
-		return nil
+	return keepTypes(types(q.EventType, q.EventTypes), decodeDelivery, func(d Delivery) string { return d.EventType })
+}
+
+// DeliveryCursor is the iterator that continues a list of delivery
+// statuses after d: to older items when older is true, else to newer ones.
+// perDelivery is true for TenantDeliveries (an item per delivery), false
+// for EndpointDeliveries (an item per message). It lets a caller that
+// groups items stop a page at any item it took.
+func DeliveryCursor(d Delivery, older, perDelivery bool) string {
+	dir := cursorNewer
+	if older {
+		dir = cursorOlder
 	}
-	return func(v []byte) bool {
-		d, err := decodeDelivery(v)
-		return err != nil || d.EventType == q.EventType
+	id := d.MessageID
+	if perDelivery {
+		id += "." + d.EndpointID
 	}
+	return encodeCursor(dir, sortKey(d.MessageCreatedAt, id))
+}
+
+// CursorOlder reports whether iterator c continues to older items (as
+// the iterator of a page does) rather than newer ones (prev_iterator);
+// "" starts at the newest, so it is older.
+func CursorOlder(c string) bool {
+	if c == "" {
+		return true
+	}
+	dir, _, _, err := decodeCursor(c)
+	return err != nil || dir == cursorOlder
 }
 
 // EndpointDeliveries lists the status of the deliveries of a tenant's
