@@ -66,7 +66,7 @@ async function openEndpoint() {
 }
 
 async function sendTest(payload) {
-  await page.getByLabel("Event type").selectOption("pulsehooks.test");
+  await page.locator("section", { has: page.getByRole("heading", { name: "Send a test event" }) }).getByLabel("Event type").selectOption("pulsehooks.test");
   if (payload) await page.getByLabel("Payload (JSON object)").fill(JSON.stringify(payload, null, 2));
   await page.getByRole("button", { name: "Send test event" }).click();
   // "Sent message …" shows while the page polls for the attempt; a fast

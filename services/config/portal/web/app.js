@@ -915,7 +915,7 @@
   window.pulsehooksPortal = {
     app: app, el: el, append: append, nextID: nextID, toast: toast, api: api, clear: clear,
     errorBox: errorBox, fmtTime: fmtTime, timeEl: timeEl, isSuccess: isSuccess, durationText: durationText,
-    outcomeText: outcomeText, outcomeNode: outcomeNode,
+    outcomeText: outcomeText, outcomeNode: outcomeNode, catalogLoad: catalogLoad, zoneName: zoneName,
     bodyText: bodyText, headerTable: headerTable, addRoute: addRoute, addEndpointPanel: addEndpointPanel
   };
 

@@ -95,47 +95,74 @@
       (stateLabels[state] || state) + (reason ? ": " + reason : ""));
   }
 
-  // viewMessages is the message log across all endpoints: one row per
-  // message with its state and attempt count, searched by message id,
-  // webhook-id or job id, filtered by state, paged Newer/Older by the
-  // list's cursors.
+  // messageLog is a message log: the tenant's across all endpoints, or one
+  // endpoint's (opts.endpoint, GET endpoints/{id}/message-log). One row
+  // per message with its state and attempt count, expandable to its
+  // attempts; searched by message id, webhook-id or job id, filtered by
+  // state, event type and time (since/until), paged Newer/Older by the
+  // list's cursors. It returns {node, reload}.
   var pageSize = 25;
-  function viewMessages() {
-    clear();
-    append(app, el("h2", null, "Messages"));
-    var qID = nextID("search"), sID = nextID("state");
+  function messageLog(opts) {
+    opts = opts || {};
+    var ep = opts.endpoint || null;
+    var path = ep ? "endpoints/" + encodeURIComponent(ep.id) + "/message-log" : "messages";
+    var qID = nextID("search"), sID = nextID("state"), tID = nextID("event-type"), fID = nextID("from"), uID = nextID("until");
     var search = el("input", { type: "text", id: qID, name: "search", autocomplete: "off", placeholder: "msg_… or a job id" });
     var state = el("select", { id: sID, name: "state" }, el("option", { value: "" }, "any"),
       ["held", "pending", "put_off", "retrying", "succeeded", "failed", "dropped"].map(function (s) {
         return el("option", { value: s }, s === "held" ? "Waiting (pending, put off or retrying)" : stateLabels[s]);
       }));
+    var eventType = el("select", { id: tID, name: "event_type" }, el("option", { value: "" }, "any"));
+    P.catalogLoad().then(function (cat) {
+      cat.forEach(function (t) { eventType.appendChild(el("option", { value: t.name }, t.name)); });
+    }).catch(function () { /* the select keeps "any"; the log itself says what failed */ });
+    // Seconds count: a support engineer narrows to the minute and beyond.
+    var from = el("input", { type: "datetime-local", id: fID, name: "since", step: 1 });
+    var until = el("input", { type: "datetime-local", id: uID, name: "until", step: 1 });
+    var formErr = el("p", { class: "error", role: "alert" });
     var list = el("div", { class: "message-log", "aria-live": "polite" });
     var newer = el("button", { type: "button", class: "newer", disabled: true }, "← Newer");
     var older = el("button", { type: "button", class: "older", disabled: true }, "Older →");
-    var cursors = { next: null, prev: null };
-    function query(extra) {
+    var cursors = { next: null, prev: null, shown: null };
+    var zone = el("p", { class: "hint" }, "Times in your time zone (" + P.zoneName() + ").");
+    function iso(v) { return v ? new Date(v).toISOString() : ""; }
+    // filters are the query's filters, or null (with the error shown and
+    // focus on its field) when the time range is not one.
+    function filters() {
+      formErr.textContent = "";
       var q = ["limit=" + pageSize];
       if (state.value) q.push("state=" + encodeURIComponent(state.value));
-      return q.concat(extra || []).join("&");
+      if (eventType.value) q.push("event_type=" + encodeURIComponent(eventType.value));
+      var f = from.value ? new Date(from.value) : null, u = until.value ? new Date(until.value) : null;
+      if ((from.value && isNaN(f)) || (until.value && isNaN(u))) { formErr.textContent = "Enter the time as a date and a time of day."; (isNaN(f) ? from : until).focus(); return null; }
+      if (f && u && f >= u) { formErr.textContent = "To: must be later than From."; until.focus(); return null; }
+      if (f) q.push("since=" + encodeURIComponent(iso(from.value)));
+      if (u) q.push("until=" + encodeURIComponent(iso(until.value)));
+      return q;
     }
     // load shows the page the iterator names (the first without one); a
     // search asks by message id (webhook-id is the same) and, finding
     // none, by job id.
-    function load(iterator) {
-      list.textContent = "";
-      list.appendChild(el("p", { class: "muted" }, "Loading…"));
+    function load(iterator, quiet) {
+      var q = filters();
+      if (!q) return;
+      if (!quiet) {
+        list.textContent = "";
+        list.appendChild(el("p", { class: "muted loading" }, "Loading…"));
+      }
       var term = search.value.trim();
       var req;
       if (term && !iterator) {
-        req = api("GET", "messages?" + query(["message_id=" + encodeURIComponent(term)])).then(function (p) {
+        req = api("GET", path + "?" + q.concat(["message_id=" + encodeURIComponent(term)]).join("&")).then(function (p) {
           if ((p.data || []).length) return p;
-          return api("GET", "messages?" + query(["job_id=" + encodeURIComponent(term)]));
+          return api("GET", path + "?" + q.concat(["job_id=" + encodeURIComponent(term)]).join("&"));
         });
       } else {
-        var extra = iterator ? ["iterator=" + encodeURIComponent(iterator)] : [];
-        if (term) extra.push("job_id=" + encodeURIComponent(term));
-        req = api("GET", "messages?" + query(extra));
+        if (iterator) q.push("iterator=" + encodeURIComponent(iterator));
+        if (term) q.push("job_id=" + encodeURIComponent(term));
+        req = api("GET", path + "?" + q.join("&"));
       }
+      cursors.shown = iterator;
       req.then(function (p) { show(p, term); }).catch(function (err) { list.textContent = ""; list.appendChild(errorBox(err)); });
     }
     function show(page, term) {
@@ -150,29 +177,97 @@
         return;
       }
       var tbody = el("tbody");
-      rows.forEach(function (m) {
-        tbody.appendChild(el("tr", { class: "message-row", "data-message-id": m.id },
-          el("td", { "data-label": "Message" }, el("a", { href: "#/msg/" + encodeURIComponent(m.id) }, el("code", null, m.id))),
-          el("td", { "data-label": "Event type" }, el("code", null, m.event_type || "")),
-          el("td", { "data-label": "State" }, stateNode(m.state)),
-          el("td", { "data-label": "Attempts", class: "attempts" }, String(m.attempts || 0)),
-          el("td", { "data-label": "Endpoints" }, String((m.deliveries || []).length)),
-          el("td", { "data-label": "Created" }, timeEl(m.created_at))));
+      rows.forEach(function (m) { messageRow(m, tbody); });
+      list.appendChild(el("table", { class: "responsive messages" }, el("thead", null, el("tr", null,
+        el("th", null, el("span", { class: "visually-hidden" }, "Attempts shown")), el("th", null, "Message"), el("th", null, "Event type"),
+        el("th", null, "State"), el("th", null, "Attempts"), el("th", null, ep ? "Next attempt" : "Endpoints"), el("th", null, "Created"))), tbody));
+    }
+    // messageRow adds a message's row and, on expanding, the row of its
+    // attempts below (the button is a real <button>: Enter and Space).
+    function messageRow(m, tbody) {
+      var detailID = nextID("attempts");
+      var d = (m.deliveries || [])[0];
+      var toggle = el("button", { type: "button", class: "expand", "aria-expanded": "false", "aria-controls": detailID,
+        "aria-label": "Attempts of " + m.id }, "▸");
+      var detail = el("tr", { class: "attempts-row", id: detailID, hidden: true }, el("td", { colspan: 7 }));
+      toggle.addEventListener("click", function () {
+        var open = toggle.getAttribute("aria-expanded") !== "true";
+        toggle.setAttribute("aria-expanded", String(open));
+        toggle.textContent = open ? "▾" : "▸";
+        detail.hidden = !open;
+        if (open) loadAttempts(m, detail.firstChild);
       });
-      list.appendChild(el("table", { class: "responsive" }, el("thead", null, el("tr", null,
-        el("th", null, "Message"), el("th", null, "Event type"), el("th", null, "State"), el("th", null, "Attempts"),
-        el("th", null, "Endpoints"), el("th", null, "Created"))), tbody));
+      tbody.appendChild(el("tr", { class: "message-row", "data-message-id": m.id, "data-state": m.state },
+        el("td", { class: "toggle" }, toggle),
+        el("td", { "data-label": "Message" }, el("a", { href: "#/msg/" + encodeURIComponent(m.id) }, el("code", null, m.id))),
+        el("td", { "data-label": "Event type" }, el("code", null, m.event_type || "")),
+        el("td", { "data-label": "State" }, stateNode(m.state, d && ep ? d.reason : "")),
+        el("td", { "data-label": "Attempts", class: "attempts" }, String(m.attempts || 0)),
+        ep ? el("td", { "data-label": "Next attempt", class: "next-attempt" }, d ? nextAttemptNode(d) : "none")
+          : el("td", { "data-label": "Endpoints" }, String((m.deliveries || []).length)),
+        el("td", { "data-label": "Created" }, timeEl(m.created_at))));
+      tbody.appendChild(detail);
+    }
+    // loadAttempts fills cell with the message's attempts (to this
+    // endpoint only in an endpoint's log), oldest first.
+    function loadAttempts(m, cell) {
+      cell.textContent = "";
+      cell.appendChild(el("p", { class: "muted loading" }, "Loading attempts…"));
+      api("GET", "messages/" + encodeURIComponent(m.id) + "/attempts?limit=250").then(function (p) {
+        var atts = (p.data || []).filter(function (a) { return !ep || a.endpoint_id === ep.id; });
+        atts.sort(function (a, b) { return Date.parse(a.timestamp) - Date.parse(b.timestamp) || (a.attempt || 0) - (b.attempt || 0); });
+        cell.textContent = "";
+        if (!atts.length) {
+          cell.appendChild(el("p", { class: "empty" }, "No attempts yet."));
+          return;
+        }
+        cell.appendChild(el("ol", { class: "attempt-list", "aria-label": "Attempts of " + m.id }, atts.map(function (a) {
+          var ok = isSuccess(a);
+          return el("li", { class: "attempt-item", "data-attempt-id": a.id, "data-outcome": ok ? "success" : "failure" },
+            el("a", { href: "#/attempt/" + encodeURIComponent(a.id) }, "Attempt " + (a.attempt || "?")), " · ",
+            timeEl(a.started_at || a.timestamp), " · ",
+            el("span", { class: ok ? "ok" : "bad" }, ok ? "Delivered" : "Failed"), " ", el("span", { class: "outcome" }, P.outcomeText(a)),
+            ep ? null : el("span", { class: "to-endpoint" }, " · to ", el("code", null, a.endpoint_id)));
+        })));
+      }).catch(function (err) { cell.textContent = ""; cell.appendChild(errorBox(err)); });
     }
     newer.addEventListener("click", function () { if (cursors.prev) load(cursors.prev); });
     older.addEventListener("click", function () { if (cursors.next) load(cursors.next); });
-    append(app,
-      el("form", { class: "panel", role: "search", onsubmit: function (e) { e.preventDefault(); load(null); } },
+    var node = el("div", { class: "log" },
+      el("form", { class: "panel filters", role: "search", onsubmit: function (e) { e.preventDefault(); load(null); } },
         el("div", { class: "row" },
           el("div", { class: "grow" }, el("label", { for: qID }, "Message id, webhook-id or job id"), search),
-          el("div", null, el("label", { for: sID }, "State"), state)),
+          el("div", null, el("label", { for: sID }, "State"), state),
+          el("div", null, el("label", { for: tID }, "Event type"), eventType)),
+        el("div", { class: "row" },
+          el("div", null, el("label", { for: fID }, "From"), from),
+          el("div", null, el("label", { for: uID }, "To"), until)),
+        formErr, zone,
         el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, "Search"))),
       list, el("div", { class: "actions pager" }, newer, older));
     load(null);
+    // reload shows the page on view again, as it is now (no "Loading…" in between).
+    return { node: node, reload: function () { load(cursors.shown, true); } };
+  }
+
+  function viewMessages() {
+    clear();
+    append(app, el("h2", null, "Messages"), messageLog().node);
+  }
+
+  // held tells whether a delivery is still to be attempted.
+  function held(state) { return state === "pending" || state === "put_off" || state === "retrying"; }
+  // nextAttemptNode is when a delivery's next attempt is: its time ahead,
+  // "due now, waiting for a worker" once that time has passed while it
+  // still waits, "now (queued)" for a pending one, or "none".
+  function nextAttemptNode(d) {
+    if (d.next_attempt_at && held(d.state)) {
+      var t = Date.parse(d.next_attempt_at);
+      if (!isNaN(t) && t <= Date.now()) return el("span", { class: "due", "data-due": "true" }, "due now, waiting for a worker");
+      return timeEl(d.next_attempt_at);
+    }
+    if (d.state === "pending") return "now (queued)";
+    return d.next_attempt_at ? timeEl(d.next_attempt_at) : "none";
   }
 
   // viewMessage is one message: its deliveries to each endpoint with
@@ -208,7 +303,7 @@
         el("td", { "data-label": "State" }, stateNode(d.state, d.reason)),
         el("td", { "data-label": "Attempts", class: "attempts" }, String(d.attempts || 0)),
         el("td", { "data-label": "Last attempt" }, d.last_attempt_id ? el("a", { href: "#/attempt/" + encodeURIComponent(d.last_attempt_id) }, timeEl(d.last_attempt_at)) : "none"),
-        el("td", { "data-label": "Next attempt", class: "next-attempt" }, d.next_attempt_at ? timeEl(d.next_attempt_at) : (d.state === "pending" ? "now (queued)" : "none"))));
+        el("td", { "data-label": "Next attempt", class: "next-attempt" }, nextAttemptNode(d))));
     });
     return el("table", { class: "responsive deliveries" }, el("thead", null, el("tr", null,
       el("th", null, withEndpoint ? "Endpoint" : "Message"), el("th", null, "State"), el("th", null, "Attempts"),
@@ -217,34 +312,51 @@
 
   // waitingPanel is the endpoint page's list of its waiting deliveries
   // (GET endpoints/{id}/deliveries?state=held): pending, put off and
-  // why, or retrying, with attempts made and the next attempt time.
+  // why, or retrying, with attempts made and the next attempt time. It
+  // returns {node, reload}.
   var waitingShown = 10;
   function waitingPanel(ep) {
     var enc = encodeURIComponent(ep.id);
     var body = el("div", { "aria-live": "polite" }, el("p", { class: "muted" }, "Loading…"));
     var count = el("span", { class: "waiting-count" });
-    api("GET", "endpoints/" + enc + "/deliveries?state=held&limit=250").then(function (p) {
-      var ds = p.data || [];
-      body.textContent = "";
-      count.textContent = ds.length ? " (" + ds.length + (p.iterator ? "+" : "") + ")" : "";
-      if (!ds.length) { body.appendChild(el("p", { class: "empty" }, "Nothing waiting: every delivery to this endpoint has been attempted.")); return; }
-      // The first few show; the rest on asking, so the page below stays in reach.
-      var table = deliveryTable(ds, false), rows = table.querySelectorAll("tbody tr");
-      body.appendChild(table);
-      if (rows.length > waitingShown) {
-        Array.prototype.slice.call(rows, waitingShown).forEach(function (tr) { tr.hidden = true; });
-        var all = el("button", { type: "button", class: "show-all", onclick: function () {
-          Array.prototype.forEach.call(rows, function (tr) { tr.hidden = false; });
-          all.remove();
-        } }, "Show all " + rows.length + " waiting");
-        body.appendChild(el("div", { class: "actions" }, all));
-      }
-      if (p.iterator) body.appendChild(el("p", { class: "hint" }, "More are waiting than shown here: the newest 250 are listed."));
-    }).catch(function (err) { body.textContent = ""; body.appendChild(errorBox(err)); });
-    return el("section", { class: "panel waiting" }, el("h3", null, "Waiting deliveries", count), body);
+    var showAll = false;
+    // reload lists the waiting deliveries; it resolves to how many wait.
+    function reload() {
+      return api("GET", "endpoints/" + enc + "/deliveries?state=held&limit=250").then(function (p) {
+        var ds = p.data || [];
+        body.textContent = "";
+        count.textContent = ds.length ? " (" + ds.length + (p.iterator ? "+" : "") + ")" : "";
+        if (!ds.length) { body.appendChild(el("p", { class: "empty" }, "Nothing waiting: every delivery to this endpoint has been attempted.")); return 0; }
+        // The first few show; the rest on asking, so the page below stays in reach.
+        var table = deliveryTable(ds, false), rows = table.querySelectorAll("tbody tr");
+        body.appendChild(table);
+        if (rows.length > waitingShown && !showAll) {
+          Array.prototype.slice.call(rows, waitingShown).forEach(function (tr) { tr.hidden = true; });
+          var all = el("button", { type: "button", class: "show-all", onclick: function () {
+            showAll = true;
+            Array.prototype.forEach.call(rows, function (tr) { tr.hidden = false; });
+            all.remove();
+          } }, "Show all " + rows.length + " waiting");
+          body.appendChild(el("div", { class: "actions" }, all));
+        }
+        if (p.iterator) body.appendChild(el("p", { class: "hint" }, "More are waiting than shown here: the newest 250 are listed."));
+        return ds.length;
+      }).catch(function (err) { body.textContent = ""; body.appendChild(errorBox(err)); return -1; });
+    }
+    var node = el("section", { class: "panel waiting" }, el("h3", null, "Waiting deliveries", count), body);
+    reload();
+    return { node: node, reload: reload };
+  }
+
+  // endpointPanels are the endpoint page's waiting deliveries and its
+  // message log.
+  function endpointPanels(ep) {
+    var log = messageLog({ endpoint: ep });
+    var waiting = waitingPanel(ep);
+    return [waiting.node, el("section", { class: "panel endpoint-log" }, el("h3", null, "Message log"), log.node)];
   }
 
   P.addRoute(/^\/messages$/, viewMessages);
   P.addRoute(/^\/msg\/([^/]+)$/, viewMessage);
-  P.addEndpointPanel(waitingPanel);
+  P.addEndpointPanel(endpointPanels);
 })();
