@@ -32,6 +32,7 @@ var notTenantData = map[string]string{
 // fails it, so a new route cannot skip the check.
 func TestTenantIsolationOfEveryRouteWithAnID(t *testing.T) {
 	e := newLogEnv(t)
+	answerRetryNow(t, e.nats.Conn(t), 0) // retry-now needs a delivery worker to answer
 	_, keyA := e.newTenant("tenant-a")
 	_, keyB := e.newTenant("tenant-b")
 	epA := e.newEndpoint(keyA, map[string]any{"url": "https://example.com/a"})

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -69,5 +70,25 @@ func TestRetryNowAPIRefusals(t *testing.T) {
 	}
 	if n := asked.Load(); n != 1 {
 		t.Errorf("the worker was asked %d times, want once (refused requests ask no worker)", n)
+	}
+}
+
+// answerRetryNow subscribes, in the delivery workers' queue group, a
+// stand-in worker that answers every retry-now request with queued, for
+// tests of routes (such as the tenant isolation walk) that run no delivery
+// service.
+func answerRetryNow(t *testing.T, nc *nats.Conn, queued int) {
+	t.Helper()
+	data, err := json.Marshal(deliverycontrol.RetryNowReply{Queued: queued})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.QueueSubscribe(deliverycontrol.RetryNowSubject, deliverycontrol.Queue, func(m *nats.Msg) { _ = m.Respond(data) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
