@@ -139,6 +139,18 @@ func (s *Store) Authenticate(ctx context.Context, key string) (tenantID string, 
 	}
 	var rec apiKeyRecord
 	_, found, err := getJSON(ctx, s.apiKeys, hashSecret(key), &rec)
+	// On a replicated bucket a get can be answered by a follower that has
+	// not applied a key created a moment ago (seen as a 401 on the first
+	// call after POST .../api-keys in a 3-node cluster), so a miss is read
+	// again, a few times, before the key is refused.
+	for retry := 0; err == nil && !found && retry < 3; retry++ {
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("look up API key: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		_, found, err = getJSON(ctx, s.apiKeys, hashSecret(key), &rec)
+	}
 	if err != nil {
 		return "", fmt.Errorf("look up API key: %w", err)
 	}
